@@ -1,0 +1,2 @@
+"""Real-time, text-instructed talking-avatar server."""
+__version__ = "0.1.0"

@@ -1,0 +1,130 @@
+"""Offline rendering: the live pipeline minus WebRTC (speech/audio → motion → frames → mp4)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from realtime.media import load_audio, resample
+from realtime.media.audio import MODEL_RATE
+from realtime.motion.space import FPS, MotionSequence
+
+SAMPLES_PER_FRAME = MODEL_RATE // FPS
+RENDER_BATCH = 8
+
+
+@dataclass
+class RenderJob:
+    out: Path
+    text: str | None = None
+    audio: Path | None = None
+    image: Path | None = None
+    instruction: str | None = None
+    intensity: float | None = None
+    seed: int = 0
+    teacher: bool = False  # procedural animator (needs --text: it reads exact phoneme timings)
+    voice: str = "en-us"
+    progress: bool = True
+
+
+@dataclass
+class RenderResult:
+    out: Path
+    frames: int
+    motion_source: str
+    instruction: str | None
+    programs: list[tuple[str, float]] = field(default_factory=list)
+    similarity: float | None = None
+    nearest: str | None = None
+
+    def summary(self) -> str:
+        lines = [f"wrote {self.out}: {self.frames} frames ({self.frames / FPS:.2f} s) at {FPS} fps, "
+                 f"motion from the {self.motion_source}"]
+        if self.instruction:
+            if self.programs:
+                chosen = ", ".join(f"{name} ({intensity:.2f})" for name, intensity in self.programs)
+                lines.append(f'instruction "{self.instruction}" → {chosen}'
+                             f' (nearest "{self.nearest}", similarity {self.similarity:.2f})')
+            else:
+                lines.append(f'instruction "{self.instruction}" given to the generator')
+        return "\n".join(lines)
+
+
+def _teacher_motion(job: RenderJob, speech, n_frames: int, result: RenderResult) -> MotionSequence:
+    from realtime.animate import Animator, AnimatorConfig
+
+    programs: list[tuple[str, float]] = []
+    if job.instruction:
+        from realtime.instruct import InstructionEncoder, ProgramMatcher
+
+        matcher = ProgramMatcher(InstructionEncoder())
+        matcher.setup()
+        match = matcher(job.instruction)
+        programs = [(name, job.intensity if job.intensity is not None else level)
+                    for name, level in match.programs]
+        result.programs, result.similarity, result.nearest = programs, match.similarity, match.nearest_text
+    return Animator(AnimatorConfig())(speech, n_frames, programs=programs, seed=job.seed)
+
+
+def _generator_motion(job: RenderJob, audio16k: np.ndarray) -> MotionSequence:
+    from realtime.instruct import InstructionEncoder
+    from realtime.motion.checkpoint import load_generator
+    from realtime.motion.sampler import generate
+
+    encoder = InstructionEncoder()
+    encoder.setup()
+    model = load_generator()
+    intensity = 1.0 if job.intensity is None else job.intensity
+    return generate(model, encoder, audio16k, job.instruction, intensity, seed=job.seed,
+                    progress=job.progress)
+
+
+def render(job: RenderJob) -> RenderResult:
+    import torch
+    from tqdm import tqdm
+
+    from realtime.avatar import Renderer, RenderConfig, enrol
+    from realtime.media import VideoWriter
+
+    if job.text is None and job.audio is None:
+        raise ValueError("give --text or --audio")
+    if job.teacher and job.text is None:
+        raise ValueError("the procedural animator (--teacher) needs --text: it reads exact phoneme timings")
+    if not str(job.out).lower().endswith(".mp4"):
+        raise ValueError(f"output must be an .mp4 file, got {job.out}")
+    torch.manual_seed(job.seed)
+    portrait = enrol(job.image)  # fail fast on a bad image before any synthesis
+
+    speech = None
+    if job.text is not None:
+        from realtime.speech import Espeak
+
+        espeak = Espeak()
+        espeak.setup()
+        speech = espeak(job.text, voice=job.voice)
+        audio16k = resample(speech.audio, speech.sample_rate, MODEL_RATE)
+    else:
+        audio16k = load_audio(job.audio)
+    n_frames = max(1, int(np.ceil(len(audio16k) / SAMPLES_PER_FRAME)))
+    audio16k = np.pad(audio16k, (0, n_frames * SAMPLES_PER_FRAME - len(audio16k)))
+
+    result = RenderResult(out=job.out, frames=n_frames, motion_source="", instruction=job.instruction)
+    if job.teacher:
+        result.motion_source = "procedural animator"
+        motion = _teacher_motion(job, speech, n_frames, result)
+    else:
+        result.motion_source = "learned generator"
+        motion = _generator_motion(job, audio16k)
+    values = motion.values[:n_frames]
+
+    renderer = Renderer(portrait, RenderConfig())
+    renderer.setup()
+    writer = VideoWriter(job.out)
+    with tqdm(total=n_frames, unit="frame", desc="render", disable=not job.progress) as bar:
+        for start in range(0, n_frames, RENDER_BATCH):
+            frames = renderer(values[start:start + RENDER_BATCH])
+            writer.write(np.asarray(frames))
+            bar.update(len(frames))
+    writer.close(audio16k, MODEL_RATE)
+    return result
