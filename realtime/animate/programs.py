@@ -1,0 +1,163 @@
+"""Emotion and facial-motion programs: FACS-style targets with natural onset, apex and offset.
+
+"Left" and "right" are as the viewer sees the image (image-left / image-right).
+Emotions hold while their instruction holds. Gestures (nod, shake, blink, wink) repeat every few
+seconds while instructed, so a persistent instruction keeps producing the motion.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from realtime.motion.space import DIM, FPS, INDEX
+
+LEVELS = {"slight": 0.35, "moderate": 0.65, "strong": 1.0}
+
+
+@dataclass(frozen=True)
+class Program:
+    name: str
+    kind: str  # "emotion" | "motion"
+    mode: str  # "hold" | "gesture"
+    description: str
+    apex: dict[str, float] = field(default_factory=dict)  # hold programs: axis values at intensity 1
+    claims: dict[str, int] = field(default_factory=dict)  # axes it moves and their sign
+
+    def __post_init__(self) -> None:
+        if not self.claims:
+            claims = {a: int(np.sign(v)) for a, v in self.apex.items() if v}
+            if self.apex.get("jaw_open", 0) > 0:  # opening the jaw parts the lips that rest closed in silence
+                claims["lips_close"] = -1
+            object.__setattr__(self, "claims", claims)
+
+
+def _hold(name, kind, description, **apex) -> Program:
+    return Program(name, kind, "hold", description, apex)
+
+
+def _gesture(name, description, claims) -> Program:
+    return Program(name, "motion", "gesture", description, {}, claims)
+
+
+PROGRAMS: dict[str, Program] = {p.name: p for p in (
+    # Emotions (FACS prototypes). The portrait already smiles: negative emotions use `frown` to remove it.
+    _hold("neutral", "emotion", "relaxed, the smile softened", frown=0.3),
+    _hold("happy", "emotion", "AU6+12: smile with raised cheeks", smile=0.8, cheek_raise=0.7, eye_squint=0.15),
+    _hold("sad", "emotion", "AU1+4+15: inner brows up, corners down, gaze and chin lowered",
+          frown=0.9, brow_inner_up=0.9, brow_down=0.25, gaze_y=0.35, head_pitch=4.0),
+    _hold("angry", "emotion", "AU4+7+23: brows down and together, lids tight, lips pressed",
+          brow_down=1.0, eye_squint=0.45, lip_press=0.5, frown=0.6, nose_wrinkle=0.2),
+    _hold("surprised", "emotion", "AU1+2+5+26: brows up, eyes wide, jaw dropped",
+          brow_inner_up=1.0, brow_outer_up=1.0, eye_wide=1.0, jaw_open=0.45, frown=0.35),
+    _hold("disgusted", "emotion", "AU9+10+4: nose wrinkled, upper lip raised",
+          nose_wrinkle=1.0, upper_lip_raise=0.8, brow_down=0.5, frown=0.45, eye_squint=0.35),
+    _hold("fearful", "emotion", "AU1+2+4+5+20: brows up and drawn, eyes wide, lips stretched",
+          brow_inner_up=1.0, brow_outer_up=0.5, brow_down=0.3, eye_wide=1.0, mouth_stretch=0.7, frown=0.5,
+          jaw_open=0.15),
+    _hold("contemptuous", "emotion", "AU14 unilateral: one corner raised, chin up",
+          mouth_asym=0.8, frown=0.3, eye_squint=0.2, head_pitch=-4.0),
+    # Facial motions
+    _hold("raise_eyebrows", "motion", "AU1+2", brow_inner_up=1.0, brow_outer_up=1.0),
+    _hold("frown", "motion", "AU4: brows lowered and drawn together", brow_down=1.0, eye_squint=0.2),
+    _hold("smile", "motion", "AU12+6", smile=0.8, cheek_raise=0.4),
+    _hold("grin", "motion", "AU12+6+10+20: broad smile baring the teeth",
+          smile=1.0, cheek_raise=0.6, upper_lip_raise=0.3, mouth_stretch=0.4),
+    _hold("pout", "motion", "AU18+15+24: lips pushed out, corners down", lip_pucker=1.0, frown=0.4),
+    _hold("open_mouth_wide", "motion", "AU27: mouth stretched open", jaw_open=1.0),
+    _hold("close_eyes", "motion", "AU43: both eyes closed", blink_left=1.0, blink_right=1.0),
+    _hold("look_left", "motion", "gaze to image-left", gaze_x=-0.9, head_yaw=-3.0),
+    _hold("look_right", "motion", "gaze to image-right", gaze_x=0.9, head_yaw=3.0),
+    _hold("look_up", "motion", "gaze up", gaze_y=-0.9, head_pitch=-3.0, brow_outer_up=0.15),
+    _hold("look_down", "motion", "gaze down", gaze_y=0.9, head_pitch=3.0),
+    _hold("turn_head_left", "motion", "head turned to image-left", head_yaw=-15.0),
+    _hold("turn_head_right", "motion", "head turned to image-right", head_yaw=15.0),
+    _hold("tilt_head", "motion", "head tilted sideways", head_roll=10.0),
+    _gesture("nod", "two or three nods (head pitch oscillation)", {"head_pitch": 1}),
+    _gesture("shake_head", "two or three head shakes (yaw oscillation)", {"head_yaw": 1}),
+    _gesture("blink", "deliberate blinks of both eyes", {"blink_left": 1, "blink_right": 1}),
+    _gesture("wink", "the image-right eye winks", {"blink_right": 1, "cheek_raise": 1}),
+)}
+
+EMOTIONS = tuple(n for n, p in PROGRAMS.items() if p.kind == "emotion")
+MOTIONS = tuple(n for n, p in PROGRAMS.items() if p.kind == "motion")
+
+
+class UnknownProgramError(KeyError):
+    pass
+
+
+def smoothstep(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3 - 2 * x)
+
+
+def _lowpass_noise(rng: np.random.Generator, n: int, seconds: float) -> np.ndarray:
+    """Unit-variance noise smoothed over about `seconds`."""
+    width = max(1, int(seconds * FPS))
+    kernel = np.hanning(2 * width + 1)
+    noise = np.convolve(rng.standard_normal(n + 2 * width), kernel / kernel.sum(), mode="same")[width:width + n]
+    return noise / (noise.std() + 1e-8)
+
+
+def eyelid_pulse(t: np.ndarray, duration: float) -> np.ndarray:
+    """Blink shape over t (seconds from its start): quick close, short hold, slower reopening."""
+    close, hold = 0.35 * duration, 0.15 * duration
+    down = smoothstep(t / close)
+    up = 1 - smoothstep((t - close - hold) / (duration - close - hold))
+    return np.where((t >= 0) & (t <= duration), np.minimum(down, up), 0.0)
+
+
+def _gesture_track(program: Program, n: int, intensity: float, rng: np.random.Generator) -> np.ndarray:
+    out = np.zeros((n, DIM), dtype=np.float32)
+    t0, t = 0.15, np.arange(n) / FPS
+    while t0 < n / FPS:
+        local = t - t0
+        if program.name in ("nod", "shake_head"):
+            freq = rng.uniform(1.6, 2.2) if program.name == "nod" else rng.uniform(2.0, 2.6)
+            cycles = int(rng.integers(2, 4))
+            length = cycles / freq
+            amp = (9.0 if program.name == "nod" else 11.0) * intensity
+            envelope = smoothstep(local / 0.15) * (1 - smoothstep((local - length + 0.25) / 0.25))
+            wave = np.sin(2 * np.pi * freq * local) * envelope * np.exp(-0.6 * np.maximum(local, 0))
+            wave = np.where((local >= 0) & (local <= length), wave, 0.0)
+            axis = "head_pitch" if program.name == "nod" else "head_yaw"
+            out[:, INDEX[axis]] += amp * wave
+        elif program.name == "blink":
+            length = rng.uniform(0.25, 0.35)
+            pulse = intensity * eyelid_pulse(local, length)
+            out[:, INDEX["blink_left"]] = np.maximum(out[:, INDEX["blink_left"]], pulse)
+            out[:, INDEX["blink_right"]] = np.maximum(out[:, INDEX["blink_right"]], pulse)
+        elif program.name == "wink":
+            length = rng.uniform(0.45, 0.6)
+            pulse = intensity * eyelid_pulse(local, length)
+            out[:, INDEX["blink_right"]] = np.maximum(out[:, INDEX["blink_right"]], pulse)
+            out[:, INDEX["cheek_raise"]] = np.maximum(out[:, INDEX["cheek_raise"]], 0.4 * pulse)
+            out[:, INDEX["smile"]] = np.maximum(out[:, INDEX["smile"]], 0.2 * pulse)
+            out[:, INDEX["mouth_asym"]] += 0.3 * pulse
+        else:  # pragma: no cover - every gesture is listed above
+            raise UnknownProgramError(program.name)
+        t0 += length + rng.uniform(1.5, 3.0) if program.name != "blink" else length + rng.uniform(0.8, 1.6)
+    return out
+
+
+def program_track(name: str, n_frames: int, intensity: float, rng: np.random.Generator,
+                  start: int = 0) -> np.ndarray:
+    """The program's motion from frame `start` on (zeros before), intensity in 0..1."""
+    if name not in PROGRAMS:
+        raise UnknownProgramError(f"unknown program {name!r}; known: {', '.join(PROGRAMS)}")
+    program = PROGRAMS[name]
+    intensity = float(np.clip(intensity, 0.0, 1.0))
+    out = np.zeros((n_frames, DIM), dtype=np.float32)
+    n = n_frames - start
+    if n <= 0:
+        return out
+    if program.mode == "gesture":
+        out[start:] = _gesture_track(program, n, intensity, rng)
+        return out
+    onset = rng.uniform(0.3, 0.6)
+    envelope = smoothstep(np.arange(n) / FPS / onset)
+    wobble = 1.0 + 0.05 * _lowpass_noise(rng, n, 1.5)  # a living apex, not a frozen one
+    for axis, value in program.apex.items():
+        out[start:, INDEX[axis]] = value * intensity * envelope * wobble
+    return out
