@@ -1,0 +1,8 @@
+"""Instructions: MiniLM embeddings (cached), the instruction catalogue, matching and AU description."""
+from realtime.instruct.catalogue import Instruction, build_catalogue
+from realtime.instruct.encoder import (MAX_CHARS, EncoderConfig, InstructionEmbedding, InstructionEncoder,
+                                       InstructionError)
+from realtime.instruct.matcher import InstructionNotUnderstood, Match, ProgramMatcher
+
+__all__ = ["Instruction", "build_catalogue", "MAX_CHARS", "EncoderConfig", "InstructionEmbedding",
+           "InstructionEncoder", "InstructionError", "InstructionNotUnderstood", "Match", "ProgramMatcher"]
