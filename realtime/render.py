@@ -37,6 +37,7 @@ class RenderResult:
     programs: list[tuple[str, float]] = field(default_factory=list)
     similarity: float | None = None
     nearest: str | None = None
+    motion: MotionSequence | None = None
 
     def summary(self) -> str:
         lines = [f"wrote {self.out}: {self.frames} frames ({self.frames / FPS:.2f} s) at {FPS} fps, "
@@ -117,6 +118,7 @@ def render(job: RenderJob) -> RenderResult:
         result.motion_source = "learned generator"
         motion = _generator_motion(job, audio16k)
     values = motion.values[:n_frames]
+    result.motion = MotionSequence(values)
 
     renderer = Renderer(portrait, RenderConfig())
     renderer.setup()
