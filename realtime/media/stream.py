@@ -1,0 +1,51 @@
+"""Streaming audio helpers for WebRTC: decoded frames in and out of mono float32 at a fixed rate."""
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+import numpy as np
+
+
+class StreamResampler:
+    """av.AudioFrame (any rate, layout, sample format) -> mono float32 at `rate`.
+
+    One instance per stream: the resampler keeps its filter state across frames, so consecutive 20 ms
+    frames resample exactly as their concatenation would (no clicks at frame borders).
+    """
+
+    def __init__(self, rate: int):
+        self.rate = rate
+        self._resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+
+    def __call__(self, frame: av.AudioFrame) -> np.ndarray:
+        # The resampler requires monotonic pts; frames from different sources may restart them.
+        frame.pts = None
+        chunks = [out.to_ndarray().reshape(-1) for out in self._resampler.resample(frame)]
+        return np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
+
+
+def audio_frame(samples: np.ndarray, rate: int, pts: int) -> av.AudioFrame:
+    """Mono float32 samples in [-1, 1] -> an s16 mono av.AudioFrame with time base 1/rate."""
+    pcm = (np.clip(np.asarray(samples, np.float32), -1.0, 1.0) * 32767.0).astype(np.int16)
+    frame = av.AudioFrame.from_ndarray(pcm[None, :], format="s16", layout="mono")
+    frame.sample_rate = rate
+    frame.pts = pts
+    frame.time_base = Fraction(1, rate)
+    return frame
+
+
+def rgb_to_yuv420(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (H * 3 // 2, W) uint8 planar yuv420p (the layout WebRTC encoders consume)."""
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb, dtype=np.uint8), format="rgb24")
+    return frame.reformat(format="yuv420p").to_ndarray()
+
+
+def yuv420_frame(yuv: np.ndarray, pts: int | None = None, time_base: Fraction | None = None) -> av.VideoFrame:
+    """A fresh av.VideoFrame over planar yuv420p pixels (frames are never shared, so pts never clash)."""
+    frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+    if pts is not None:
+        frame.pts = pts
+    if time_base is not None:
+        frame.time_base = time_base
+    return frame

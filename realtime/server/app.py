@@ -1,0 +1,310 @@
+"""The avatar server: one port, plain HTTP for the pages and /api/sessions, WebSocket /ws for signalling and
+control (JSON text frames for browsers, msgpack binary frames for programs)."""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import json
+import logging
+import mimetypes
+import time
+from concurrent.futures import ThreadPoolExecutor
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from realtime.server.config import ServerConfig
+from realtime.server.protocol import ProtocolError, decode, encode, error, field, parse_instruction
+from realtime.server.session import Session, SessionParts, parse_offer
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+PAGES = {"/": "index.html", "/index.html": "index.html", "/view": "view.html"}
+
+
+class ServerBusy(ProtocolError):
+    """Every session slot is taken."""
+
+
+class Forbidden(ProtocolError):
+    """A controller message from a connection without control rights."""
+
+
+def is_loopback(address: Any) -> bool:
+    try:
+        ip = ipaddress.ip_address(address[0] if isinstance(address, (tuple, list)) else address)
+    except (ValueError, TypeError, IndexError):
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return (mapped or ip).is_loopback
+
+
+class Client:
+    """One WebSocket connection: at most one call of its own, any number of viewers, maybe control rights."""
+
+    def __init__(self, ws: ServerConnection, controller: bool):
+        self.ws = ws
+        self.controller = controller
+        self.session: Session | None = None
+        self.viewing: list[tuple[Session, Any]] = []
+
+
+class AvatarServer:
+    def __init__(self, config: ServerConfig, resources):
+        self.config, self.resources = config, resources
+        self.sessions: dict[str, Session] = {}
+        self._starting = 0  # sessions being set up (they hold a slot already)
+        self._encoder_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="instruction")
+        self._server: Server | None = None
+        self._watchdog: asyncio.Task | None = None
+        self.max_viewers = 4
+
+    # --- lifecycle -------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._server = await serve(self._handle, self.config.host, self.config.port,
+                                   process_request=self._process_request, max_size=self.config.max_message_bytes,
+                                   ping_interval=20, ping_timeout=20)
+        self._watchdog = asyncio.ensure_future(self._watch())
+        log.info("avatar server on http://%s:%d/", self.config.host, self.port)
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "start() first"
+        return next(iter(self._server.sockets)).getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        for session in list(self.sessions.values()):
+            await session.close("server shutting down")
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        self._encoder_pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _watch(self) -> None:
+        """Closes sessions that went silent or whose worker died."""
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for session in list(self.sessions.values()):
+                if session.pipeline.error is not None:
+                    await session.close(f"worker failed: {session.pipeline.error}")
+                elif now - session.last_activity > self.config.idle_timeout_s:
+                    await session.close(f"no audio or message for {self.config.idle_timeout_s:g} s")
+
+    async def _forget(self, session: Session) -> None:
+        self.sessions.pop(session.id, None)
+
+    # --- HTTP ------------------------------------------------------------------------------------------
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = urlsplit(request.path).path
+        if path == "/ws":
+            if "websocket" not in request.headers.get("Upgrade", "").lower():
+                return _response(HTTPStatus.UPGRADE_REQUIRED, "text/plain", b"/ws is a WebSocket endpoint\n")
+            return None
+        if path == "/api/sessions":
+            if not self._http_controller(connection, request):
+                return _response(HTTPStatus.UNAUTHORIZED, "application/json",
+                                 json.dumps({"error": "send Authorization: Bearer TOKEN"}).encode(),
+                                 [("WWW-Authenticate", "Bearer")])
+            body = json.dumps({"sessions": self.session_list(with_stats=True)}).encode()
+            return _response(HTTPStatus.OK, "application/json", body)
+        if path == "/healthz":
+            return _response(HTTPStatus.OK, "text/plain", b"ok\n")
+        name = PAGES.get(path) or (path.removeprefix("/static/") if path.startswith("/static/") else None)
+        if name:
+            file = (STATIC / name).resolve()
+            if file.is_file() and file.parent == STATIC.resolve():
+                kind = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+                return _response(HTTPStatus.OK, kind, file.read_bytes(), [("Cache-Control", "no-cache")])
+        return _response(HTTPStatus.NOT_FOUND, "text/plain", f"not found: {path}\n".encode())
+
+    def _http_controller(self, connection: ServerConnection, request: Request) -> bool:
+        if self.config.token is None:
+            return is_loopback(connection.remote_address)
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip(), self.config.token)
+
+    def session_list(self, with_stats: bool = False) -> list[dict[str, Any]]:
+        return [s.describe(with_stats) for s in self.sessions.values() if not s.closed]
+
+    # --- WebSocket -------------------------------------------------------------------------------------
+    async def _handle(self, ws: ServerConnection) -> None:
+        client = Client(ws, controller=self.config.token is None and is_loopback(ws.remote_address))
+        try:
+            async for raw in ws:
+                await self._answer(ws, raw, lambda message: self._dispatch(client, message))
+        except ConnectionClosed:
+            pass
+        finally:
+            if client.session is not None:
+                await client.session.close("its WebSocket closed")
+            for session, viewer in client.viewing:
+                session.viewers.discard(viewer)
+                await viewer.close()
+
+    async def _answer(self, channel, raw: str | bytes, handler) -> None:
+        """Decode, run, reply in the request's encoding; every failure becomes an error message."""
+        binary = isinstance(raw, (bytes, bytearray, memoryview))
+        try:
+            message, binary = decode(raw)
+            reply = await handler(message)
+        except ProtocolError as exc:
+            reply = error(str(exc))
+        except ValueError as exc:  # InstructionError, SamplerError, …: the text says what was wrong
+            reply = error(str(exc))
+        except Exception as exc:  # the connection must stay usable whatever went wrong
+            log.exception("request failed")
+            reply = error(f"internal error: {type(exc).__name__}: {exc}")
+        if reply is None:
+            return
+        payload = encode(reply, binary)
+        if isinstance(channel, ServerConnection):
+            await channel.send(payload)
+        elif getattr(channel, "readyState", "") == "open":  # an RTCDataChannel
+            channel.send(payload)
+
+    async def _dispatch(self, client: Client, message: dict[str, Any]) -> dict[str, Any] | None:
+        kind = message["type"]
+        if client.session is not None and client.session.closed:  # timed out or failed meanwhile
+            client.session = None
+        if client.session is not None:
+            client.session.touch()
+        if kind == "offer":
+            return await self._offer(client, message)
+        if kind == "instruct":
+            return await self._instruct(client, message)
+        if kind == "ping":
+            return {"type": "pong", "t": message.get("t"), "server_time": time.time()}
+        if kind == "auth":
+            return self._auth(client, message)
+        if kind == "sessions":
+            self._require_controller(client)
+            return {"type": "sessions", "sessions": self.session_list()}
+        if kind == "stats":
+            session = self._target(client, message)
+            return {"type": "stats", **session.describe(with_stats=True)}
+        if kind == "view":
+            return await self._view(client, message)
+        if kind == "bye":
+            if client.session is None:
+                raise ProtocolError("no call to hang up on this connection")
+            session, client.session = client.session, None
+            await session.close("the caller hung up")
+            return {"type": "bye", "session": session.id}
+        raise ProtocolError(f"unknown message type {kind!r} (expected offer, instruct, auth, sessions, stats, "
+                            "view, ping or bye)")
+
+    async def session_control(self, session: Session, channel, raw: str | bytes) -> None:
+        """Messages on a call's `control` data channel: instruct, ping and stats for that call."""
+        async def handler(message: dict[str, Any]) -> dict[str, Any]:
+            kind = message["type"]
+            if kind == "instruct":
+                return await self._instruct_session(session, message)
+            if kind == "ping":
+                return {"type": "pong", "t": message.get("t"), "server_time": time.time()}
+            if kind == "stats":
+                return {"type": "stats", **session.describe(with_stats=True)}
+            raise ProtocolError(f"unknown message type {kind!r} on the control channel "
+                                "(expected instruct, ping or stats)")
+
+        await self._answer(channel, raw, handler)
+
+    # --- messages --------------------------------------------------------------------------------------
+    def _auth(self, client: Client, message: dict[str, Any]) -> dict[str, Any]:
+        token = field(message, "token", str)
+        if self.config.token is None:
+            if not is_loopback(client.ws.remote_address):
+                raise Forbidden("this server has no token: only loopback clients may control sessions")
+        elif not hmac.compare_digest(token, self.config.token):
+            raise Forbidden("wrong token")
+        client.controller = True
+        return {"type": "auth", "ok": True}
+
+    def _require_controller(self, client: Client) -> None:
+        if not client.controller:
+            how = "send {\"type\":\"auth\",\"token\":…} first" if self.config.token else "connect from loopback"
+            raise Forbidden(f"controlling other sessions needs rights: {how}")
+
+    def _target(self, client: Client, message: dict[str, Any]) -> Session:
+        wanted = field(message, "session", str, required=False)
+        if wanted is None or (client.session is not None and wanted == client.session.id):
+            if client.session is None:
+                raise ProtocolError('no call on this connection: send an offer, or name a "session"')
+            return client.session
+        self._require_controller(client)
+        session = self.sessions.get(wanted)
+        if session is None or session.closed:
+            raise ProtocolError(f"no session {wanted!r}")
+        return session
+
+    async def _encode_instruction(self, text: str) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._encoder_pool, self.resources.encoder, text)
+
+    async def _instruct(self, client: Client, message: dict[str, Any]) -> dict[str, Any]:
+        return await self._instruct_session(self._target(client, message), message)
+
+    async def _instruct_session(self, session: Session, message: dict[str, Any]) -> dict[str, Any]:
+        if "text" not in message:
+            raise ProtocolError('"instruct" needs a "text" field (empty or null clears the instruction)')
+        instruction = parse_instruction(message.get("text"), message.get("intensity"))
+        frame = await session.instruct(instruction, self._encode_instruction)
+        return {"type": "instructed", "text": instruction.text or "", "intensity": instruction.intensity,
+                "frame": frame, "session": session.id}
+
+    async def _offer(self, client: Client, message: dict[str, Any]) -> dict[str, Any]:
+        if client.session is not None:
+            raise ProtocolError(f"this connection already has a call ({client.session.id}): send bye first")
+        offer = parse_offer(message)
+        instruction = parse_instruction(message.get("instruction"), message.get("intensity"))
+        in_use = len(self.sessions) + self._starting
+        if in_use >= self.config.max_sessions:
+            raise ServerBusy(f"server busy: all {self.config.max_sessions} session(s) in use, try again later")
+        self._starting += 1
+        try:
+            if instruction.text is not None:
+                await self._encode_instruction(instruction.text)  # a bad instruction fails before any setup
+            loop = asyncio.get_running_loop()
+            parts = await loop.run_in_executor(None, SessionParts.build, self.resources, self.config, instruction)
+            session = Session(self.config, parts, instruction, self._forget)
+            session.control_handler = lambda channel, raw: self.session_control(session, channel, raw)
+            try:
+                answer = await session.answer(offer)
+            except BaseException:
+                await session.close("offer failed")
+                raise
+        finally:
+            self._starting -= 1
+        self.sessions[session.id] = session
+        client.session = session
+        log.info("session %s started (%d/%d)", session.id, len(self.sessions), self.config.max_sessions)
+        return {"type": "answer", "sdp": answer.sdp, "sdpType": answer.type, "session": session.id}
+
+    async def _view(self, client: Client, message: dict[str, Any]) -> dict[str, Any]:
+        wanted = field(message, "session", str)
+        session = self.sessions.get(wanted)
+        if session is None or session.closed:
+            raise ProtocolError(f"no session {wanted!r}")
+        viewer, answer = await session.add_viewer(parse_offer(message), self.max_viewers)
+        client.viewing.append((session, viewer))
+        return {"type": "answer", "sdp": answer.sdp, "sdpType": answer.type, "session": session.id,
+                "viewer": True}
+
+
+def _response(status: HTTPStatus, content_type: str, body: bytes,
+              extra: list[tuple[str, str]] | None = None) -> Response:
+    headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(body))),
+                       ("Connection", "close"), *(extra or [])])
+    return Response(status.value, status.phrase, headers, body)
+
+
+__all__ = ["AvatarServer", "ServerBusy", "Forbidden", "is_loopback"]

@@ -1,0 +1,43 @@
+"""Server settings (one dataclass; the CLI fills it)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def default_max_sessions() -> int:
+    # One live session per core keeps every session at real time on CPU (see benchmarks/).
+    return max(1, (os.cpu_count() or 1) // 1)
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    image: Path | None = None  # portrait; None = the bundled astronaut
+    token: str | None = None  # controllers must authenticate with it; None = loopback controllers only
+    max_sessions: int = default_max_sessions()
+    idle_timeout_s: float = 30.0  # a session that sends no audio and no message for this long is closed
+    checkpoint: Path | None = None  # generator checkpoint dir; None = the one shipped with the package
+    allow_untrained: bool = False  # development only: run a randomly initialised generator if none loads
+    seed: int = 0
+    torch_threads: int | None = 1  # torch intra-op threads (process-wide); None = leave torch's default
+    # Playout: frames wait this many ticks (40 ms each) to absorb generator jitter before they are shown.
+    jitter_frames: int = 1
+    max_buffered_frames: int = 10  # beyond this the oldest frames are dropped to bound latency
+    max_backlog_s: float = 0.5  # audio waiting for a worker that runs slower than real time is skipped beyond this
+    # An audio gap longer than this is filled with silence so the face keeps its idle life.
+    silence_fill_s: float = 0.12
+    max_message_bytes: int = 256 * 1024
+    ice_servers: tuple[str, ...] = ()  # e.g. ("stun:stun.l.google.com:19302",); none needed on a LAN
+
+    def __post_init__(self) -> None:
+        if self.max_sessions < 1:
+            raise ValueError(f"max_sessions must be >= 1, got {self.max_sessions}")
+        if not 0 <= self.port < 65536:
+            raise ValueError(f"port must be 0..65535, got {self.port}")
+        if self.image is not None:
+            self.image = Path(self.image)
+        if self.checkpoint is not None:
+            self.checkpoint = Path(self.checkpoint)

@@ -1,0 +1,163 @@
+"""A session's worker thread: 16 kHz audio -> StreamingSampler -> Renderer -> RenderedFrames for the playout.
+
+The event loop only enqueues (audio chunks, instruction commands); all model and rendering work runs here.
+Instruction changes go through the same queue, so they reach the sampler (which is not thread-safe) in order
+and the acknowledgement can name the exact frame where the new instruction starts.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from realtime.media.stream import rgb_to_yuv420
+from realtime.motion.space import FPS
+from realtime.server.playout import Playout, RenderedFrame
+from realtime.server.stats import StageTimes
+
+log = logging.getLogger(__name__)
+MODEL_RATE = 16_000
+SAMPLES_PER_FRAME = MODEL_RATE // FPS
+
+
+@dataclass
+class _Audio:
+    audio16k: np.ndarray
+    voice: np.ndarray  # the same stretch of audio at the playout's rate (returned to the caller)
+    arrival: float
+
+
+@dataclass
+class _Instruct:
+    text: str | None
+    intensity: float
+    done: concurrent.futures.Future
+
+
+class MotionPipeline:
+    """One per session. `push_audio` and `instruct` are safe to call from the event loop (they never block)."""
+
+    def __init__(self, sampler, renderer, playout: Playout, stats: StageTimes, name: str = "session",
+                 max_backlog_s: float = 0.5):
+        self.sampler, self.renderer, self.playout, self.stats = sampler, renderer, playout, stats
+        self.max_backlog = int(max_backlog_s * MODEL_RATE)
+        self.voice_per_frame = playout.audio_rate // FPS
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=f"avatar-{name}", daemon=True)
+        self._arrivals: deque[tuple[int, float]] = deque()  # (16 kHz sample count after a chunk, arrival)
+        self._samples_in = 0
+        self._voice = np.zeros(0, np.float32)
+        self._voice_start = 0  # absolute index (at the playout's rate) of self._voice[0]
+        self.error: BaseException | None = None
+
+    # --- event-loop side ------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def push_audio(self, audio16k: np.ndarray, voice: np.ndarray, arrival: float) -> None:
+        self._inbox.put(_Audio(audio16k, voice, arrival))
+
+    def instruct(self, text: str | None, intensity: float) -> concurrent.futures.Future:
+        """Resolves to the frame number where the instruction takes effect (or the sampler's error)."""
+        done: concurrent.futures.Future = concurrent.futures.Future()
+        self._inbox.put(_Instruct(text, intensity, done))
+        return done
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._inbox.put(None)
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    # --- worker thread ---------------------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            while True:
+                items = [self._inbox.get()]
+                while True:  # take whatever else is waiting: one sampler call for a backlog of audio
+                    try:
+                        items.append(self._inbox.get_nowait())
+                    except queue.Empty:
+                        break
+                audio: list[_Audio] = []
+                for item in items:
+                    if item is None:
+                        self._process(audio)
+                        return
+                    if isinstance(item, _Instruct):
+                        self._process(audio)  # audio sent before the instruction is sampled under the old one
+                        audio = []
+                        self._set_instruction(item)
+                    else:
+                        audio.append(item)
+                self._process(audio)
+        except BaseException as exc:  # a dead worker must be visible: the session closes on it
+            log.exception("session worker failed")
+            self.error = exc
+
+    def _set_instruction(self, command: _Instruct) -> None:
+        try:
+            self.sampler.set_instruction(command.text, command.intensity)
+        except Exception as exc:
+            command.done.set_exception(exc)
+            return
+        command.done.set_result(int(self.sampler.frames_emitted))
+
+    def _process(self, chunks: list[_Audio]) -> None:
+        if not chunks:
+            return
+        # Slower than real time (an overloaded CPU): skip the oldest audio rather than fall ever further behind.
+        backlog = sum(len(c.audio16k) for c in chunks)
+        while len(chunks) > 1 and backlog > self.max_backlog:
+            backlog -= len(chunks[0].audio16k)
+            self.stats.count("audio_skipped_ms", len(chunks.pop(0).audio16k) * 1000 // MODEL_RATE)
+        for chunk in chunks:
+            self._samples_in += len(chunk.audio16k)
+            self._arrivals.append((self._samples_in, chunk.arrival))
+        self._voice = np.concatenate([self._voice] + [c.voice for c in chunks])
+        audio = np.concatenate([c.audio16k for c in chunks])
+        first = int(self.sampler.frames_emitted)
+        t0 = time.perf_counter()
+        motion = self.sampler.push(audio)
+        self.stats.record("sample", time.perf_counter() - t0)
+        if len(motion):
+            self._render(first, motion)
+
+    def _render(self, first: int, motion: np.ndarray) -> None:
+        # One frame at a time, each published as soon as it exists: the first frame of a chunk goes on air
+        # a whole chunk's rendering earlier than with one batch (and batching is no cheaper on CPU).
+        for i, values in enumerate(motion):
+            t0 = time.perf_counter()
+            video = rgb_to_yuv420(np.asarray(self.renderer(values[None]))[0])
+            self.stats.record("render", time.perf_counter() - t0)
+            index = first + i
+            frame = RenderedFrame(index, video, self._voice_for(index), self._arrival_of(index), time.monotonic())
+            self.stats.count("frames_rendered")
+            self.playout.put([frame])
+
+    def _voice_for(self, index: int) -> np.ndarray:
+        n = self.voice_per_frame
+        start = index * n - self._voice_start
+        voice = self._voice[max(0, start): start + n]
+        if len(voice) < n:  # the two resamplers' outputs differ by a few samples at the edges
+            voice = np.pad(voice, (0, n - len(voice)))
+        drop = max(0, start + n)  # nothing before the next frame is needed again
+        self._voice = self._voice[drop:]
+        self._voice_start += drop
+        return voice
+
+    def _arrival_of(self, index: int) -> float:
+        """When the first sample of frame `index` arrived (the reference for latency)."""
+        sample = index * SAMPLES_PER_FRAME
+        while len(self._arrivals) > 1 and self._arrivals[0][0] <= sample:
+            self._arrivals.popleft()
+        return self._arrivals[0][1] if self._arrivals else time.monotonic()

@@ -1,0 +1,132 @@
+"""Playout: decides, once per 40 ms tick of a wall clock, which rendered frame (and which 40 ms of the caller's
+voice) is on air. The video track and the delayed audio track both read these decisions, so returned voice and
+face stay in sync by construction, whatever the generator's speed.
+
+Frames arrive from the worker thread in bursts (one chunk at a time). A tick takes the next queued frame if
+one is ready (after a small jitter buffer), repeats the last frame with silence if none is (the generator is
+late), and drops the oldest frames when too many wait (latency stays bounded).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from realtime.server.stats import StageTimes
+
+
+@dataclass
+class RenderedFrame:
+    index: int  # motion frame number (25 fps since the session began)
+    video: object  # (H * 3 // 2, W) uint8 yuv420p pixels; each track wraps them in a fresh av.VideoFrame
+    voice: np.ndarray  # the caller's audio for this frame, float32 at the playout's audio rate
+    audio_arrival: float  # monotonic time the first sample of this frame's audio arrived
+    rendered_at: float  # monotonic time the frame was ready
+
+
+@dataclass
+class Tick:
+    frame: RenderedFrame | None  # None = nothing rendered yet (show the still portrait)
+    voice: np.ndarray  # samples_per_tick float32 (silence when the frame is a repeat)
+    repeated: bool
+
+
+class MediaClock:
+    """The session's shared time origin: both outgoing tracks count ticks from it."""
+
+    def __init__(self) -> None:
+        self.start: float | None = None
+
+    def origin(self) -> float:
+        if self.start is None:
+            self.start = time.monotonic()
+        return self.start
+
+
+class Playout:
+    def __init__(self, still: object, stats: StageTimes, fps: int = 25, audio_rate: int = 48_000,
+                 jitter_frames: int = 1, max_buffered: int = 10):
+        self.fps, self.audio_rate = fps, audio_rate
+        self.samples_per_tick = audio_rate // fps
+        self.jitter_frames, self.max_buffered = jitter_frames, max(max_buffered, jitter_frames + 2)
+        self.clock = MediaClock()
+        self.stats = stats
+        self._queue: deque[RenderedFrame] = deque()
+        self._lock = threading.Lock()
+        self._decided: dict[int, Tick] = {}
+        self._last_tick: int | None = None
+        self._still = Tick(RenderedFrame(-1, still, np.zeros(0, np.float32), 0.0, 0.0),
+                           np.zeros(self.samples_per_tick, np.float32), False)
+        self._current: Tick = self._still
+        self._start_tick: int | None = None  # first tick allowed to show a rendered frame
+        self.shown_index = -1
+        self._window_ticks, self._least_spare = 0, 1 << 30  # latency trimming (see _decide)
+
+    # --- producer side (worker thread) ---------------------------------------------------------------
+    def put(self, frames: list[RenderedFrame]) -> None:
+        with self._lock:
+            self._queue.extend(frames)
+
+    @property
+    def buffered(self) -> int:
+        return len(self._queue)
+
+    # --- consumer side (event loop: the two tracks) ----------------------------------------------------
+    def tick_time(self, tick: int) -> float:
+        return self.clock.origin() + tick / self.fps
+
+    def current_tick(self) -> int:
+        return int((time.monotonic() - self.clock.origin()) * self.fps)
+
+    def tick(self, k: int) -> Tick:
+        """The decision for tick k (made now if nobody asked for it yet; ticks are decided in order)."""
+        if k in self._decided:
+            return self._decided[k]
+        if self._last_tick is not None and k < self._last_tick:
+            return self._current  # older than what we remember: show what is on air
+        first = k if self._last_tick is None else self._last_tick + 1
+        for t in range(first, k + 1):
+            self._decided[t] = self._decide(t)
+            self._last_tick = t
+        for old in [t for t in self._decided if t < k - 2 * self.fps]:
+            del self._decided[old]
+        return self._decided[k]
+
+    def _decide(self, k: int) -> Tick:
+        with self._lock:
+            if self._start_tick is None and self._queue:
+                self._start_tick = k + self.jitter_frames
+            if self._start_tick is None or k < self._start_tick:
+                return self._still
+            excess = len(self._queue) - self.max_buffered
+            if len(self._queue) > 1:
+                # A late chunk adds a tick of delay for good (its frames are shown later, not skipped). When
+                # the queue has held spare frames for a whole window, that delay is no longer needed: drop one.
+                self._least_spare = min(self._least_spare, len(self._queue) - 1)
+            else:
+                self._least_spare = 0
+            self._window_ticks += 1
+            if self._window_ticks >= self.fps * 2:
+                excess = max(excess, 1 if self._least_spare >= 2 else 0)
+                self._window_ticks, self._least_spare = 0, 1 << 30
+            for _ in range(max(0, excess)):
+                self._queue.popleft()
+                self.stats.count("frames_dropped")
+            frame = self._queue.popleft() if self._queue else None
+        if frame is None:
+            self.stats.count("frames_repeated")
+            self._current = Tick(self._current.frame, self._still.voice, True)
+            return self._current
+        shown_at = self.tick_time(k)
+        self.stats.count("frames_shown")
+        self.stats.record("buffer", max(0.0, shown_at - frame.rendered_at))
+        self.stats.record("latency", max(0.0, shown_at - frame.audio_arrival))
+        voice = frame.voice
+        if len(voice) != self.samples_per_tick:
+            voice = np.pad(voice[: self.samples_per_tick], (0, max(0, self.samples_per_tick - len(voice))))
+        self._current = Tick(frame, voice, False)
+        self.shown_index = frame.index
+        return self._current

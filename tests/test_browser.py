@@ -1,0 +1,98 @@
+"""Headless chromium loads the page, calls with a fake microphone (a speech wav) and receives the avatar's
+video; a second tab opens /view for the same session and receives it too. The page state is read from the
+tabs' titles through chromium's remote-debugging /json endpoint."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from realtime.server import ServerConfig, ServerThread
+
+pytestmark = pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tabs(debug_port: int) -> list[dict]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{debug_port}/json/list", timeout=5) as response:
+        return [t for t in json.loads(response.read()) if t.get("type") == "page"]
+
+
+def title_state(title: str) -> dict[str, str]:
+    return dict(re.findall(r"(\w+)=(\S+)", title))
+
+
+def wait_for_tab(debug_port: int, url_part: str, done, timeout_s: float) -> dict[str, str]:
+    end, state = time.monotonic() + timeout_s, {}
+    while time.monotonic() < end:
+        try:
+            for tab in tabs(debug_port):
+                if url_part in tab.get("url", ""):
+                    state = title_state(tab.get("title", ""))
+                    if done(state):
+                        return state
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"tab {url_part!r} never got there; last state {state}")
+
+
+@pytest.fixture(scope="module")
+def speech_wav(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("browser")
+    raw, wav = folder / "speech22k.wav", folder / "speech48k.wav"
+    subprocess.run(["espeak-ng", "-w", str(raw), "Good morning. The weather is lovely today, isn't it?"],
+                   check=True)
+    subprocess.run(["sox", str(raw), "-r", "48000", "-c", "1", str(wav)], check=True)
+    return wav
+
+
+def test_page_calls_and_viewer_receives(tmp_path, speech_wav):
+    config = ServerConfig(port=0, max_sessions=1, allow_untrained=True)
+    with ServerThread(config) as server:
+        debug_port = free_port()
+        page = f"{server.url}/?autostart=1&instruction={urllib.parse.quote('smile warmly')}"
+        browser = subprocess.Popen(
+            ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--use-fake-ui-for-media-stream",
+             "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={speech_wav}",
+             "--autoplay-policy=no-user-gesture-required", f"--remote-debugging-port={debug_port}", page],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            state = wait_for_tab(debug_port, "autostart", lambda s: int(s.get("frames", 0)) >= 75, 60)
+            session = state["session"]
+            assert session in server.server.sessions
+            assert server.server.sessions[session].instruction.text == "smile warmly"
+            assert server.server.sessions[session].stats.counts["audio_frames_in"] > 50  # the fake mic arrived
+
+            view = f"{server.url}/view?session={session}&bg=00ff00"
+            request = urllib.request.Request(f"http://127.0.0.1:{debug_port}/json/new?{view}", method="PUT")
+            urllib.request.urlopen(request, timeout=10).close()
+            viewed = wait_for_tab(debug_port, "/view?", lambda s: int(s.get("frames", 0)) >= 25, 40)
+            assert viewed["session"] == session
+            assert len(server.server.sessions[session].viewers) == 1
+        finally:
+            browser.terminate()
+            try:
+                browser.wait(10)
+            except subprocess.TimeoutExpired:
+                browser.kill()
+                browser.wait()
+        # The browser is gone: its WebSocket closed, so the session is freed.
+        end = time.monotonic() + 10
+        while server.server.sessions and time.monotonic() < end:
+            time.sleep(0.1)
+        assert not server.server.sessions
