@@ -1,0 +1,393 @@
+"""A linear landmark rig over the motion space, and its inverse.
+
+Expression axes move the 68 landmarks linearly (bases in units of the inter-ocular distance, IOD,
+in the aligned 512x512 frame: x right, y down). Several bases are measured on the portrait itself:
+`lips_close` closes exactly the portrait's own inner-lip gap, `frown` first removes the portrait's
+own smile, blinks bring each upper lid down onto its lower lid. Head pose rotates an approximate
+3-D head (an ellipsoid skull plus a nose ridge; `HeadModel`) about a pivot inside it and projects
+orthographically; the same head model drives the renderer's dense warp, so rig landmarks and
+rendered pixels agree.
+
+Internally the rig works on "rig coefficients" (`RIG_NAMES`): the motion axes with two non-linear
+conveniences made linear: `mouth_asym` splits into a right and a left corner raise, and the lip
+closure is `min(1, lips_close + lip_press)` so a press never pushes the lips through each other.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from realtime.motion.space import DIM, HI, INDEX, LO
+
+from .enrol import Portrait
+
+POSE_NAMES = ("head_yaw", "head_pitch", "head_roll", "head_x", "head_y")
+GAZE_NAMES = ("gaze_x", "gaze_y")
+EXPRESSION_NAMES = tuple(n for n in INDEX if n not in POSE_NAMES + GAZE_NAMES and n != "mouth_asym")
+RIG_NAMES = EXPRESSION_NAMES + ("mouth_asym_right", "mouth_asym_left")
+RIG_INDEX = {n: i for i, n in enumerate(RIG_NAMES)}
+RIG_LO = np.zeros(len(RIG_NAMES), np.float32)
+RIG_HI = np.ones(len(RIG_NAMES), np.float32)
+
+# landmark groups (iBUG 300-W 68-point order)
+JAW = list(range(0, 17))
+UPPER_LID = {"left": [37, 38], "right": [43, 44]}
+LOWER_LID = {"left": [41, 40], "right": [47, 46]}  # below 37, 38 / 43, 44
+INNER_UPPER = [61, 62, 63]
+INNER_LOWER = [67, 66, 65]  # below 61, 62, 63
+OUTER_UPPER = [50, 51, 52]
+OUTER_LOWER = [58, 57, 56]  # below 50, 51, 52
+# points that expression moves least: pose is estimated from them first
+RIGID_POINTS = [0, 1, 2, 14, 15, 16, 27, 28, 29, 30, 31, 33, 35, 36, 39, 42, 45]
+
+
+@dataclass(eq=False)
+class HeadModel:
+    """Head geometry in the aligned frame, in pixels: the pose pivot, a depth surface and a weight
+    map that is 1 on the head (face and hair) and falls smoothly to 0 on the static background,
+    close under the jaw so collars and shoulders stay put."""
+
+    centre: tuple[float, float]  # pivot (x, y)
+    skull_radii: tuple[float, float]  # depth ellipsoid semi-axes (x, y)
+    depth: float  # ellipsoid depth at its centre
+    nose: tuple[float, float]  # nose tip
+    nose_height: float  # extra depth of the nose tip
+    nose_sigma: float
+    iod: float
+    weight: np.ndarray  # (H, W) float32 in [0, 1]
+
+    @classmethod
+    def from_landmarks(cls, landmarks: np.ndarray, iod: float, size: int = 512) -> "HeadModel":
+        from scipy.ndimage import distance_transform_edt
+        from skimage.draw import polygon
+
+        lm = np.asarray(landmarks, np.float64)
+        eyes = (lm[36:42].mean(0) + lm[42:48].mean(0)) / 2
+        chin = lm[8]
+        face_half_width = (lm[16, 0] - lm[0, 0]) / 2
+        top = eyes[1] - 2.05 * iod
+        # head mask: the face (hull of the landmarks, grown a little) united with a cranium/hair ellipse
+        mask = np.zeros((size, size), bool)
+        hull = lm[[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 26, 25, 24, 19, 18, 17]]
+        centre = hull.mean(0)
+        hull = centre + (hull - centre) * 1.04
+        rr, cc = polygon(hull[:, 1], hull[:, 0], (size, size))
+        mask[rr, cc] = True
+        yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+        cy, ry, rx = eyes[1] - 0.45 * iod, 1.65 * iod, max(1.7 * iod, 1.5 * face_half_width)
+        mask |= ((xx - eyes[0]) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1.0
+        distance = distance_transform_edt(~mask)
+        t = np.clip(distance / (0.4 * iod), 0.0, 1.0)
+        weight = (1.0 - t * t * (3 - 2 * t)).astype(np.float32)
+        return cls(centre=(float(eyes[0]), float((top + chin[1]) / 2)),
+                   skull_radii=(float(1.15 * face_half_width), float((chin[1] - top) / 2)),
+                   depth=float(1.1 * iod), nose=(float(lm[30, 0]), float(lm[30, 1])),
+                   nose_height=float(0.3 * iod), nose_sigma=float(0.28 * iod), iod=float(iod), weight=weight)
+
+    def depth_at(self, xy: np.ndarray) -> np.ndarray:
+        """Height of the head surface above the pivot plane at image points (..., 2)."""
+        xy = np.asarray(xy, np.float64)
+        u = (xy[..., 0] - self.centre[0]) / self.skull_radii[0]
+        v = (xy[..., 1] - self.centre[1]) / self.skull_radii[1]
+        skull = self.depth * np.sqrt(np.clip(1.0 - u * u - v * v, 0.0, None))
+        d2 = (xy[..., 0] - self.nose[0]) ** 2 + ((xy[..., 1] - self.nose[1]) * 0.6) ** 2
+        return skull + self.nose_height * np.exp(-d2 / (2 * self.nose_sigma ** 2))
+
+    def weight_at(self, xy: np.ndarray) -> np.ndarray:
+        from scipy.ndimage import map_coordinates
+
+        xy = np.asarray(xy, np.float64)
+        flat = xy.reshape(-1, 2)
+        values = map_coordinates(self.weight, [flat[:, 1], flat[:, 0]], order=1, mode="nearest")
+        return values.reshape(xy.shape[:-1])
+
+    def displacement(self, xy: np.ndarray, pose: np.ndarray) -> np.ndarray:
+        """Forward displacement of image points (P, 2) under pose rows (N, 5) -> (N, P, 2)."""
+        xy = np.asarray(xy, np.float64)
+        z = self.depth_at(xy)
+        w = self.weight_at(xy)
+        rel = np.stack([xy[:, 0] - self.centre[0], xy[:, 1] - self.centre[1], z], axis=-1)  # (P, 3)
+        rot = rotation_matrices(np.asarray(pose, np.float64)[:, :3])  # (N, 3, 3)
+        moved = np.einsum("nij,pj->npi", rot, rel)[..., :2] - rel[None, :, :2]
+        shift = np.asarray(pose, np.float64)[:, None, 3:5] * self.iod
+        return w[None, :, None] * (moved + shift)
+
+
+def rotation_matrices(angles_deg: np.ndarray) -> np.ndarray:
+    """(N, 3) yaw, pitch, roll in degrees -> (N, 3, 3), x right, y down, z towards the camera.
+    + yaw turns the face towards image right, + pitch tips the chin down, + roll is clockwise."""
+    yaw, pitch, roll = np.deg2rad(np.asarray(angles_deg, np.float64)).T
+    n = len(yaw)
+    one, zero = np.ones(n), np.zeros(n)
+    cy, sy, cp, sp, cr, sr = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch), np.cos(roll), np.sin(roll)
+    r_yaw = np.stack([np.stack([cy, zero, sy], -1), np.stack([zero, one, zero], -1), np.stack([-sy, zero, cy], -1)], 1)
+    r_pitch = np.stack([np.stack([one, zero, zero], -1), np.stack([zero, cp, sp], -1), np.stack([zero, -sp, cp], -1)], 1)
+    r_roll = np.stack([np.stack([cr, -sr, zero], -1), np.stack([sr, cr, zero], -1), np.stack([zero, zero, one], -1)], 1)
+    return r_roll @ r_pitch @ r_yaw
+
+
+def motion_to_rig(motion: np.ndarray) -> np.ndarray:
+    """(N, DIM) motion -> (N, len(RIG_NAMES)) rig coefficients."""
+    motion = np.clip(np.asarray(motion, np.float32), LO, HI)
+    out = np.zeros((len(motion), len(RIG_NAMES)), np.float32)
+    for name in EXPRESSION_NAMES:
+        out[:, RIG_INDEX[name]] = motion[:, INDEX[name]]
+    out[:, RIG_INDEX["lips_close"]] = np.minimum(1.0, motion[:, INDEX["lips_close"]] + motion[:, INDEX["lip_press"]])
+    asym = motion[:, INDEX["mouth_asym"]]
+    out[:, RIG_INDEX["mouth_asym_right"]] = np.maximum(asym, 0)
+    out[:, RIG_INDEX["mouth_asym_left"]] = np.maximum(-asym, 0)
+    return out
+
+
+def rig_to_motion(coeffs: np.ndarray, pose: np.ndarray) -> np.ndarray:
+    coeffs = np.asarray(coeffs, np.float32)
+    motion = np.zeros((len(coeffs), DIM), np.float32)
+    for name in EXPRESSION_NAMES:
+        motion[:, INDEX[name]] = coeffs[:, RIG_INDEX[name]]
+    # the rig sees only the total closure; attribute what the press does not explain to lips_close
+    motion[:, INDEX["lips_close"]] = np.clip(coeffs[:, RIG_INDEX["lips_close"]] - coeffs[:, RIG_INDEX["lip_press"]], 0, 1)
+    motion[:, INDEX["mouth_asym"]] = coeffs[:, RIG_INDEX["mouth_asym_right"]] - coeffs[:, RIG_INDEX["mouth_asym_left"]]
+    for i, name in enumerate(POSE_NAMES):
+        motion[:, INDEX[name]] = pose[:, i]
+    return np.clip(motion, LO, HI)
+
+
+def pose_of(motion: np.ndarray) -> np.ndarray:
+    motion = np.clip(np.asarray(motion, np.float32), LO, HI)
+    return motion[:, [INDEX[n] for n in POSE_NAMES]]
+
+
+def build_bases(landmarks: np.ndarray, iod: float) -> np.ndarray:
+    """(len(RIG_NAMES), 68, 2) landmark displacements in IOD units for coefficient 1."""
+    lm = np.asarray(landmarks, np.float64) / iod
+    bases = {name: np.zeros((68, 2)) for name in RIG_NAMES}
+
+    def move(name: str, points, dx=0.0, dy=0.0) -> None:
+        for p in np.atleast_1d(points):
+            bases[name][p] += (dx, dy)
+
+    def mirror(name: str, left, right, dx: float, dy: float) -> None:
+        """dx > 0 moves both points outwards (away from the face midline)."""
+        move(name, left, -dx, dy)
+        move(name, right, dx, dy)
+
+    # the portrait's own inner-lip gap (>= 0), per column pair
+    gap = np.maximum(lm[INNER_LOWER, 1] - lm[INNER_UPPER, 1], 0.0)
+    # the portrait's own smile: corners above the inner-lip midline
+    midline = (lm[62, 1] + lm[66, 1]) / 2
+    smile0 = float(np.clip(midline - (lm[48, 1] + lm[54, 1]) / 2, 0.0, 0.25))
+
+    # --- jaw_open: jaw and lower lip drop, corners follow a little
+    b = "jaw_open"
+    for p, dy in zip(range(4, 13), (0.08, 0.18, 0.32, 0.44, 0.5, 0.44, 0.32, 0.18, 0.08)):
+        move(b, p, dy=dy)
+    for p, dy in zip([59, 58, 57, 56, 55], (0.32, 0.44, 0.46, 0.44, 0.32)):
+        move(b, p, dy=dy)
+    for p, dy in zip(INNER_LOWER, (0.44, 0.46, 0.44)):
+        move(b, p, dy=dy)
+    mirror(b, [48, 60], [54, 64], -0.04, 0.14)
+    # --- lips_close: the inner lips meet (upper lip comes 40 % of the way)
+    b = "lips_close"
+    for up, lo, oup, olo, g in zip(INNER_UPPER, INNER_LOWER, OUTER_UPPER, OUTER_LOWER, gap):
+        move(b, up, dy=0.4 * g)
+        move(b, lo, dy=-0.6 * g)
+        move(b, oup, dy=0.25 * g)
+        move(b, olo, dy=-0.45 * g)
+    move(b, [49, 53], dy=0.12 * gap.mean())
+    move(b, [59, 55], dy=-0.25 * gap.mean())
+    move(b, [7, 8, 9], dy=-0.35 * gap.mean())
+    # --- lip_press: thin, tightened lips (closure comes through lips_close)
+    b = "lip_press"  # each lip loses about a third of its thickness
+    for outer, inner in zip([49, 50, 51, 52, 53], [61, 61, 62, 63, 63]):
+        move(b, outer, dy=0.35 * max(lm[inner, 1] - lm[outer, 1], 0.0))
+    for outer, inner in zip([59, 58, 57, 56, 55], [67, 67, 66, 65, 65]):
+        move(b, outer, dy=-0.35 * max(lm[outer, 1] - lm[inner, 1], 0.0))
+    mirror(b, [48, 60], [54, 64], -0.02, 0.0)
+    # --- lip_funnel: rounded, slightly open lips
+    b = "lip_funnel"
+    mirror(b, [48, 60], [54, 64], -0.13, 0.0)
+    mirror(b, [49, 59], [53, 55], -0.07, 0.0)
+    mirror(b, [61, 67], [63, 65], -0.05, 0.0)
+    move(b, OUTER_UPPER, dy=-0.05)
+    move(b, OUTER_LOWER, dy=0.07)
+    move(b, INNER_UPPER, dy=-0.03)
+    move(b, INNER_LOWER, dy=0.07)
+    # --- lip_pucker: narrow pout, lips come together
+    b = "lip_pucker"
+    mirror(b, [48, 60], [54, 64], -0.15, -0.01)
+    mirror(b, [49, 59], [53, 55], -0.1, 0.0)
+    mirror(b, [50, 58, 61, 67], [52, 56, 63, 65], -0.04, 0.0)
+    for up, lo, g in zip(INNER_UPPER, INNER_LOWER, gap):
+        move(b, up, dy=0.3 * g)
+        move(b, lo, dy=-0.5 * g)
+    move(b, OUTER_UPPER, dy=-0.02)
+    move(b, OUTER_LOWER, dy=0.02)
+    # --- lower_lip_tuck: the lower lip rises under the upper teeth
+    b = "lower_lip_tuck"
+    for lo, olo, g in zip(INNER_LOWER, OUTER_LOWER, gap):
+        move(b, lo, dy=-(g + 0.02))
+        move(b, olo, dy=-(0.3 * g + 0.06))
+    move(b, [59, 55], dy=-0.03)
+    move(b, [6, 7, 8, 9, 10], dy=-0.04)
+    # --- mouth_stretch: corners out, lips thinner
+    b = "mouth_stretch"
+    mirror(b, [48, 60], [54, 64], 0.13, 0.01)
+    mirror(b, [49, 59, 61, 67], [53, 55, 63, 65], 0.07, 0.0)
+    mirror(b, [50, 58], [52, 56], 0.03, 0.0)
+    move(b, OUTER_LOWER + INNER_LOWER, dy=0.02)
+    # --- smile: corners up and out, cheeks and nose wings follow
+    b = "smile"
+    mirror(b, [48, 60], [54, 64], 0.1, -0.13)
+    mirror(b, [49, 59], [53, 55], 0.055, -0.07)
+    mirror(b, [61, 67], [63, 65], 0.04, -0.05)
+    mirror(b, [50, 58], [52, 56], 0.025, -0.03)
+    mirror(b, [31], [35], 0.025, -0.02)
+    mirror(b, [3, 4], [13, 12], 0.015, -0.015)
+    # --- frown: undo the portrait's smile, then corners down; the lips bend into an arch together
+    b = "frown"
+    drop, narrow = 0.65 * smile0 + 0.08, 0.12 * smile0 + 0.01
+    for ids, (lc, rc) in ((range(48, 60), (48, 54)), (range(60, 68), (60, 64))):
+        for p in ids:
+            u = (lm[p, 0] - (lm[lc, 0] + lm[rc, 0]) / 2) / max((lm[rc, 0] - lm[lc, 0]) / 2, 1e-3)
+            u = float(np.clip(u, -1, 1))
+            move(b, p, dx=-narrow * u, dy=drop * abs(u) ** 1.5)
+    move(b, [5, 6, 10, 11], dy=0.02)
+    for up, lo, g in zip(INNER_UPPER, INNER_LOWER, gap):  # a sad mouth closes over the teeth
+        move(b, up, dy=0.3 * g)
+        move(b, lo, dy=-0.4 * g)
+    # --- upper_lip_raise: bares the upper teeth
+    b = "upper_lip_raise"
+    for p, dy in zip([49, 50, 51, 52, 53], (-0.08, -0.13, -0.14, -0.13, -0.08)):
+        move(b, p, dy=dy)
+    move(b, INNER_UPPER, dy=-0.14)
+    move(b, [31, 32, 33, 34, 35], dy=-0.04)
+    mirror(b, [48, 60], [54, 64], 0.0, -0.03)
+    # --- mouth_asym: one corner up and out
+    for b, corner, near, sign in (("mouth_asym_right", [54, 64], [53, 55, 63, 65], 1), ("mouth_asym_left", [48, 60], [49, 59, 61, 67], -1)):
+        move(b, corner, dx=0.06 * sign, dy=-0.13)
+        move(b, near, dx=0.03 * sign, dy=-0.06)
+    # --- nose_wrinkle
+    b = "nose_wrinkle"
+    move(b, [31, 32, 33, 34, 35], dy=-0.07)
+    mirror(b, [31], [35], 0.02, 0.0)
+    move(b, [29, 30], dy=-0.04)
+    move(b, [28], dy=-0.02)
+    move(b, OUTER_UPPER, dy=-0.03)
+    move(b, [21, 22], dy=0.03)
+    # --- cheek_raise: cheeks up, lower lids pushed up
+    b = "cheek_raise"
+    move(b, [1, 15], dy=-0.03)
+    move(b, [2, 14], dy=-0.05)
+    move(b, [3, 13], dy=-0.05)
+    for side in ("left", "right"):
+        up, lo = UPPER_LID[side], LOWER_LID[side]
+        opening = lm[lo, 1] - lm[up, 1]
+        for p, h in zip(lo, opening):
+            move(b, p, dy=-0.3 * h)
+    mirror(b, [48], [54], 0.0, -0.03)
+    # --- brows
+    b = "brow_inner_up"
+    for p, dy in zip([17, 18, 19, 20, 21], (0.0, -0.03, -0.07, -0.12, -0.16)):
+        move(b, [p, 43 - p], dy=dy)  # 21 <-> 22, 17 <-> 26
+    mirror(b, [21], [22], -0.02, 0.0)
+    b = "brow_outer_up"
+    for p, dy in zip([17, 18, 19, 20, 21], (-0.15, -0.14, -0.1, -0.05, -0.01)):
+        move(b, [p, 43 - p], dy=dy)
+    b = "brow_down"
+    for p, dy in zip([17, 18, 19, 20, 21], (0.05, 0.08, 0.1, 0.11, 0.12)):
+        move(b, [p, 43 - p], dy=dy)
+    mirror(b, [20, 21], [23, 22], -0.05, 0.0)
+    mirror(b, [19], [24], -0.03, 0.0)
+    # --- eyelids
+    for b, side in (("blink_left", "left"), ("blink_right", "right")):
+        for up, lo in zip(UPPER_LID[side], LOWER_LID[side]):
+            d = lm[lo] - lm[up]
+            bases[b][up] += 0.9 * d
+            bases[b][lo] -= 0.1 * d
+    for side in ("left", "right"):
+        move("eye_wide", UPPER_LID[side], dy=-0.045)
+        for up, lo in zip(UPPER_LID[side], LOWER_LID[side]):
+            h = lm[lo, 1] - lm[up, 1]
+            move("eye_squint", lo, dy=-0.35 * h)
+            move("eye_squint", up, dy=0.12 * h)
+    move("eye_wide", [18, 19, 20, 23, 24, 25], dy=-0.03)
+    return np.stack([bases[n] for n in RIG_NAMES]).astype(np.float32)
+
+
+class Rig:
+    """Landmark rig of one enrolled portrait: motion (N, DIM) <-> landmarks (N, 68, 2) in crop pixels."""
+
+    def __init__(self, portrait: Portrait, ridge: float = 1e-3):
+        self.portrait = portrait
+        self.iod = float(portrait.iod)
+        self.rest = np.asarray(portrait.landmarks, np.float64)
+        self.bases = build_bases(self.rest, self.iod)  # (K, 68, 2) IOD units
+        self.head = HeadModel.from_landmarks(self.rest, self.iod, int(portrait.image.shape[0]))
+        self.ridge = ridge
+
+    # -- forward ---------------------------------------------------------------------------------
+    def expression_displacement(self, coeffs: np.ndarray) -> np.ndarray:
+        """(N, K) rig coefficients -> (N, 68, 2) landmark displacements in pixels, before pose."""
+        return np.einsum("nk,kpc->npc", np.asarray(coeffs, np.float64), self.bases) * self.iod
+
+    def landmarks(self, motion: np.ndarray) -> np.ndarray:
+        motion = np.atleast_2d(np.asarray(motion, np.float32))
+        if motion.shape[-1] != DIM:
+            raise ValueError(f"motion must be (N, {DIM}), got {motion.shape}")
+        expressed = self.rest[None] + self.expression_displacement(motion_to_rig(motion))
+        return self.posed(expressed, pose_of(motion)).astype(np.float32)
+
+    def posed(self, points: np.ndarray, pose: np.ndarray) -> np.ndarray:
+        """Apply head pose (N, 5) to per-frame points (N, P, 2)."""
+        out = np.empty_like(points, dtype=np.float64)
+        for i in range(len(points)):
+            out[i] = points[i] + self.head.displacement(points[i], pose[i:i + 1])[0]
+        return out
+
+    def unposed(self, points: np.ndarray, pose: np.ndarray, iterations: int = 12) -> np.ndarray:
+        """Invert `posed` (fixed-point iteration on the smooth pose field)."""
+        out = np.array(points, np.float64)
+        for i in range(len(points)):
+            guess = points[i].astype(np.float64).copy()
+            for _ in range(iterations):
+                guess = points[i] - self.head.displacement(guess, pose[i:i + 1])[0]
+            out[i] = guess
+        return out
+
+    # -- inverse ---------------------------------------------------------------------------------
+    def fit(self, landmarks: np.ndarray, iterations: int = 2) -> np.ndarray:
+        """(N, 68, 2) landmarks in this portrait's aligned frame -> (N, DIM) motion.
+
+        Pose first from the points expression barely moves, then a bounded, ridge-regularised
+        least-squares fit of the expression coefficients in the un-posed frame; repeated once with
+        the expression known so pose uses every landmark."""
+        from scipy.optimize import least_squares, lsq_linear
+
+        landmarks = np.asarray(landmarks, np.float64)
+        if landmarks.ndim != 3 or landmarks.shape[1:] != (68, 2):
+            raise ValueError(f"landmarks must be (N, 68, 2), got {landmarks.shape}")
+        pose_lo = LO[[INDEX[n] for n in POSE_NAMES]].astype(np.float64)
+        pose_hi = HI[[INDEX[n] for n in POSE_NAMES]].astype(np.float64)
+        k = len(RIG_NAMES)
+        design = self.bases.reshape(k, -1).T.astype(np.float64) * self.iod  # (136, K)
+        lam = np.sqrt(self.ridge) * self.iod
+        coeffs = np.zeros((len(landmarks), k))
+        poses = np.zeros((len(landmarks), 5))
+        for n, observed in enumerate(landmarks):
+            pose = np.zeros(5)
+            expressed = self.rest.copy()
+            for it in range(iterations):
+                points = RIGID_POINTS if it == 0 else list(range(68))
+                pose = least_squares(
+                    lambda p: (expressed[points] + self.head.displacement(expressed[points], p[None])[0]
+                               - observed[points]).ravel() / self.iod,
+                    np.clip(pose, pose_lo, pose_hi), bounds=(pose_lo, pose_hi), x_scale=[10, 10, 10, 0.1, 0.1]).x
+                flat = self.unposed(observed[None], pose[None])[0]
+                target = (flat - self.rest).ravel()
+                solution = lsq_linear(np.vstack([design, lam * np.eye(k)]), np.concatenate([target, np.zeros(k)]),
+                                      bounds=(RIG_LO, RIG_HI))
+                coeffs[n] = solution.x
+                expressed = self.rest + self.expression_displacement(solution.x[None])[0]
+            poses[n] = pose
+        return rig_to_motion(coeffs, poses)

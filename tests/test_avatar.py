@@ -1,0 +1,225 @@
+"""Portrait enrolment, rig and renderer, checked on real pixels: dlib re-reads the rendered frames."""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import skimage.data
+from PIL import Image
+
+from realtime.avatar import (DlibLandmarkDetector, FaceTooSmallError, ImageReadError, MotionShapeError, NoFaceError,
+                             PortraitCache, RenderConfig, Renderer, Rig, contact_sheet, enrol)
+from realtime.avatar.enrol import EnrolmentError
+from realtime.motion.space import DIM, INDEX, vector
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return PortraitCache(tmp_path_factory.mktemp("avatar-cache"))
+
+
+@pytest.fixture(scope="module")
+def portrait(cache):
+    return enrol(None, cache=cache)
+
+
+@pytest.fixture(scope="module")
+def renderer(portrait):
+    return Renderer(portrait, RenderConfig(device="cpu")).setup()
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return DlibLandmarkDetector()
+
+
+def _landmarks(detector, frame) -> np.ndarray:
+    faces = detector(np.asarray(frame))
+    assert faces, "dlib lost the face in a rendered frame"
+    return max(faces, key=lambda f: f.score).landmarks.astype(np.float64)
+
+
+def _lip_gap(lm: np.ndarray, iod: float) -> float:
+    return float((lm[[65, 66, 67], 1] - lm[[63, 62, 61], 1]).mean() / iod)
+
+
+def _eye_aspect(lm: np.ndarray) -> float:
+    def one(p):
+        return (np.linalg.norm(lm[p[1]] - lm[p[5]]) + np.linalg.norm(lm[p[2]] - lm[p[4]])) / (2 * np.linalg.norm(lm[p[0]] - lm[p[3]]))
+    return float((one(range(36, 42)) + one(range(42, 48))) / 2)
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+
+
+# -- enrolment ---------------------------------------------------------------------------------------
+def test_missing_file_is_an_image_read_error(tmp_path):
+    with pytest.raises(ImageReadError, match="does not exist"):
+        enrol(tmp_path / "nobody.png", cache=False)
+
+
+def test_text_file_is_an_image_read_error(tmp_path):
+    path = tmp_path / "notes.png"
+    path.write_text("not an image at all")
+    with pytest.raises(ImageReadError, match="not an image"):
+        enrol(path, cache=False)
+
+
+@pytest.mark.parametrize("image", [np.full((256, 256, 3), 128, np.uint8), skimage.data.coffee()], ids=["grey", "coffee"])
+def test_image_without_a_face(image):
+    with pytest.raises(NoFaceError, match="no face"):
+        enrol(image, cache=False)
+
+
+def test_tiny_face_is_refused():
+    small = Image.fromarray(skimage.data.astronaut()).resize((256, 256), Image.LANCZOS)
+    with pytest.raises(FaceTooSmallError, match="80 px"):
+        enrol(small, cache=False)
+
+
+def test_errors_share_one_base_class():
+    assert issubclass(NoFaceError, EnrolmentError) and issubclass(EnrolmentError, ValueError)
+
+
+def test_astronaut_enrols_the_real_face(portrait):
+    assert portrait.image.shape == (512, 512, 3) and portrait.image.dtype == np.uint8
+    assert portrait.landmarks.shape == (68, 2)
+    assert 80 < portrait.iod < 96  # aligned to ~88 px between the eyes
+    left, right = portrait.eye_centres
+    assert abs(left[1] - right[1]) < 3  # eyes level
+    assert abs(portrait.landmarks[30, 0] - 256) < 20  # centred on her nose, not the false face lower left
+    # the source's false face sits at (126, 335)-(215, 425): a crop around it would have no smile and teeth;
+    # in the real crop the mouth is below the nose and both are in the middle third
+    assert 150 < portrait.landmarks[30, 1] < 330 and portrait.landmarks[57, 1] > portrait.landmarks[30, 1]
+
+
+def test_enrolment_is_cached_in_memory_and_on_disk(portrait, cache):
+    assert (cache.folder / f"{portrait.key}.npz").is_file()
+    assert enrol(None, cache=cache) is portrait  # memory hit
+    fresh = PortraitCache(cache.folder)
+    again = enrol(skimage.data.astronaut(), cache=fresh)  # disk hit, same content key
+    assert again.key == portrait.key
+    np.testing.assert_array_equal(again.image, portrait.image)
+    np.testing.assert_allclose(again.landmarks, portrait.landmarks)
+
+
+# -- rig ---------------------------------------------------------------------------------------------
+def test_rig_lips_close_meets_and_fit_round_trips(portrait):
+    rig = Rig(portrait)
+    closed = rig.landmarks(vector(lips_close=1.0))[0]
+    np.testing.assert_allclose(closed[[61, 62, 63], 1], closed[[67, 66, 65], 1], atol=0.05)
+    rng = np.random.default_rng(0)
+    axes = ["jaw_open", "smile", "frown", "blink_left", "blink_right", "brow_inner_up", "brow_outer_up",
+            "brow_down", "lips_close", "head_yaw", "head_pitch", "head_roll", "head_x", "head_y"]
+    motion = np.zeros((6, DIM), np.float32)
+    for row in motion:
+        for name in rng.choice(axes, 4, replace=False):
+            lo, hi = (-12, 12) if name.startswith("head_") and name[-1] not in "xy" else \
+                     (-0.2, 0.2) if name in ("head_x", "head_y") else (0.0, 0.8)
+            row[INDEX[name]] = rng.uniform(lo, hi)
+    fitted = rig.fit(rig.landmarks(motion))
+    for name in axes:
+        i = INDEX[name]
+        tol = 1.0 if name in ("head_yaw", "head_pitch", "head_roll") else 0.08
+        assert np.abs(fitted[:, i] - motion[:, i]).max() < tol, name
+    assert np.abs(rig.landmarks(fitted) - rig.landmarks(motion)).max() < 1.0  # pixels
+
+
+# -- renderer ----------------------------------------------------------------------------------------
+def test_neutral_frame_reproduces_the_portrait(renderer, portrait):
+    frames = renderer(np.zeros((2, DIM), np.float32))
+    assert frames.dtype.is_floating_point is False and tuple(frames.shape) == (2, 512, 512, 3)
+    assert _psnr(frames[0].numpy(), portrait.image) >= 35
+
+
+def test_bad_motion_is_refused(renderer):
+    with pytest.raises(MotionShapeError):
+        renderer(np.zeros((2, DIM + 1), np.float32))
+    with pytest.raises(MotionShapeError):
+        renderer(np.full((1, DIM), np.nan, np.float32))
+
+
+def _teeth_pixels(frame: np.ndarray, lm: np.ndarray) -> int:
+    """Near-white, low-red-cast pixels inside the outer lip contour: visible teeth."""
+    from skimage.draw import polygon
+
+    rr, cc = polygon(lm[48:60, 1], lm[48:60, 0], frame.shape[:2])
+    px = frame[rr, cc].astype(int)
+    return int(((px[:, 2] > 200) & (px[:, 0] - px[:, 2] < 30)).sum())
+
+
+def test_mouth_closes_and_opens_on_rendered_pixels(renderer, portrait, detector):
+    motion = np.stack([vector(), vector(lips_close=1), vector(lips_close=1, smile=0.6), vector(jaw_open=1)])
+    frames = renderer(motion).numpy()
+    found = [_landmarks(detector, f) for f in frames]
+    rest, closed, _, opened = (_lip_gap(lm, portrait.iod) for lm in found)
+    assert rest > 0.08  # she smiles with parted lips
+    assert closed < min(0.05, 0.3 * rest)
+    assert opened > rest + 0.2
+    # no teeth left between closed lips, smiling or not (dlib reads a closed smile as slightly open)
+    rig_landmarks = Rig(portrait).landmarks(motion)
+    teeth = [_teeth_pixels(f, lm) for f, lm in zip(frames, rig_landmarks)]
+    assert teeth[0] > 100 and teeth[1] < 5 and teeth[2] < 5
+    # the opened mouth shows a dark cavity, not stretched teeth
+    lm = found[3].astype(int)
+    cx, top, bottom = lm[62, 0], lm[62, 1], lm[66, 1]
+    inner = frames[3][top + (bottom - top) // 3: bottom - (bottom - top) // 4, cx - 5: cx + 5]
+    assert inner.mean() < 90
+
+
+def test_blink_closes_the_eyes(renderer, detector):
+    frames = renderer(np.stack([vector(), vector(blink_left=1, blink_right=1)])).numpy()
+    open_, shut = (_eye_aspect(_landmarks(detector, f)) for f in frames)
+    assert open_ > 0.2 and shut < 0.6 * open_
+
+
+def test_frown_lowers_the_mouth_corners(renderer, portrait, detector):
+    frames = renderer(np.stack([vector(), vector(frown=1)])).numpy()
+    rest, frown = (_landmarks(detector, f) for f in frames)
+    drop = ((frown[[48, 54], 1] - frown[[51, 57], 1].mean()) - (rest[[48, 54], 1] - rest[[51, 57], 1].mean())).mean()
+    assert drop / portrait.iod > 0.08
+
+
+def test_head_yaw_moves_the_nose_tip(renderer, portrait, detector):
+    frames = renderer(np.stack([vector(), vector(head_yaw=15), vector(head_yaw=-15)])).numpy()
+    rest, right, left = (_landmarks(detector, f)[30, 0] for f in frames)
+    assert (right - rest) / portrait.iod > 0.1 and (rest - left) / portrait.iod > 0.1
+    background = slice(0, 40)  # far corner of the frame stays static
+    assert np.array_equal(frames[1][background, background], portrait.image[background, background])
+
+
+def test_renderer_is_deterministic_and_thread_safe(portrait):
+    motion = np.stack([vector(jaw_open=0.6, smile=0.4, head_yaw=6, blink_left=0.5, gaze_x=0.5),
+                       vector(lips_close=1, frown=0.5, head_roll=-8)])
+    first = Renderer(portrait, RenderConfig(device="cpu")).setup()
+    a = first(motion)
+    with ThreadPoolExecutor(2) as pool:
+        b, c = pool.map(lambda _: Renderer(portrait, RenderConfig(device="cpu")).setup()(motion), range(2))
+    assert np.array_equal(a.numpy(), b.numpy()) and np.array_equal(a.numpy(), c.numpy())
+    assert np.array_equal(a.numpy(), first(motion).numpy())
+
+
+def test_contact_sheet_lays_out_labelled_tiles():
+    frames = np.zeros((5, 20, 30, 3), np.uint8)
+    sheet = contact_sheet(frames, [f"f{i}" for i in range(5)], cols=3)
+    assert sheet.size == (90, 2 * (20 + 16))
+    assert np.asarray(sheet)[20:36].min() < 255  # labels were drawn
+
+
+def test_closed_mouth_portrait_opens_onto_synthesized_teeth(renderer, portrait):
+    closed = renderer(vector(lips_close=1, frown=0.5)).numpy()[0]
+    shut = enrol(closed, cache=False)  # a portrait whose lips are closed: no teeth to carry
+    other = Renderer(shut, RenderConfig(device="cpu")).setup()
+    assert not other.shows_teeth and renderer.shows_teeth
+    frames = other(np.stack([vector(), vector(jaw_open=0.6)])).numpy()
+    assert _psnr(frames[0], shut.image) >= 35
+    lm = Rig(shut).landmarks(vector(jaw_open=0.6))[0]
+    from skimage.draw import polygon
+
+    rr, cc = polygon(lm[60:68, 1], lm[60:68, 0])
+    inside = frames[1][rr, cc].astype(int)
+    assert (inside.max(1) < 70).mean() > 0.2  # a dark cavity
+    assert _teeth_pixels(frames[1], lm) > 30  # and a row of teeth below the upper lip
