@@ -1,95 +1,141 @@
-"""The procedural animator (the teacher): speech visemes + instruction programs + idle life → motion."""
+"""The procedural animator (the teacher): speech visemes + instruction programs + idle life → motion.
+
+How the layers combine, axis by axis:
+- Most axes: idle + programs (sums of offsets), clipped to the axis range.
+- Eyelids: an instructed closure (close_eyes, wink, blink) and idle blinks take the larger value, so an
+  instruction to keep the eyes closed is never reopened by a blink and never "over-closed" by one.
+- Jaw: speech and programs take the larger opening plus half the smaller, so talking with a surprised open
+  mouth opens it a little more instead of twice as much.
+- Lips: speech decides where the lips meet; a program that opens the jaw parts the lips that rest closed in
+  silence. Other mouth offsets (stretch, pucker, press) add to the visemes.
+- /p b m/: after everything else, their frames are forced shut (lips_close 1, lip press, jaw 0), so a smiling,
+  surprised or pouting speaker still closes the lips on /m/.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 
-from realtime.animate.idle import idle_track
-from realtime.animate.programs import program_track, smoothstep
-from realtime.animate.visemes import is_vowel, viseme_track
-from realtime.motion.space import FPS, INDEX, MotionSequence, clip
+from realtime.animate.idle import IdleConfig, idle_track
+from realtime.animate.programs import PROGRAMS, UnknownProgramError, program_track, smoothstep
+from realtime.animate.visemes import apply_closure, bilabial_closure, viseme_track
+from realtime.motion.space import DIM, FPS, INDEX, MotionSequence, clip
 
 Programs = Sequence[tuple[str, float]]
-I = INDEX
+Segment = tuple[int, Programs]  # (first frame, programs active from there on)
+
+_EYELIDS = ("blink_left", "blink_right")
+_ADDED_MOUTH_AXES = ("lip_press", "lip_funnel", "lip_pucker", "lower_lip_tuck", "mouth_stretch")
+
+
+class AnimationError(ValueError):
+    """The animator was asked for something it cannot produce (no length, bad segments)."""
 
 
 @dataclass
 class AnimatorConfig:
-    lead_s: float = 0.08  # lips move this far ahead of the sound
+    lead_s: float = 0.08  # lips move this far ahead of the sound (60-100 ms is natural)
+    long_pause_s: float = 0.15  # pauses at least this long close the lips
     transition_s: float = 0.4  # cross-fade when the instruction changes
-    idle: bool = True
+    idle: bool = True  # blinks, breathing, head sway, gaze
+    idle_config: IdleConfig = field(default_factory=IdleConfig)
 
 
 class Animator:
+    """Stateless apart from its config: the same arguments and seed give the same motion."""
+
     def __init__(self, config: AnimatorConfig | None = None):
         self.config = config or AnimatorConfig()
 
-    def __call__(self, speech, n_frames: int | None = None, programs: Programs = (), seed: int = 0,
+    def setup(self) -> "Animator":
+        return self
+
+    def __call__(self, speech=None, n_frames: int | None = None, programs: Programs = (), seed: int = 0,
                  starts: Sequence[int] | None = None) -> MotionSequence:
-        """`starts[k]` is the frame where programs[k] begins (default 0 for all)."""
-        if n_frames is None:
-            if speech is None:
-                raise ValueError("give n_frames when there is no speech")
-            n_frames = int(np.ceil(speech.duration * FPS))
+        """Motion for `speech` (a Speech with timed phonemes, or None for silence) under `programs`
+        [(name, intensity 0..1)]; `starts[k]` is the frame where programs[k] begins (default: all at 0)."""
+        n_frames = self._length(speech, n_frames)
+        programs = list(programs)
+        _check_programs(programs)
         if starts is None:
-            return self.animate_segments(speech, n_frames, [(0, list(programs))], seed)
+            starts = [0] * len(programs)
+        if len(starts) != len(programs):
+            raise AnimationError(f"{len(starts)} start frames for {len(programs)} programs")
         rng = np.random.default_rng([seed, 1])
-        layer = np.zeros((n_frames, len(I)), np.float32)
+        layer = np.zeros((n_frames, DIM), np.float32)
         for (name, intensity), start in zip(programs, starts):
-            layer += program_track(name, n_frames, intensity, rng, start=start)
+            layer += program_track(name, n_frames, intensity, rng, start=int(start))
         return self._compose(speech, n_frames, layer, seed)
 
-    def animate_segments(self, speech, n_frames: int, segments: Sequence[tuple[int, Programs]],
+    def animate_segments(self, speech, n_frames: int | None, segments: Sequence[Segment],
                          seed: int = 0) -> MotionSequence:
-        """Instructions that change over time: segments[k] = (start_frame, programs) with smooth transitions."""
-        # Separate streams for programs and idle life: the same seed gives the same idle under any instruction.
+        """Instructions that change over time: segments[k] = (start_frame, programs), each active until the next
+        segment starts; the outgoing programs fade out over `transition_s` while the new ones ease in."""
+        n_frames = self._length(speech, n_frames)
+        for start, programs in segments:
+            _check_programs(list(programs))
+        # Programs and idle life draw from separate streams: the same seed gives the same idle under any instruction.
         layer = self._segments_layer(n_frames, segments, np.random.default_rng([seed, 1]))
         return self._compose(speech, n_frames, layer, seed)
 
-    def _segments_layer(self, n: int, segments, rng) -> np.ndarray:
-        layer = np.zeros((n, len(I)), np.float32)
-        segments = sorted(segments, key=lambda s: s[0])
-        fade = max(1, int(self.config.transition_s * FPS))
+    def _length(self, speech, n_frames: int | None) -> int:
+        if n_frames is None:
+            if speech is None:
+                raise AnimationError("give n_frames when there is no speech")
+            n_frames = int(np.ceil(speech.duration * FPS))
+        if n_frames <= 0:
+            raise AnimationError(f"n_frames must be positive, got {n_frames}")
+        return int(n_frames)
+
+    def _segments_layer(self, n: int, segments: Sequence[Segment], rng: np.random.Generator) -> np.ndarray:
+        layer = np.zeros((n, DIM), np.float32)
+        ordered = sorted(segments, key=lambda s: s[0])
+        fade = max(1.0, self.config.transition_s * FPS)
         frames = np.arange(n)
-        for k, (start, programs) in enumerate(segments):
-            end = segments[k + 1][0] if k + 1 < len(segments) else None
-            keep = np.ones(n) if end is None else 1 - smoothstep((frames - end) / fade)
+        for k, (start, programs) in enumerate(ordered):
+            end = ordered[k + 1][0] if k + 1 < len(ordered) else None
+            if start >= n or (end is not None and end + fade <= 0):  # starts after, or has faded before, the window
+                continue
+            keep = np.ones(n) if end is None else 1.0 - smoothstep((frames - end) / fade)
             for name, intensity in programs:
-                layer += program_track(name, n, intensity, rng, start=start) * keep[:, None]
+                layer += program_track(name, n, intensity, rng, start=int(start)) * keep[:, None]
         return layer
 
     def _compose(self, speech, n: int, programs: np.ndarray, seed: int) -> MotionSequence:
-        rng = np.random.default_rng([seed, 0])
-        phonemes = speech.phonemes if speech is not None else []
-        mouth, bilabial = viseme_track(phonemes, n, lead=self.config.lead_s)
-        speaking = np.zeros(n, np.float32)
-        stress = []
-        for p in phonemes:
-            if p.symbol != "_":
-                speaking[int(p.start * FPS):int(np.ceil(p.end * FPS))] = 1.0
-            if p.stress and is_vowel(p.symbol):
-                stress.append(int((p.start - self.config.lead_s) * FPS))
-        speaking = np.convolve(speaking, np.ones(9) / 9, mode="same")
-        out = idle_track(n, rng, np.array(stress), speaking) if self.config.idle else np.zeros_like(programs)
-        out = out + programs
-        # Eyes: an instructed closure replaces idle blinks rather than adding to them.
-        for eye in ("blink_left", "blink_right"):
-            instructed = programs[:, I[eye]]
-            out[:, I[eye]] = np.maximum(instructed, out[:, I[eye]] - programs[:, I[eye]])
-        # Mouth: speech shapes the mouth; a program that opens the mouth (surprise, "open wide") lifts the rest
-        # closure of silence, but never a /p b m/ closure.
-        program_open = np.clip(programs[:, I["jaw_open"]] * 2.5, 0, 1)
-        for axis in ("jaw_open", "lip_funnel", "lip_pucker", "lower_lip_tuck", "mouth_stretch", "lip_press"):
-            out[:, I[axis]] += mouth[:, I[axis]]
-        out[:, I["jaw_open"]] = np.maximum(mouth[:, I["jaw_open"]], programs[:, I["jaw_open"]]) + \
-            0.5 * np.minimum(mouth[:, I["jaw_open"]], programs[:, I["jaw_open"]])
-        out[:, I["lips_close"]] = np.maximum(mouth[:, I["lips_close"]] * (1 - program_open),
-                                             programs[:, I["lips_close"]])
-        b = bilabial
-        out[:, I["lips_close"]] = np.maximum(out[:, I["lips_close"]], b)
-        out[:, I["lip_press"]] = np.maximum(out[:, I["lip_press"]], 0.6 * b)
-        out[:, I["jaw_open"]] *= 1 - b
-        out[:, I["lower_lip_tuck"]] *= 1 - b
-        return MotionSequence(clip(out))
+        c = self.config
+        phonemes = list(speech.phonemes) if speech is not None else []
+        mouth = viseme_track(phonemes, n, lead=c.lead_s, long_pause=c.long_pause_s)
+        closure = bilabial_closure(phonemes, n, lead=c.lead_s)
+        idle = (idle_track(n, np.random.default_rng([seed, 0]), phonemes, c.lead_s, c.idle_config) if c.idle
+                else np.zeros((n, DIM), np.float32))
+
+        out = idle + programs
+        for eye in _EYELIDS:
+            out[:, INDEX[eye]] = np.maximum(idle[:, INDEX[eye]], programs[:, INDEX[eye]])
+        jaw_speech, jaw_program = mouth[:, INDEX["jaw_open"]], programs[:, INDEX["jaw_open"]]
+        out[:, INDEX["jaw_open"]] = np.maximum(jaw_speech, jaw_program) + 0.5 * np.minimum(jaw_speech, jaw_program)
+        parted = np.clip(2.5 * jaw_program, 0.0, 1.0)  # a program's open jaw parts the resting lips
+        out[:, INDEX["lips_close"]] = np.maximum(mouth[:, INDEX["lips_close"]] * (1.0 - parted),
+                                                 programs[:, INDEX["lips_close"]])
+        for axis in _ADDED_MOUTH_AXES:
+            out[:, INDEX[axis]] += mouth[:, INDEX[axis]]
+        return MotionSequence(clip(apply_closure(out, closure)))
+
+
+def animate_segments(speech, n_frames: int | None, segments: Sequence[Segment], seed: int = 0,
+                     config: AnimatorConfig | None = None) -> MotionSequence:
+    """Motion for timed instruction changes (training windows); see `Animator.animate_segments`."""
+    return Animator(config).animate_segments(speech, n_frames, segments, seed)
+
+
+def _check_programs(programs: Programs) -> None:
+    for item in programs:
+        if not (isinstance(item, (tuple, list)) and len(item) == 2):
+            raise AnimationError(f"programs are (name, intensity) pairs, got {item!r}")
+        name, intensity = item
+        if name not in PROGRAMS:
+            raise UnknownProgramError(f"unknown program {name!r}; known: {', '.join(PROGRAMS)}")
+        if not isinstance(intensity, (int, float, np.floating)) or not 0.0 <= float(intensity) <= 1.0:
+            raise AnimationError(f"program {name!r}: intensity must be in 0..1, got {intensity!r}")

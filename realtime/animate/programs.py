@@ -1,8 +1,15 @@
 """Emotion and facial-motion programs: FACS-style targets with natural onset, apex and offset.
 
-"Left" and "right" are as the viewer sees the image (image-left / image-right).
-Emotions hold while their instruction holds. Gestures (nod, shake, blink, wink) repeat every few
-seconds while instructed, so a persistent instruction keeps producing the motion.
+- Intensity is 0..1; the documented levels are slight 0.35, moderate 0.65, strong 1.0 (`LEVELS`).
+- "Left" and "right" are as the viewer sees the image (image-left / image-right), like the motion space's
+  axes: `look_left` moves the irises towards the image's left edge, `wink` closes the image-right eye.
+- Hold programs (emotions, brows, smile, gaze, head turns, close_eyes...) ease in over 200-500 ms
+  (smoothstep) and stay at their apex, with a slow ±5 % drift, while the instruction holds; the animator fades
+  them out when it changes.
+- Gestures repeat while instructed, each with its own onset and offset: nod = 2-3 damped down-and-up pitch
+  swings, shake_head = 2-3 damped yaw swings, blink = 150-250 ms closures, wink = one eye for ~0.5 s.
+- The portrait already smiles: emotions without a smile (sad, angry, disgusted, fearful...) use `frown`,
+  which removes the smile first, then turns the corners down.
 """
 from __future__ import annotations
 
@@ -17,27 +24,36 @@ LEVELS = {"slight": 0.35, "moderate": 0.65, "strong": 1.0}
 
 @dataclass(frozen=True)
 class Program:
+    """An instruction the animator can perform.
+
+    `claims` maps each axis the program moves to the direction it moves it (+1/-1); hold programs derive it
+    from `apex`, their axis values at intensity 1. A program that opens the jaw also claims to part the lips
+    (lips_close -1), since the lips rest closed in silence.
+    """
+
     name: str
     kind: str  # "emotion" | "motion"
-    mode: str  # "hold" | "gesture"
-    description: str
-    apex: dict[str, float] = field(default_factory=dict)  # hold programs: axis values at intensity 1
-    claims: dict[str, int] = field(default_factory=dict)  # axes it moves and their sign
+    claims: dict[str, int] = field(default_factory=dict)
+    mode: str = "hold"  # "hold": onset then apex while instructed | "gesture": repeated onset-apex-offset
+    description: str = ""
+    apex: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.kind not in ("emotion", "motion") or self.mode not in ("hold", "gesture"):
+            raise ValueError(f"program {self.name}: bad kind {self.kind!r} or mode {self.mode!r}")
         if not self.claims:
             claims = {a: int(np.sign(v)) for a, v in self.apex.items() if v}
-            if self.apex.get("jaw_open", 0) > 0:  # opening the jaw parts the lips that rest closed in silence
+            if self.apex.get("jaw_open", 0) > 0:
                 claims["lips_close"] = -1
             object.__setattr__(self, "claims", claims)
 
 
-def _hold(name, kind, description, **apex) -> Program:
-    return Program(name, kind, "hold", description, apex)
+def _hold(name: str, kind: str, description: str, **apex: float) -> Program:
+    return Program(name, kind, mode="hold", description=description, apex=apex)
 
 
-def _gesture(name, description, claims) -> Program:
-    return Program(name, "motion", "gesture", description, {}, claims)
+def _gesture(name: str, description: str, claims: dict[str, int]) -> Program:
+    return Program(name, "motion", claims=claims, mode="gesture", description=description)
 
 
 PROGRAMS: dict[str, Program] = {p.name: p for p in (
@@ -76,7 +92,7 @@ PROGRAMS: dict[str, Program] = {p.name: p for p in (
     _gesture("nod", "two or three nods (head pitch oscillation)", {"head_pitch": 1}),
     _gesture("shake_head", "two or three head shakes (yaw oscillation)", {"head_yaw": 1}),
     _gesture("blink", "deliberate blinks of both eyes", {"blink_left": 1, "blink_right": 1}),
-    _gesture("wink", "the image-right eye winks", {"blink_right": 1, "cheek_raise": 1}),
+    _gesture("wink", "the image-right eye winks", {"blink_right": 1, "cheek_raise": 1, "mouth_asym": 1}),
 )}
 
 EMOTIONS = tuple(n for n, p in PROGRAMS.items() if p.kind == "emotion")
@@ -84,7 +100,7 @@ MOTIONS = tuple(n for n, p in PROGRAMS.items() if p.kind == "motion")
 
 
 class UnknownProgramError(KeyError):
-    pass
+    """A program name that is not in PROGRAMS."""
 
 
 def smoothstep(x: np.ndarray) -> np.ndarray:
@@ -108,46 +124,61 @@ def eyelid_pulse(t: np.ndarray, duration: float) -> np.ndarray:
     return np.where((t >= 0) & (t <= duration), np.minimum(down, up), 0.0)
 
 
+def _oscillation(local: np.ndarray, freq: float, cycles: int, one_sided: bool) -> np.ndarray:
+    """`cycles` damped oscillations starting at local time 0; one-sided ones (nods) go down and back up."""
+    phase = freq * local
+    wave = np.sin(np.pi * phase) ** 2 if one_sided else np.sin(2 * np.pi * phase) * smoothstep(local / 0.12)
+    wave = wave * np.exp(-0.35 * np.maximum(phase, 0))  # each swing a little smaller than the last
+    return np.where((phase >= 0) & (phase <= cycles), wave, 0.0)
+
+
 def _gesture_track(program: Program, n: int, intensity: float, rng: np.random.Generator) -> np.ndarray:
+    """A gesture repeated while instructed: first within 150 ms, then again after a natural gap."""
     out = np.zeros((n, DIM), dtype=np.float32)
     t0, t = 0.15, np.arange(n) / FPS
     while t0 < n / FPS:
         local = t - t0
         if program.name in ("nod", "shake_head"):
-            freq = rng.uniform(1.6, 2.2) if program.name == "nod" else rng.uniform(2.0, 2.6)
+            nod = program.name == "nod"
+            freq = rng.uniform(1.6, 2.2) if nod else rng.uniform(1.8, 2.4)
             cycles = int(rng.integers(2, 4))
             length = cycles / freq
-            amp = (9.0 if program.name == "nod" else 11.0) * intensity
-            envelope = smoothstep(local / 0.15) * (1 - smoothstep((local - length + 0.25) / 0.25))
-            wave = np.sin(2 * np.pi * freq * local) * envelope * np.exp(-0.6 * np.maximum(local, 0))
-            wave = np.where((local >= 0) & (local <= length), wave, 0.0)
-            axis = "head_pitch" if program.name == "nod" else "head_yaw"
-            out[:, INDEX[axis]] += amp * wave
+            amplitude = (8.0 if nod else 10.0) * intensity * rng.uniform(0.85, 1.15)
+            out[:, INDEX["head_pitch" if nod else "head_yaw"]] += amplitude * _oscillation(local, freq, cycles, nod)
+            gap = rng.uniform(1.5, 3.0)
         elif program.name == "blink":
-            length = rng.uniform(0.25, 0.35)
+            length = rng.uniform(0.15, 0.25)
             pulse = intensity * eyelid_pulse(local, length)
-            out[:, INDEX["blink_left"]] = np.maximum(out[:, INDEX["blink_left"]], pulse)
-            out[:, INDEX["blink_right"]] = np.maximum(out[:, INDEX["blink_right"]], pulse)
-        elif program.name == "wink":
-            length = rng.uniform(0.45, 0.6)
+            for eye in ("blink_left", "blink_right"):
+                out[:, INDEX[eye]] = np.maximum(out[:, INDEX[eye]], pulse)
+            gap = rng.uniform(0.8, 1.6)
+        elif program.name == "wink":  # the image-right eye, held a little longer than a blink, with a half smile
+            length = rng.uniform(0.4, 0.55)
             pulse = intensity * eyelid_pulse(local, length)
             out[:, INDEX["blink_right"]] = np.maximum(out[:, INDEX["blink_right"]], pulse)
             out[:, INDEX["cheek_raise"]] = np.maximum(out[:, INDEX["cheek_raise"]], 0.4 * pulse)
-            out[:, INDEX["smile"]] = np.maximum(out[:, INDEX["smile"]], 0.2 * pulse)
             out[:, INDEX["mouth_asym"]] += 0.3 * pulse
+            gap = rng.uniform(1.5, 3.0)
         else:  # pragma: no cover - every gesture is listed above
             raise UnknownProgramError(program.name)
-        t0 += length + rng.uniform(1.5, 3.0) if program.name != "blink" else length + rng.uniform(0.8, 1.6)
+        t0 += length + gap
     return out
 
 
 def program_track(name: str, n_frames: int, intensity: float, rng: np.random.Generator,
                   start: int = 0) -> np.ndarray:
-    """The program's motion from frame `start` on (zeros before), intensity in 0..1."""
+    """The program's motion (n_frames, DIM) from frame `start` on (zeros before), intensity in 0..1.
+
+    A negative `start` means the program began before this window (its onset is already under way or over).
+    """
     if name not in PROGRAMS:
         raise UnknownProgramError(f"unknown program {name!r}; known: {', '.join(PROGRAMS)}")
     program = PROGRAMS[name]
+    if not np.isfinite(intensity):
+        raise ValueError(f"program {name!r}: intensity must be a number in 0..1, got {intensity}")
     intensity = float(np.clip(intensity, 0.0, 1.0))
+    if start < 0:
+        return program_track(name, n_frames - start, intensity, rng)[-start:]
     out = np.zeros((n_frames, DIM), dtype=np.float32)
     n = n_frames - start
     if n <= 0:
@@ -155,9 +186,10 @@ def program_track(name: str, n_frames: int, intensity: float, rng: np.random.Gen
     if program.mode == "gesture":
         out[start:] = _gesture_track(program, n, intensity, rng)
         return out
-    onset = rng.uniform(0.3, 0.6)
+    onset = rng.uniform(0.2, 0.5)
     envelope = smoothstep(np.arange(n) / FPS / onset)
     wobble = 1.0 + 0.05 * _lowpass_noise(rng, n, 1.5)  # a living apex, not a frozen one
     for axis, value in program.apex.items():
-        out[start:, INDEX[axis]] = value * intensity * envelope * wobble
+        steady = axis in ("blink_left", "blink_right")  # closed eyes stay closed, not 95 % closed
+        out[start:, INDEX[axis]] = value * intensity * envelope * (1.0 if steady else wobble)
     return out

@@ -1,4 +1,13 @@
-"""Phonemes → visemes → mouth motion with coarticulation (dominance blending, lips leading the sound)."""
+"""Phonemes → visemes → mouth motion with coarticulation (dominance blending, lips leading the sound).
+
+Each phoneme pulls the mouth axes towards its viseme's target with a dominance that is flat over the
+phoneme and decays exponentially outside it (Cohen & Massaro 1993); the mouth at a time is the
+dominance-weighted mean of all targets. Lip-heavy visemes (/p b m f v w/, rounding) dominate the lip axes, open
+vowels dominate the jaw, so a short vowel between two /m/ barely opens. Frame i shows the articulation of the
+sound at time i/fps + lead: the lips move ahead of the audio. /p b m/ are then forced to full closure.
+Silence before, after, and in pauses longer than `long_pause` rests the lips closed (lips_close = 1: the
+portrait was photographed with parted lips).
+"""
 from __future__ import annotations
 
 from enum import IntEnum
@@ -9,6 +18,8 @@ from realtime.motion.space import DIM, FPS, INDEX
 
 
 class Viseme(IntEnum):
+    """Viseme classes (the auxiliary head's labels). The ids are stored in corpora: append, never renumber."""
+
     SIL = 0  # silence / pause: lips rest closed
     BILABIAL = 1  # p b m: full closure
     LABIODENTAL = 2  # f v: lower lip to the upper teeth
@@ -45,9 +56,13 @@ TARGETS: dict[Viseme, dict[str, float]] = {
 }
 
 # How strongly a viseme holds its lips/jaw against its neighbours (Cohen–Massaro dominance).
-LIP_DOMINANCE = {Viseme.BILABIAL: 3.0, Viseme.LABIODENTAL: 3.0, Viseme.W: 3.0, Viseme.ROUNDED: 2.5,
+LIP_DOMINANCE = {Viseme.BILABIAL: 2.0, Viseme.LABIODENTAL: 3.0, Viseme.W: 3.0, Viseme.ROUNDED: 2.5,
                  Viseme.POSTALVEOLAR: 2.5, Viseme.SIL: 2.0}
-JAW_DOMINANCE = {Viseme.OPEN: 3.0, Viseme.MID: 2.0, Viseme.ROUNDED: 2.0, Viseme.SIL: 2.0, Viseme.BILABIAL: 3.0}
+JAW_DOMINANCE = {Viseme.OPEN: 3.0, Viseme.MID: 2.0, Viseme.ROUNDED: 2.0, Viseme.SIL: 2.0}
+# How far (s) a viseme's influence reaches outside its interval: consonants are brief gestures, vowels and
+# silence spread further (the vowel-to-vowel jaw movement runs through the consonants between them).
+DECAY_S = {Viseme.SIL: 0.05, Viseme.OPEN: 0.04, Viseme.MID: 0.04, Viseme.SPREAD: 0.04, Viseme.ROUNDED: 0.045}
+CONSONANT_DECAY_S = 0.02
 LIP_AXES = {"lips_close", "lip_press", "lip_funnel", "lip_pucker", "lower_lip_tuck", "mouth_stretch"}
 
 _CONSONANTS = {
@@ -61,7 +76,7 @@ _CONSONANTS = {
     "?": Viseme.VELAR, "r": Viseme.R, "r-": Viseme.R, "w": Viseme.W, "j": Viseme.SPREAD,
 }
 _VOWEL_PREFIXES = [  # longest prefixes first
-    ("aI", Viseme.OPEN), ("aU", Viseme.OPEN), ("OI", Viseme.ROUNDED), ("oU", Viseme.ROUNDED),
+    ("a#", Viseme.MID), ("aI", Viseme.OPEN), ("aU", Viseme.OPEN), ("OI", Viseme.ROUNDED), ("oU", Viseme.ROUNDED),
     ("eI", Viseme.MID), ("3", Viseme.R), ("a", Viseme.OPEN), ("A", Viseme.OPEN), ("0", Viseme.ROUNDED),
     ("O", Viseme.ROUNDED), ("o", Viseme.ROUNDED), ("u", Viseme.ROUNDED), ("U", Viseme.ROUNDED),
     ("i", Viseme.SPREAD), ("I", Viseme.SPREAD), ("e", Viseme.MID), ("E", Viseme.MID), ("@", Viseme.MID),
@@ -93,7 +108,8 @@ def _frame_times(n_frames: int, fps: int) -> np.ndarray:
 
 
 def viseme_labels(phonemes, n_frames: int, fps: int = FPS) -> np.ndarray:
-    """The viseme class sounding at each frame's acoustic time (no lead): targets for an audio classifier."""
+    """The viseme class (`Viseme` id) sounding at the middle of each frame's audio, with no lead: targets for an
+    audio classifier, and the reference for evaluation."""
     labels = np.full(n_frames, int(Viseme.SIL), dtype=np.int8)
     times = _frame_times(n_frames, fps) + 0.5 / fps
     for p in phonemes:
@@ -102,51 +118,76 @@ def viseme_labels(phonemes, n_frames: int, fps: int = FPS) -> np.ndarray:
     return labels
 
 
-def viseme_track(phonemes, n_frames: int, fps: int = FPS, lead: float = 0.08,
-                 long_pause: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
-    """Mouth motion for a phoneme sequence.
-
-    Returns (motion (n_frames, DIM), bilabial (n_frames,) in 0..1): the second says how strongly a /p b m/
-    closure holds at each frame, so that later layers (emotions) cannot open lips that must be shut.
-    Frame i shows the mouth of the sound at time i/fps + lead: the lips move ahead of the audio.
-    """
-    motion = np.zeros((n_frames, DIM), dtype=np.float32)
-    bilabial = np.zeros(n_frames, dtype=np.float32)
-    t = _frame_times(n_frames, fps) + lead
-    units = [(p, viseme_of(p.symbol)) for p in phonemes]
+def _units(phonemes, long_pause: float) -> list[tuple[float, float, Viseme, int]]:
+    """(start, end, viseme, stress) with implicit silence before and after the speech; short pauses dropped so
+    that their neighbours bridge them."""
+    units = [(p.start, p.end, viseme_of(p.symbol), int(getattr(p, "stress", 0))) for p in phonemes
+             if p.end > p.start]
+    units = [u for u in units if u[2] is not Viseme.SIL or u[1] - u[0] >= long_pause]
     if not units:
-        motion[:, INDEX["lips_close"]] = 1.0
-        return motion, bilabial
-    num = np.zeros((n_frames, len(MOUTH_AXES)))
-    den = np.zeros((n_frames, len(MOUTH_AXES)))
-    for p, v in units:
-        duration = max(p.end - p.start, 1e-3)
-        centre = 0.5 * (p.start + p.end)
-        # Long pauses spread their closed target widely; short pauses barely register.
-        if v is Viseme.SIL and duration < long_pause:
-            continue
-        width = max(duration * 0.5, 0.035)
-        falloff = np.exp(-np.maximum(np.abs(t - centre) - width, 0.0) / 0.03)
-        for k, axis in enumerate(MOUTH_AXES):
-            strength = (LIP_DOMINANCE if axis in LIP_AXES else JAW_DOMINANCE).get(v, 1.0)
-            d = strength * falloff
-            num[:, k] += d * TARGETS[v].get(axis, 0.0)
-            den[:, k] += d
-    blended = np.where(den > 1e-6, num / np.maximum(den, 1e-6), 0.0)
-    for k, axis in enumerate(MOUTH_AXES):
-        motion[:, INDEX[axis]] = blended[:, k]
-    # Far from any phoneme (leading/trailing silence not covered by pauses) the lips rest closed.
-    far = den.max(axis=1) < 1e-3
-    motion[far, INDEX["lips_close"]] = 1.0
-    # /p b m/ always reach full closure, however short: force it at the frames nearest the closure.
-    for p, v in units:
-        if v is not Viseme.BILABIAL:
+        return []
+    return [(units[0][0] - 1e3, units[0][0], Viseme.SIL, 0)] + units + [(units[-1][1], units[-1][1] + 1e3, Viseme.SIL, 0)]
+
+
+def bilabial_closure(phonemes, n_frames: int, fps: int = FPS, lead: float = 0.08) -> np.ndarray:
+    """How firmly the lips must be shut at each frame (0..1) for /p b m/: 1 on the frames that show the closure
+    (its acoustic interval moved `lead` earlier; the nearest frame when it falls between frames). Later layers
+    keep these frames closed whatever else they add."""
+    closure = np.zeros(n_frames, dtype=np.float32)
+    times = _frame_times(n_frames, fps)
+    for p in phonemes:
+        if viseme_of(p.symbol) is not Viseme.BILABIAL:
             continue
         lo, hi = p.start - lead, p.end - lead
-        first = max(0, int(np.floor(lo * fps + 0.5)))  # a closure before frame 0 shows on frame 0
-        last = max(first, int(np.floor(hi * fps - 0.5)))
-        for i in range(first - 1, last + 2):
-            if 0 <= i < n_frames:
-                core = first <= i <= last
-                bilabial[i] = max(bilabial[i], 1.0 if core else 0.5)
-    return motion, bilabial
+        inside = np.flatnonzero((times >= lo) & (times <= hi))
+        if not len(inside):
+            inside = np.array([int(np.clip(round(0.5 * (lo + hi) * fps), 0, n_frames - 1))]) if n_frames else inside
+        closure[inside] = 1.0
+    return closure
+
+
+def apply_closure(motion: np.ndarray, closure: np.ndarray) -> np.ndarray:
+    """Shut the lips where `closure` says so: lips meet and press, the jaw and a tucked lip give way."""
+    c = closure[:, None] if closure.ndim == 1 else closure
+    out = motion.copy()
+    out[:, INDEX["lips_close"]] = np.maximum(out[:, INDEX["lips_close"]], c[:, 0])
+    out[:, INDEX["lip_press"]] = np.maximum(out[:, INDEX["lip_press"]], TARGETS[Viseme.BILABIAL]["lip_press"] * c[:, 0])
+    for axis in ("jaw_open", "lower_lip_tuck", "lip_funnel"):
+        out[:, INDEX[axis]] *= 1.0 - c[:, 0]
+    return out
+
+
+def viseme_track(phonemes, n_frames: int, fps: int = FPS, lead: float = 0.08, long_pause: float = 0.15,
+                 subsamples: int = 5) -> np.ndarray:
+    """Mouth motion (n_frames, DIM) float32 for a timed phoneme sequence; only the mouth axes move.
+
+    Each frame averages `subsamples` instants over its 1/fps, so that phonemes shorter than a frame still
+    leave a trace (and, as they should, do not reach their full target).
+    """
+    motion = np.zeros((n_frames, DIM), dtype=np.float32)
+    units = _units(phonemes, long_pause)
+    if not units or not n_frames:
+        motion[:, INDEX["lips_close"]] = 1.0
+        return motion
+    offsets = (np.arange(subsamples) + 0.5) / subsamples - 0.5
+    t = (_frame_times(n_frames, fps)[:, None] + offsets[None, :] / fps).ravel() + lead
+    num = np.zeros((len(t), len(MOUTH_AXES)))
+    den = np.zeros((len(t), len(MOUTH_AXES)))
+    lip_axis = np.array([axis in LIP_AXES for axis in MOUTH_AXES])
+    for start, end, v, stress in units:
+        decay = DECAY_S.get(v, CONSONANT_DECAY_S)
+        falloff = np.exp(-np.maximum(np.maximum(start - t, t - end), 0.0) / decay)
+        target = np.array([TARGETS[v].get(axis, 0.0) for axis in MOUTH_AXES])
+        if v in _VOWELS:  # stressed vowels open wider; unstressed ones are reduced
+            target[0] *= 0.75 + 0.125 * min(stress, 2)
+        strength = np.where(lip_axis, LIP_DOMINANCE.get(v, 1.0), JAW_DOMINANCE.get(v, 1.0))
+        d = falloff[:, None] * strength[None, :]
+        num += d * target[None, :]
+        den += d
+    blended = (num / np.maximum(den, 1e-12)).reshape(n_frames, subsamples, len(MOUTH_AXES)).mean(axis=1)
+    for k, axis in enumerate(MOUTH_AXES):
+        motion[:, INDEX[axis]] = blended[:, k]
+    return apply_closure(motion, bilabial_closure(phonemes, n_frames, fps, lead))
+
+
+_VOWELS = {Viseme.OPEN, Viseme.MID, Viseme.SPREAD, Viseme.ROUNDED}
