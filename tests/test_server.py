@@ -305,9 +305,11 @@ def test_busy_viewer_controllers_and_api(server):
             assert len(viewer_frames) >= 25
             shared["api"] = http_sessions(server, TOKEN)
             t_view, view_image = viewer_frames[-1]
-            t_call, call_image = min(caller_frames, key=lambda item: abs(item[0] - t_view))
-            assert abs(t_call - t_view) < 0.1
-            diff = np.abs(view_image.astype(np.float32) - call_image.astype(np.float32)).mean()
+            # Arrival times of the two peers differ by network/jitter-buffer delays: compare with the caller's
+            # frames that arrived around the same moment and take the closest one (the same frame, re-encoded).
+            nearby = [image for t, image in caller_frames if abs(t - t_view) < 0.3]
+            assert nearby
+            diff = min(np.abs(view_image.astype(np.float32) - image.astype(np.float32)).mean() for image in nearby)
             assert diff < 6.0, f"viewer frame differs from the caller's by {diff:.1f} levels"
             await caller.hangup()
             await other.call(None)  # the slot is free again
