@@ -1,6 +1,6 @@
 """Renderer cost per frame: batch 1 and 8, one and two CPU threads (and CUDA when present).
 
-    python -m benchmarks.render_speed [--frames 100] [--image IMG]
+    python -m benchmarks.render_speed [--frames 100] [--image IMG] [--threads 1,2]
 
 Renders a talking-like motion sequence (jaw and lips moving every frame, blinks, gaze, head sway, a
 smile coming and going) plus a worst case (every region active, large head pose), and reports median
@@ -73,6 +73,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=100)
     parser.add_argument("--image", default=None)
+    parser.add_argument("--threads", default="1,2", help="comma-separated CPU thread counts to time")
     args = parser.parse_args()
     portrait = enrol(args.image)
     motions = {"talking": talking_motion(args.frames), "worst": worst_motion(args.frames)}
@@ -80,7 +81,8 @@ def main() -> None:
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for device in devices:
         renderer = Renderer(portrait, RenderConfig(device=device)).setup()
-        for threads in ([1, 2] if device == "cpu" else [torch.get_num_threads()]):
+        cpu_threads = [int(t) for t in args.threads.split(",")]
+        for threads in (cpu_threads if device == "cpu" else [torch.get_num_threads()]):
             torch.set_num_threads(threads)
             for name, motion in motions.items():
                 for batch in (1, 8):

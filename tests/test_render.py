@@ -17,12 +17,13 @@ TEXT = "Mama made my money."
 def _probe(path: Path) -> dict:
     with av.open(str(path)) as container:
         video = container.streams.video[0]
+        fps = float(video.average_rate)
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video)]
     with av.open(str(path)) as container:
         audio = container.streams.audio[0]
         rate = audio.codec_context.sample_rate
         samples = np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(audio)])
-    return {"fps": float(video.average_rate), "frames": np.stack(frames), "audio": samples, "rate": rate}
+    return {"fps": fps, "frames": np.stack(frames), "audio": samples, "rate": rate}
 
 
 @pytest.fixture(scope="module")

@@ -149,29 +149,68 @@ def remove_iris(image: np.ndarray, cx: float, cy: float, radius: float) -> np.nd
     return out
 
 
-def _polyline(xs: torch.Tensor, ys: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Piecewise-linear y(x) through knots (N, K) at queries (N, M); flat beyond the ends."""
-    xs = torch.cummax(xs, dim=1).values.contiguous()
-    k = xs.shape[1]
-    hi = torch.searchsorted(xs, x.contiguous()).clamp(1, k - 1)
+def _clamp_np(x: np.ndarray, lo=0, hi=1) -> np.ndarray:
+    return np.minimum(np.maximum(x, lo), hi)  # np.clip's values at a fraction of its call cost
+
+
+def _polyline_np(xs: np.ndarray, ys: np.ndarray, x: np.ndarray, sorted_xs: bool = False) -> np.ndarray:
+    """Piecewise-linear y(x) through knots (N, K) at queries (N, M); flat beyond the ends.
+    float32 numpy: per-column curves are tiny arrays, where numpy's per-call cost is a fraction of torch's."""
+    if not sorted_xs:
+        xs = np.maximum.accumulate(xs, axis=1)
+    n, k = x.shape[0], xs.shape[1]
+    rows = np.arange(n)[:, None] % xs.shape[0]
+    hi = np.stack([np.searchsorted(xs[r], x[i]) for i, r in enumerate(rows[:, 0])])
+    hi = _clamp_np(hi, 1, k - 1)
     lo = hi - 1
-    x0, x1 = xs.gather(1, lo), xs.gather(1, hi)
-    y0, y1 = ys.gather(1, lo), ys.gather(1, hi)
-    t = ((x - x0) / (x1 - x0).clamp_min(1e-3)).clamp(0, 1)
+    x0, x1 = xs[rows, lo], xs[rows, hi]
+    y0, y1 = ys[rows, lo], ys[rows, hi]
+    t = _clamp_np((x - x0) / np.maximum(x1 - x0, np.float32(1e-3)))
     return y0 + t * (y1 - y0)
 
 
-def _by_column(x: torch.Tensor, compute) -> torch.Tensor:
+def _by_column_np(x, compute):
     """Evaluate per-column curves once on a 1-px grid spanning x (n, M), then look them up per pixel.
-    `compute(grid (n, G)) -> (n, C, G)`; returns (n, C, M), linearly interpolated."""
-    lo, hi = float(x.min().floor()), float(x.max().ceil())
-    grid = torch.arange(lo, hi + 2.0, 1.0, device=x.device, dtype=x.dtype).expand(x.shape[0], -1)
-    table = compute(grid)
-    pos = x - lo
-    i0 = pos.floor().long().clamp(0, grid.shape[1] - 2)
-    w = (pos - i0).unsqueeze(1)
-    idx = i0.unsqueeze(1).expand(-1, table.shape[1], -1)
-    return table.gather(2, idx) * (1 - w) + table.gather(2, idx + 1) * w
+    `compute(grid (n, G) float32 numpy) -> (n, C, G)`; returns (n, C, M), linearly interpolated, as numpy
+    when x is numpy, else as a tensor on x's device (numpy's column lookup costs half of torch's gather)."""
+    xn = x if isinstance(x, np.ndarray) else x.cpu().numpy()
+    lo, hi = float(np.floor(xn.min())), float(np.ceil(xn.max()))
+    grid = np.broadcast_to(np.arange(lo, hi + 2.0, 1.0, dtype=np.float32), (x.shape[0], int(hi + 2.0 - lo)))
+    table = np.asarray(compute(grid), np.float32)
+    pos = xn - np.float32(lo)
+    i0 = np.minimum(np.maximum(np.floor(pos).astype(np.int32), 0), grid.shape[1] - 2)
+    w = pos - i0.astype(np.float32)
+    out = np.stack([np.take(table[i], i0[i], axis=1) * (1 - w[i]) + np.take(table[i], i0[i] + 1, axis=1) * w[i]
+                    for i in range(len(xn))])
+    return out if isinstance(x, np.ndarray) else torch.from_numpy(out).to(x.device)
+
+
+def _ramp_np(value: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    return (value - lo) / np.maximum(hi - lo, np.float32(1e-4))
+
+
+def _lip_offset_np(knots_u: np.ndarray, dy: np.ndarray, u: np.ndarray, elliptic: bool = True) -> np.ndarray:
+    """Vertical lip displacement at normalised positions u (n, M) from per-knot dy (n, K).
+    The segments next to the corners interpolate along an ellipse, so an opening mouth is oval."""
+    out = np.zeros_like(u)
+    k = knots_u.shape[0]
+    for j in range(k - 1):
+        a, b = knots_u[j], knots_u[j + 1]
+        if j == 0 and elliptic:
+            t = np.sqrt(np.maximum(1 - u * u, 0)) / np.float32(np.sqrt(max(1 - float(b) ** 2, 1e-4)))
+        elif j == k - 2 and elliptic:
+            t = 1 - np.sqrt(np.maximum(1 - u * u, 0)) / np.float32(np.sqrt(max(1 - float(a) ** 2, 1e-4)))
+        else:
+            t = (u - a) / np.float32(max(float(b - a), 1e-4))
+        t = _clamp_np(t)
+        seg = dy[:, j:j + 1] + t * (dy[:, j + 1:j + 2] - dy[:, j:j + 1])
+        out = np.where(u >= a, seg, out)
+    return out
+
+
+def _soft_inside_np(value: np.ndarray, lo: np.ndarray, hi: np.ndarray, feather: float = 0.75) -> np.ndarray:
+    feather = np.float32(feather)
+    return _clamp_np((value - lo) / feather + np.float32(0.5)) * _clamp_np((hi - value) / feather + np.float32(0.5))
 
 
 def _ramp(value: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
@@ -229,13 +268,6 @@ class Renderer:
         self.head_weight = torch.from_numpy(head.weight_at(pts)).to(dev, dt)  # (h*w,)
         # portrait's own inner-lip gap per mouth column, for the teeth bands
         rest = self.rig.rest
-        self._eye_knots = {}
-        for side, (upper, lower) in {"left": ([36, 37, 38, 39], [36, 41, 40, 39]),
-                                     "right": ([42, 43, 44, 45], [42, 47, 46, 45])}.items():
-            width = max(rest[upper[-1], 0] - rest[upper[0], 0], 1.0)
-            self._eye_knots[side] = tuple(
-                torch.tensor(np.maximum.accumulate((rest[ids, 0] - rest[upper[0], 0]) / width * 2 - 1), device=dev, dtype=dt)
-                for ids in (upper, lower))
         # rest lid and inner-lip lines sampled densely, to follow them through the smooth warp
         self._rest_curves = {}
         for name, (upper, lower), count in (("left", ([36, 37, 38, 39], [36, 41, 40, 39]), 17),
@@ -245,6 +277,18 @@ class Renderer:
             xs = np.unique(np.concatenate([np.linspace(rest[upper[0], 0], rest[upper[-1], 0], count), knots]))
             self._rest_curves[name] = tuple(
                 torch.from_numpy(np.stack([xs, np.interp(xs, np.maximum.accumulate(rest[ids, 0]), rest[ids, 1])], 1)).to(dev, dt)
+                for ids in (upper, lower))
+        rest32 = rest.astype(np.float32)  # the same values as self.rest, for the numpy per-column curves
+        self._rest_np = rest32
+        self._knots_np = {}
+        for name, (upper, lower) in (("left", ([36, 37, 38, 39], [36, 41, 40, 39])),
+                                     ("right", ([42, 43, 44, 45], [42, 47, 46, 45])),
+                                     ("mouth", ([60, 61, 62, 63, 64], [60, 67, 66, 65, 64]))):
+            first, last = upper[0], upper[-1]
+            width = max(rest[last, 0] - rest[first, 0], 1.0)
+            self._knots_np[name] = tuple(
+                (np.maximum.accumulate((rest[ids, 0] - rest[first, 0]) / width * 2 - 1).astype(np.float32),
+                 np.maximum.accumulate(rest32[ids, 0])[None], rest32[ids, 1][None])
                 for ids in (upper, lower))
         self._rest_curve_points = torch.cat([c for pair in self._rest_curves.values() for c in pair])
         self._iris_discs, bare = {}, self.portrait.image.astype(np.float32)
@@ -329,8 +373,9 @@ class Renderer:
             if paint is not None:
                 paints.append((origins, paint))
 
-        grid = self.identity[y0:y0 + hr, x0:x0 + wr].unsqueeze(0) + flow.permute(0, 2, 3, 1)
-        frames = F.grid_sample(self.image.expand(n, -1, -1, -1), grid * (2.0 / (size - 1)) - 1.0, mode="bilinear",
+        grid = torch.add(self.identity[y0:y0 + hr, x0:x0 + wr].unsqueeze(0), flow.permute(0, 2, 3, 1))
+        grid.mul_(2.0 / (size - 1)).sub_(1.0)
+        frames = F.grid_sample(self.image.expand(n, -1, -1, -1), grid, mode="bilinear",
                                padding_mode="border", align_corners=True)
         for origins, (color, alpha) in paints:
             hh, ww = alpha.shape[-2:]
@@ -430,49 +475,52 @@ class Renderer:
         towards the brow; the eyeball under a closing lid is covered, never squashed."""
         n, hc, wc, _ = face.shape
         iod = self.rig.iod
-        x, y = face[..., 0].reshape(n, -1), face[..., 1].reshape(n, -1)
+        xy = face.cpu().numpy()
+        xn, y = xy[..., 0].reshape(n, -1), xy[..., 1].reshape(n, -1)
         upper = [36, 37, 38, 39] if side == "left" else [42, 43, 44, 45]
         lower = [36, 41, 40, 39] if side == "left" else [42, 47, 46, 45]
-        rest = self.rest
-        x_in, x_out = targets[:, upper[0], 0:1], targets[:, upper[-1], 0:1]
-        k_up, k_lo = self._eye_knots[side]
-        g_up, g_lo = curves_g[side]
+        rest = self._rest_np
+        tg = targets.cpu().numpy()
+        x_in, x_out = tg[:, upper[0], 0:1], tg[:, upper[-1], 0:1]
+        x_in_t, x_out_t = targets[:, upper[0], 0:1], targets[:, upper[-1], 0:1]
+        (k_up, ux_up, uy_up), (k_lo, ux_lo, uy_lo) = self._knots_np[side]
+        g_up, g_lo = (g.cpu().numpy() for g in curves_g[side])
+        dy_up, dy_lo = tg[:, upper, 1] - rest[upper, 1], tg[:, lower, 1] - rest[lower, 1]
 
         def curves(gx):
-            across = (_ramp(gx, x_in, x_out) * 2 - 1).clamp(-1, 1)
+            across = _clamp_np(_ramp_np(gx, x_in, x_out) * 2 - 1, -1, 1)
             rx = rest[upper[0], 0] + (across + 1) / 2 * (rest[upper[-1], 0] - rest[upper[0], 0])
-            r_up = rest[upper].unsqueeze(0).expand(n, -1, -1)
-            r_lo = rest[lower].unsqueeze(0).expand(n, -1, -1)
-            ru = _polyline(r_up[..., 0], r_up[..., 1], rx)
-            rl = torch.maximum(_polyline(r_lo[..., 0], r_lo[..., 1], rx), ru)
-            u_t = ru + self._lip_offset(k_up, targets[:, upper, 1] - rest[upper, 1], across, elliptic=False)
-            l_t = rl + self._lip_offset(k_lo, targets[:, lower, 1] - rest[lower, 1], across, elliptic=False)
-            u_g = _polyline(g_up[..., 0], g_up[..., 1], gx)
-            l_g = _polyline(g_lo[..., 0], g_lo[..., 1], gx)
-            inside = ((gx > x_in) & (gx < x_out)).to(gx.dtype)
-            return torch.stack([u_t, torch.maximum(l_t, u_t), u_g, l_g, across, inside], 1)
+            ru = _polyline_np(ux_up, uy_up, rx, sorted_xs=True)
+            rl = np.maximum(_polyline_np(ux_lo, uy_lo, rx, sorted_xs=True), ru)
+            u_t = ru + _lip_offset_np(k_up, dy_up, across, elliptic=False)
+            l_t = rl + _lip_offset_np(k_lo, dy_lo, across, elliptic=False)
+            u_g = _polyline_np(g_up[..., 0], g_up[..., 1], gx)
+            l_g = _polyline_np(g_lo[..., 0], g_lo[..., 1], gx)
+            inside = ((gx > x_in) & (gx < x_out)).astype(np.float32)
+            return np.stack([u_t, np.maximum(l_t, u_t), u_g, l_g, across, inside], 1)
 
-        u_t, l_t, u_g, l_g, across, inside = _by_column(x, curves).unbind(1)
+        u_t, l_t, u_g, l_g, across, inside = _by_column_np(xn, curves).transpose(1, 0, 2)
+        # per-pixel remap in float32 numpy: the same operations as in torch, at a fraction of the
+        # per-call cost on crops this small
         inside = inside > 0.5
-        reach_up, reach_down = 0.32 * iod, 0.25 * iod
-        new_y = y.clone()
-        # upper lid skin: displacement (u_t - u_g) at the margin easing to 0 towards the brow
+        reach_up, reach_down = np.float32(0.32 * iod), np.float32(0.25 * iod)
         d_up = u_t - u_g
-        t = ((y - (u_t - reach_up)) / reach_up).clamp(0, 1)
-        new_y = torch.where(y < u_t, y - d_up * t * t * (3 - 2 * t), new_y)
+        t = _clamp_np((y - (u_t - reach_up)) / reach_up)
+        new_y = np.where(y < u_t, y - d_up * t * t * (3 - 2 * t), y)
         d_lo = l_t - l_g
-        t = (((l_t + reach_down) - y) / reach_down).clamp(0, 1)
-        new_y = torch.where(y >= l_t, y - d_lo * t * t * (3 - 2 * t), new_y)
+        t = _clamp_np(((l_t + reach_down) - y) / reach_down)
+        new_y = np.where(y >= l_t, y - d_lo * t * t * (3 - 2 * t), new_y)
         # eyeball: fixed; where a lid opened wider than in the portrait, repeat the row at the margin
         ball = (y >= u_t) & (y < l_t)
-        opened = torch.where(y < u_g, u_g + 1.0, torch.where(y > l_g, l_g - 1.0, y))
-        new_y = torch.where(ball, opened, new_y)
-        new_y = torch.where(inside, new_y, y)
+        opened = np.where(y < u_g, u_g + 1, np.where(y > l_g, l_g - 1, y))
+        new_y = np.where(ball, opened, new_y)
+        new_y = np.where(inside, new_y, y)
         # gaze moves the iris disc inside the opening (painted by _iris)
-        open_g = (l_g - u_g).clamp_min(1.0).amax(1)
-        shift = torch.stack([gaze[:, 0] * (x_out - x_in)[:, 0] / 4.0, gaze[:, 1] * open_g * 0.3], 1)
-        ball = (_soft_inside(y, u_t, l_t) * inside).view(n, hc, wc)
-        return torch.stack([x, new_y], -1).view(n, hc, wc, 2), ball, shift
+        open_g = torch.from_numpy(np.maximum(l_g - u_g, np.float32(1.0)).max(1)).to(face.device)
+        shift = torch.stack([gaze[:, 0] * (x_out_t - x_in_t)[:, 0] / 4.0, gaze[:, 1] * open_g * 0.3], 1)
+        ball = torch.from_numpy(_soft_inside_np(y, u_t, l_t) * inside).to(face.device).view(n, hc, wc)
+        local = torch.from_numpy(np.stack([xn, new_y], -1)).to(face.device).view(n, hc, wc, 2)
+        return local, ball, shift
 
     def _iris(self, side: str, source: torch.Tensor, ball: torch.Tensor, shift: torch.Tensor):
         """Paint layer for a moved iris: the eyeball with its iris removed, and the iris disc sampled
@@ -489,109 +537,92 @@ class Renderer:
                              padding_mode="border", align_corners=True)
         return bare + disc * (iris - bare), ball.unsqueeze(1)
 
-    def _mouth_knots(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised positions (-1 = left corner, +1 = right corner) of the inner-lip knots at rest."""
-        rest = self.rig.rest
-        x60, x64 = rest[60, 0], rest[64, 0]
-        knots = []
-        for ids in ([60, 61, 62, 63, 64], [60, 67, 66, 65, 64]):
-            u = (rest[ids, 0] - x60) / max(x64 - x60, 1.0) * 2 - 1
-            knots.append(torch.tensor(np.maximum.accumulate(u), device=self.device, dtype=self.config.dtype))
-        return knots[0], knots[1]
-
-    @staticmethod
-    def _lip_offset(knots_u: torch.Tensor, dy: torch.Tensor, u: torch.Tensor, elliptic: bool = True) -> torch.Tensor:
-        """Vertical lip displacement at normalised positions u (n, M) from per-knot dy (n, 5).
-        The segments next to the corners interpolate along an ellipse, so an opening mouth is oval."""
-        out = torch.zeros_like(u)
-        k = knots_u.shape[0]
-        for j in range(k - 1):
-            a, b = knots_u[j], knots_u[j + 1]
-            if j == 0 and elliptic:  # corner -> first knot: elliptic
-                t = torch.sqrt((1 - u * u).clamp_min(0)) / float(np.sqrt(max(1 - float(b) ** 2, 1e-4)))
-            elif j == k - 2 and elliptic:
-                t = 1 - torch.sqrt((1 - u * u).clamp_min(0)) / float(np.sqrt(max(1 - float(a) ** 2, 1e-4)))
-            else:
-                t = (u - a) / max(float(b - a), 1e-4)
-            t = t.clamp(0, 1)
-            seg = dy[:, j:j + 1] + t * (dy[:, j + 1:j + 2] - dy[:, j:j + 1])
-            out = torch.where(u >= a, seg, out)
-        return out
-
     def _mouth(self, face, targets, warped, coeffs, expression, curves_g):
         """Lips slide over fixed upper teeth and jaw-borne lower teeth; a cavity fills what opens."""
         n, hc, wc, _ = face.shape
         iod, dt, dev = self.rig.iod, face.dtype, face.device
-        x, y = face[..., 0].reshape(n, -1), face[..., 1].reshape(n, -1)
+        xy = face.cpu().numpy()
+        xn, y = xy[..., 0].reshape(n, -1), xy[..., 1].reshape(n, -1)
         upper, lower = [60, 61, 62, 63, 64], [60, 67, 66, 65, 64]
-        rest = self.rest
-        knots_up, knots_lo = self._mouth_knots()
-        x_left, x_right = targets[:, 60, 0:1], targets[:, 64, 0:1]
-        g_up, g_lo = curves_g["mouth"]
+        rest = self._rest_np
+        tg = targets.cpu().numpy()
+        (knots_up, ux_up, uy_up), (knots_lo, ux_lo, uy_lo) = self._knots_np["mouth"]
+        x_left, x_right = tg[:, 60, 0:1], tg[:, 64, 0:1]
+        g_up, g_lo = (g.cpu().numpy() for g in curves_g["mouth"])
+        dy_up, dy_lo = tg[:, upper, 1] - rest[upper, 1], tg[:, lower, 1] - rest[lower, 1]
 
         def curves(gx):
             # rest curves at the same face-frame column (teeth are fixed to the skull)
-            r_up = rest[upper].unsqueeze(0).expand(n, -1, -1)
-            r_lo = rest[lower].unsqueeze(0).expand(n, -1, -1)
-            u0 = _polyline(r_up[..., 0], r_up[..., 1], gx)
-            l0 = torch.maximum(_polyline(r_lo[..., 0], r_lo[..., 1], gx), u0)
-            in_rest = ((gx > rest[60, 0]) & (gx < rest[64, 0])).to(gx.dtype)
+            u0 = _polyline_np(ux_up, uy_up, gx, sorted_xs=True)
+            l0 = np.maximum(_polyline_np(ux_lo, uy_lo, gx, sorted_xs=True), u0)
+            in_rest = ((gx > rest[60, 0]) & (gx < rest[64, 0])).astype(np.float32)
             # target and warped curves: rest curve at the same relative position + knot displacements
-            across = (_ramp(gx, x_left, x_right) * 2 - 1).clamp(-1, 1)
+            across = _clamp_np(_ramp_np(gx, x_left, x_right) * 2 - 1, -1, 1)
             rx = rest[60, 0] + (across + 1) / 2 * (rest[64, 0] - rest[60, 0])
-            ru = _polyline(r_up[..., 0], r_up[..., 1], rx)
-            rl = torch.maximum(_polyline(r_lo[..., 0], r_lo[..., 1], rx), ru)
-            u_t = ru + self._lip_offset(knots_up, targets[:, upper, 1] - rest[upper, 1], across)
-            l_t = torch.maximum(rl + self._lip_offset(knots_lo, targets[:, lower, 1] - rest[lower, 1], across), u_t)
-            u_g = _polyline(g_up[..., 0], g_up[..., 1], gx)
-            l_g = torch.maximum(_polyline(g_lo[..., 0], g_lo[..., 1], gx), u_g)
-            inside = ((gx > x_left) & (gx < x_right)).to(gx.dtype)
+            ru = _polyline_np(ux_up, uy_up, rx, sorted_xs=True)
+            rl = np.maximum(_polyline_np(ux_lo, uy_lo, rx, sorted_xs=True), ru)
+            u_t = ru + _lip_offset_np(knots_up, dy_up, across)
+            l_t = np.maximum(rl + _lip_offset_np(knots_lo, dy_lo, across), u_t)
+            u_g = _polyline_np(g_up[..., 0], g_up[..., 1], gx)
+            l_g = np.maximum(_polyline_np(g_lo[..., 0], g_lo[..., 1], gx), u_g)
+            inside = ((gx > x_left) & (gx < x_right)).astype(np.float32)
             rest_gap = rl - ru
-            closing = ((rest_gap - (l_t - u_t)) / rest_gap.clamp_min(1.0)).clamp(0, 1) * (rest_gap > 1.0)
-            opening = (((l_t - u_t) - rest_gap) / (0.1 * iod)).clamp(0, 1)
-            return torch.stack([u0, l0, in_rest, u_t, l_t, u_g, l_g, across, inside, closing, opening], 1)
+            closing = _clamp_np((rest_gap - (l_t - u_t)) / np.maximum(rest_gap, np.float32(1.0))) * (rest_gap > 1.0)
+            opening = _clamp_np(((l_t - u_t) - rest_gap) / np.float32(0.1 * iod))
+            return np.stack([u0, l0, in_rest, u_t, l_t, u_g, l_g, across, inside, closing, opening], 1)
 
-        u0, l0, in_rest, u_t, l_t, u_g, l_g, across, inside, closing, opening = _by_column(x, curves).unbind(1)
+        u0, l0, in_rest, u_t, l_t, u_g, l_g, across, inside, closing, opening = \
+            _by_column_np(xn, curves).transpose(1, 0, 2)
+        # per-pixel remap in float32 numpy (same operations as torch, far less per-call cost on a crop)
+        cfg = self.config
         # lips that close or part show their own red edge, not the bright teeth right behind it
-        u_g = u_g - self.config.lip_margin * closing
-        l_g = l_g + self.config.lip_margin * (closing + opening)
+        u_g = u_g - np.float32(cfg.lip_margin) * closing
+        l_g = l_g + np.float32(cfg.lip_margin) * (closing + opening)
         in_rest, inside = in_rest > 0.5, inside > 0.5
-        top, bottom = u_g - 0.3 * iod, l_g + 0.3 * iod
+        top, bottom = u_g - np.float32(0.3 * iod), l_g + np.float32(0.3 * iod)
 
         # lips: skin above the upper inner lip and below the lower one slides with the lip line
-        ly = y.clone()
         zone = (y >= top) & (y < u_t)
-        ly = torch.where(zone, top + _ramp(y, top, u_t) * (u_g - top), ly)
+        ly = np.where(zone, top + _ramp_np(y, top, u_t) * (u_g - top), y)
         zone = (y >= l_t) & (y < bottom)
-        ly = torch.where(zone, l_g + _ramp(y, l_t, bottom) * (bottom - l_g), ly)
-        ly = torch.where(inside, ly, y)
-        local = torch.stack([x, ly], -1).view(n, hc, wc, 2)
+        ly = np.where(zone, l_g + _ramp_np(y, l_t, bottom) * (bottom - l_g), ly)
+        ly = np.where(inside, ly, y)
+        local = torch.from_numpy(np.stack([xn, ly], -1)).to(dev).view(n, hc, wc, 2)
         source = local + self._sample(expression, local).permute(0, 2, 3, 1)
         # where the lips meet, a soft shadow line
-        seam = closing * torch.exp(-(((y - (u_t + l_t) / 2) / 1.2) ** 2)) * inside * 0.35
+        arg = -(((y - (u_t + l_t) / np.float32(2)) / np.float32(1.2)) ** 2)
+        seam = closing * torch.exp(torch.from_numpy(arg)).numpy() * inside * np.float32(0.35)
 
         # teeth: upper row fixed in the face, lower row carried by the jaw (chin displacement)
-        jaw = (coeffs @ self.rig_bases[:, 8, 1]).unsqueeze(1)  # (n, 1) px
-        split = u0 + self.config.upper_teeth_share * (l0 - u0)
+        jaw = (coeffs @ self.rig_bases[:, 8, 1]).unsqueeze(1).cpu().numpy()  # (n, 1) px
+        split = u0 + np.float32(cfg.upper_teeth_share) * (l0 - u0)
         opening = (y >= u_t) & (y < l_t) & inside
         f = 0.75
-        tops = 0.06 * iod  # just above the rest lip line the teeth continue (their tops), then gum
-        upper_y = torch.where(y < u0, u0 + 1.5, y).clamp(max=split)
-        teeth_y = torch.where(y < split + jaw / 2, upper_y, (y - jaw).clamp(min=split))
-        teeth_src = torch.stack([x, teeth_y], -1).view(n, hc, wc, 2)
-        in_opening = opening.view(n, hc, wc, 1)
+        tops = np.float32(0.06 * iod)  # just above the rest lip line the teeth continue (their tops), then gum
+        upper_y = np.minimum(np.where(y < u0, u0 + np.float32(1.5), y), split)
+        teeth_y = np.where(y < split + jaw / np.float32(2), upper_y, np.maximum(y - jaw, split))
+        teeth_src = torch.from_numpy(np.stack([xn, teeth_y], -1)).to(dev).view(n, hc, wc, 2)
+        in_opening = torch.from_numpy(opening).to(dev).view(n, hc, wc, 1)
         source = torch.where(in_opening, teeth_src, source)
 
         # paint: gum above the fixed teeth, cavity between the teeth rows (or the lips), soft edges
         def band(lo, hi):
-            return _soft_inside(y, lo, hi, f) * ((hi - lo) / f).clamp(0, 1)
+            return _soft_inside_np(y, lo, hi, f) * _clamp_np((hi - lo) / np.float32(f))
 
-        cav_top = torch.where(in_rest, torch.maximum(u_t, split), u_t)
-        cav_bot = torch.where(in_rest, torch.minimum(l_t, split + jaw), l_t)
+        cav_top = np.where(in_rest, np.maximum(u_t, split), u_t)
+        cav_bot = np.where(in_rest, np.minimum(l_t, split + jaw), l_t)
         cavity = band(cav_top, cav_bot) * inside
         gum = band(u_t, u0 - tops) * (in_rest & inside)
-        gap_t = (l_t - u_t).clamp_min(1.0)
-        depth = _ramp(y, u_t, l_t).clamp(0, 1)  # 0 at the upper lip, 1 at the lower lip
+        gap_t = np.maximum(l_t - u_t, np.float32(1.0))
+        depth = _clamp_np(_ramp_np(y, u_t, l_t))  # 0 at the upper lip, 1 at the lower lip
+        # the colour layer stays in torch (its sin/pow must match torch's to the bit), and is computed
+        # only where it is painted (alpha > 0): elsewhere the paint adds alpha * (colour - frame) = 0
+        painted = np.flatnonzero((cavity + gum + seam).ravel() > 0)
+        jaw = np.broadcast_to(jaw, y.shape)
+        to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a.reshape(-1)[painted])[None]).to(dev)
+        x, y, u_t, l_t, u0, split, jaw, across, cavity, gum, seam, gap_t, depth = map(
+            to_t, (xn, y, u_t, l_t, u0, split, jaw, across, cavity, gum, seam, gap_t, depth))
+        tops = float(tops)
         side = across.abs()
         col = lambda r, g, b: torch.tensor([r, g, b], device=dev, dtype=dt).view(1, 3, 1)
         deep = ((1 - side ** 2) * torch.sin(torch.pi * depth)).unsqueeze(1)  # 0 at the lips, 1 deep inside
@@ -602,6 +633,7 @@ class Renderer:
         dome = dome * ((gap_t - 0.2 * iod) / (0.2 * iod)).clamp(0, 1)
         color = color + (col(155, 72, 76) * (0.75 + 0.25 * depth.unsqueeze(1)) - color) * (0.85 * dome).unsqueeze(1)
         if not self.shows_teeth:  # synthesize rows where the portrait's teeth would be
+            rest = self.rest
             width = rest[64, 0] - rest[60, 0]
             u = (x - rest[62, 0]) / (0.55 * width)
             row = (1 - (u ** 2).clamp(0, 1)) ** 0.5
@@ -623,4 +655,7 @@ class Renderer:
         alpha = (cavity + g + seam).clamp_max(1)
         color = (color * cavity.unsqueeze(1) + gum_color * g.unsqueeze(1) + shadow * seam.unsqueeze(1)) \
             / (cavity + g + seam).clamp_min(1e-6).unsqueeze(1)
-        return source, (color.view(n, 3, hc, wc), alpha.view(n, 1, hc, wc))
+        index = torch.from_numpy(painted).to(dev)
+        color_full = torch.zeros(3, n * hc * wc, device=dev, dtype=dt).index_copy_(1, index, color[0])
+        alpha_full = torch.zeros(n * hc * wc, device=dev, dtype=dt).index_copy_(0, index, alpha[0])
+        return source, (color_full.view(3, n, hc, wc).transpose(0, 1), alpha_full.view(n, 1, hc, wc))
