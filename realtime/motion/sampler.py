@@ -1,0 +1,253 @@
+"""Streaming motion sampler: audio chunks in, motion frames out, one few-step DDIM window per 160 ms.
+
+Each chunk denoises `window` frames conditioned on the previous `prefix` frames it produced itself (so
+chunk borders continue the motion instead of restarting it), on the audio encoder's states (recomputed over
+a bounded history, which gives exactly the offline encoder's output) and on the instruction (K/V cached
+per instruction). A frame is emitted once the audio up to 2 frames (80 ms) after its chunk has arrived.
+Offline rendering pushes a whole file through the same class, so offline and live motion agree.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from realtime.motion.diffusion import ddim_sample
+from realtime.motion.features import FEATURES_PER_MOTION_FRAME, HOP, SAMPLE_RATE, LogMel, StreamingLogMel
+from realtime.motion.model import InstructionCache, MotionGenerator
+from realtime.motion.space import FPS, HI, LO, SCALE, MotionSequence
+
+SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
+
+
+class SamplerError(ValueError):
+    """Bad input to the sampler (audio shape, intensity) or use after flush()."""
+
+
+@dataclass
+class SamplerConfig:
+    steps: int = 6  # DDIM steps per chunk (<= 8)
+    guidance: float = 1.5  # CFG scale at intensity 1; intensity scales it linearly (0 = unconditional)
+    transition_s: float = 0.48  # cross-fade between instructions
+    clamp: bool = True  # keep every x0 estimate inside the motion space
+    temperature: float = 1.0  # scale of the initial noise: < 1 trades variety for steadier chunk borders
+    # Chunk borders on the slow axes (brows, cheeks, eyes' width, gaze, head): start each chunk where the
+    # previous one was heading and ease into the model's own trajectory over `border_ease_frames` (0 = off).
+    # The mouth and the blinks follow the model untouched, so closures and blinks keep their timing and depth.
+    border_ease_frames: int = 8
+
+
+@dataclass
+class _Condition:
+    cache: InstructionCache
+    scale: float
+    ramp: float  # 0..1, how much of `scale` is in force
+    direction: float  # +1 fading in, -1 fading out
+
+
+class StreamingSampler:
+    """One per stream; the model is shared and never mutated. Not thread-safe itself (one thread per stream)."""
+
+    def __init__(self, model: MotionGenerator, encoder: Callable | None, config: SamplerConfig | None = None,
+                 seed: int = 0):
+        self.model, self.encoder = model, encoder
+        self.config = config or SamplerConfig()
+        cfg = model.cfg
+        self.P, self.W = cfg.prefix, cfg.window
+        self.past, self.future = model.audio.receptive_field()
+        self._features = StreamingLogMel(cfg.features)
+        self._silence = LogMel(cfg.features).silence()
+        self._feats = torch.zeros(0, cfg.n_mels)  # feature frames from global index `_feat_start`
+        self._feat_start = 0
+        self._prefix = torch.zeros(self.P, cfg.motion_dim)
+        self._prefix_valid = torch.zeros(self.P, dtype=torch.bool)
+        self._generator = torch.Generator().manual_seed(int(seed))
+        self._scale = torch.from_numpy(SCALE)
+        self._slow = _slow_axes_mask(cfg.motion_dim)
+        self._lo, self._hi = torch.from_numpy(LO / SCALE)[None, None], torch.from_numpy(HI / SCALE)[None, None]
+        with torch.inference_mode():
+            self._null = model.instruction_cache(None)
+            self._neutral = model.instruction_cache(None, neutral=True)
+        self._conds: list[_Condition] = []
+        self._pending: tuple[str | None, float] | None = (None, 1.0)  # neutral until told otherwise
+        self._instruction_caches: dict[str, InstructionCache] = {}
+        self.instruction: str | None = None
+        self.intensity: float = 1.0
+        self.samples_pushed = 0
+        self.frames_emitted = 0  # frames generated (returned by push/flush)
+        self._finished = False
+
+    # --- public -----------------------------------------------------------------------------------------
+    @property
+    def latency_s(self) -> float:
+        """How far the motion emitted so far lags the audio pushed so far."""
+        return self.samples_pushed / SAMPLE_RATE - self.frames_emitted / FPS
+
+    @property
+    def chunk_s(self) -> float:
+        return self.W / FPS
+
+    @property
+    def lookahead_s(self) -> float:
+        return self.future / FPS
+
+    def set_instruction(self, text: str | None, intensity: float = 1.0) -> None:
+        """Applies from the next chunk, cross-fading from the current instruction over `transition_s`."""
+        if not 0.0 <= float(intensity) <= 1.0:
+            raise SamplerError(f"intensity must be between 0 and 1, got {intensity}")
+        if text is not None and not text.strip():
+            text = None
+        if text is not None and self.encoder is None:
+            raise SamplerError("an instruction text needs an InstructionEncoder (the sampler got encoder=None)")
+        self._pending = (text, float(intensity))
+
+    def push(self, audio16k: np.ndarray) -> np.ndarray:
+        """Feed mono 16 kHz float32 audio (any length); returns the (n, DIM) motion frames that became ready."""
+        if self._finished:
+            raise SamplerError("push() after flush(): start a new StreamingSampler for a new stream")
+        audio = np.asarray(audio16k, dtype=np.float32)
+        if audio.ndim != 1:
+            raise SamplerError(f"audio must be mono (samples,), got shape {audio.shape}")
+        if not np.isfinite(audio).all():
+            raise SamplerError("audio contains NaN or infinite samples")
+        self.samples_pushed += len(audio)
+        return self._ingest(audio)
+
+    def flush(self) -> np.ndarray:
+        """End of stream: pad with silence and return the remaining frames (ceil(samples / 640) in total)."""
+        if self._finished:
+            return np.zeros((0, self.model.cfg.motion_dim), np.float32)
+        target = -(-self.samples_pushed // SAMPLES_PER_FRAME)
+        needed_frames = -(-target // self.W) * self.W + self.future
+        needed_samples = needed_frames * SAMPLES_PER_FRAME
+        pad = max(0, needed_samples - self.samples_pushed)
+        out = self._ingest(np.zeros(pad, np.float32), limit=target)
+        self._finished = True
+        return out
+
+    # --- internals --------------------------------------------------------------------------------------
+    def _ingest(self, audio: np.ndarray, limit: int | None = None) -> np.ndarray:
+        with torch.inference_mode():
+            new = self._features.push(audio)
+            self._feats = torch.cat([self._feats, new])
+            frames = []
+            n_feat = self._feat_start + len(self._feats)
+            while n_feat >= FEATURES_PER_MOTION_FRAME * (self.frames_emitted + self.W + self.future):
+                if limit is not None and self.frames_emitted >= limit:
+                    break
+                chunk = self._chunk()
+                if limit is not None:
+                    chunk = chunk[: limit - self.frames_emitted]
+                frames.append(chunk)
+                self.frames_emitted += len(chunk)
+        if not frames:
+            return np.zeros((0, self.model.cfg.motion_dim), np.float32)
+        return np.concatenate(frames)
+
+    def _feature_window(self, first: int, last: int) -> torch.Tensor:
+        """Feature frames [first, last) in global indices; before the stream began there was silence."""
+        k = FEATURES_PER_MOTION_FRAME
+        a, b = first * k, last * k
+        lead = max(0, self._feat_start - a)
+        window = self._feats[max(0, a - self._feat_start): b - self._feat_start]
+        if lead:
+            window = torch.cat([self._silence.expand(lead, -1), window])
+        # Forget what no later chunk will read.
+        keep_from = (self.frames_emitted + self.W - self.P - self.past) * k
+        if keep_from > self._feat_start:
+            self._feats = self._feats[keep_from - self._feat_start:]
+            self._feat_start = keep_from
+        return window
+
+    def _apply_pending_instruction(self) -> None:
+        if self._pending is None:
+            return
+        text, intensity = self._pending
+        self._pending = None
+        if text == self.instruction and self._conds:
+            for c in self._conds:  # same text, new intensity: rescale in place (guidance is linear)
+                if c.direction > 0:
+                    c.scale = intensity * self.config.guidance
+            self.intensity = intensity
+            return
+        for c in self._conds:
+            c.direction = -1.0
+        if text is None:
+            cache = self._neutral  # no instruction: neutral talking, guided like any instruction
+        else:
+            if text not in self._instruction_caches:
+                self._instruction_caches[text] = self.model.instruction_cache(self.encoder(text))
+            cache = self._instruction_caches[text]
+        start = 0.0 if self.frames_emitted > 0 else 1.0  # the first chunk starts in the instruction
+        self._conds.append(_Condition(cache, intensity * self.config.guidance, start, +1.0))
+        self.instruction, self.intensity = text, intensity
+
+    def _advance_ramps(self) -> None:
+        step = self.W / max(self.config.transition_s * FPS, 1e-6)
+        for c in self._conds:
+            c.ramp = float(np.clip(c.ramp + c.direction * step, 0.0, 1.0))
+        self._conds = [c for c in self._conds if not (c.direction < 0 and c.ramp <= 0.0)]
+
+    def _ease_border(self, x0: torch.Tensor) -> torch.Tensor:
+        """Continue the slow axes from the previous chunk's position and velocity, easing into x0."""
+        R = self.config.border_ease_frames
+        if R <= 0 or not bool(self._prefix_valid[-2:].all()):
+            return x0
+        expected = 2 * self._prefix[-1] - self._prefix[-2]  # constant velocity across the border
+        ease = ((torch.arange(self.W) + 1.0) / R).clamp(max=1.0)
+        keep = 1.0 - ease * ease * (3.0 - 2.0 * ease)
+        return x0 + (expected - x0[0]) * self._slow[None] * keep[:, None]
+
+    def _chunk(self) -> np.ndarray:
+        n = self.frames_emitted
+        self._apply_pending_instruction()
+        self._advance_ramps()
+        feats = self._feature_window(n - self.P - self.past, n + self.W + self.future)
+        audio_states, _ = self.model.encode_audio(feats[None])
+        audio_states = audio_states[:, self.past: self.past + self.P + self.W]
+        active = [c for c in self._conds if c.ramp > 0]
+        cache = InstructionCache.stack([self._null] + [c.cache for c in active]) if active else self._null
+        weights = [c.scale * c.ramp for c in active]
+        noise = torch.randn(1, self.W, self.model.cfg.motion_dim, generator=self._generator) * self.config.temperature
+        lo, hi = (self._lo, self._hi) if self.config.clamp else (None, None)
+        x0 = ddim_sample(self.model, noise, self.config.steps, self._prefix[None], self._prefix_valid[None],
+                         audio_states, cache, weights, lo, hi)[0]
+        x0 = self._ease_border(x0)
+        self._prefix = torch.cat([self._prefix, x0])[-self.P:]
+        self._prefix_valid = torch.cat([self._prefix_valid, torch.ones(self.W, dtype=torch.bool)])[-self.P:]
+        return np.clip((x0 * self._scale).numpy(), LO, HI).astype(np.float32)
+
+
+# Axes that move fast and on cue (speech, blinks): never eased at chunk borders.
+FAST_AXES = ("jaw_open", "lips_close", "lip_press", "lip_funnel", "lip_pucker", "lower_lip_tuck", "mouth_stretch",
+             "smile", "frown", "upper_lip_raise", "mouth_asym", "blink_left", "blink_right")
+
+
+def _slow_axes_mask(dim: int) -> torch.Tensor:
+    from realtime.motion.space import INDEX
+
+    mask = torch.ones(dim)
+    mask[[INDEX[a] for a in FAST_AXES]] = 0.0
+    return mask
+
+
+def generate(model: MotionGenerator, encoder: Callable | None, audio16k: np.ndarray, instruction: str | None = None,
+             intensity: float = 1.0, seed: int = 0, config: SamplerConfig | None = None,
+             progress: bool = False) -> MotionSequence:
+    """Offline render through the streaming sampler: ceil(samples / 640) frames at 25 fps."""
+    from tqdm import tqdm
+
+    sampler = StreamingSampler(model, encoder, config, seed=seed)
+    sampler.set_instruction(instruction, intensity)
+    audio = np.asarray(audio16k, dtype=np.float32)
+    step = SAMPLE_RATE  # push a second at a time (the result does not depend on it)
+    frames = []
+    for start in tqdm(range(0, len(audio), step), desc="motion", unit="s", disable=not progress):
+        frames.append(sampler.push(audio[start:start + step]))
+    frames.append(sampler.flush())
+    return MotionSequence(np.concatenate(frames) if frames else np.zeros((0, model.cfg.motion_dim), np.float32))
+
+
+__all__ = ["SamplerConfig", "SamplerError", "StreamingSampler", "generate", "HOP"]
