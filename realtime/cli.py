@@ -20,7 +20,7 @@ def _render(args: argparse.Namespace) -> int:
         out=Path(args.out), text=args.text, audio=Path(args.audio) if args.audio else None,
         image=Path(args.image) if args.image else None, instruction=args.instruction,
         intensity=args.intensity, seed=args.seed, teacher=args.teacher, voice=args.voice,
-        progress=not args.quiet,
+        progress=not args.quiet, threads=args.threads,
     )
     result = render(job)
     print(result.summary())
@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--voice", default="en-us", help="espeak-ng voice for --text")
     render.add_argument("--teacher", action="store_true",
                         help="animate --text with the procedural animator instead of the learned generator")
+    render.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     render.add_argument("--quiet", action="store_true", help="no progress bar")
     render.add_argument("-o", "--out", required=True, help="output .mp4")
     render.set_defaults(func=_render)

@@ -26,6 +26,7 @@ class RenderJob:
     teacher: bool = False  # procedural animator (needs --text: it reads exact phoneme timings)
     voice: str = "en-us"
     progress: bool = True
+    threads: int = 1  # torch threads on CPU: many small ops make a second thread cost more than it gives
 
 
 @dataclass
@@ -95,6 +96,8 @@ def render(job: RenderJob) -> RenderResult:
     if not str(job.out).lower().endswith(".mp4"):
         raise ValueError(f"output must be an .mp4 file, got {job.out}")
     torch.manual_seed(job.seed)
+    if job.threads:
+        torch.set_num_threads(job.threads)
     portrait = enrol(job.image)  # fail fast on a bad image before any synthesis
 
     speech = None
