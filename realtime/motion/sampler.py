@@ -36,7 +36,7 @@ class SamplerConfig:
     # Chunk borders on the slow axes (brows, cheeks, eyes' width, gaze, head): start each chunk where the
     # previous one was heading and ease into the model's own trajectory over `border_ease_frames` (0 = off).
     # The mouth and the blinks follow the model untouched, so closures and blinks keep their timing and depth.
-    border_ease_frames: int = 8
+    border_ease_frames: int = 4
 
 
 @dataclass
