@@ -34,6 +34,26 @@ def title_state(title: str) -> dict[str, str]:
     return dict(re.findall(r"(\w+)=(\S+)", title))
 
 
+def evaluate(debug_port: int, url_part: str, expression: str) -> None:
+    """Run JavaScript in a tab through the DevTools protocol, as a user's typing and clicking would."""
+    from websockets.sync.client import connect
+
+    tab = next(t for t in tabs(debug_port) if url_part in t.get("url", ""))
+    with connect(tab["webSocketDebuggerUrl"], max_size=None) as devtools:
+        devtools.send(json.dumps({"id": 1, "method": "Runtime.evaluate", "params": {"expression": expression}}))
+        reply = json.loads(devtools.recv(timeout=10))
+        assert "exceptionDetails" not in reply.get("result", {}), reply
+
+
+def wait_until(predicate, timeout_s: float) -> bool:
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
 def wait_for_tab(debug_port: int, url_part: str, done, timeout_s: float) -> dict[str, str]:
     end, state = time.monotonic() + timeout_s, {}
     while time.monotonic() < end:
@@ -77,6 +97,13 @@ def test_page_calls_and_viewer_receives(tmp_path, speech_wav):
             assert session in server.server.sessions
             assert server.server.sessions[session].instruction.text == "smile warmly"
             assert server.server.sessions[session].stats.counts["audio_frames_in"] > 50  # the fake mic arrived
+
+            # A user types an instruction and presses Enter, then clicks a preset button.
+            evaluate(debug_port, "autostart", "document.getElementById('instruction').value = 'look very sad';"
+                     "document.getElementById('instruct-form').requestSubmit();")
+            assert wait_until(lambda: server.server.sessions[session].instruction.text == "look very sad", 10)
+            evaluate(debug_port, "autostart", "document.querySelector('#motions button').click();")
+            assert wait_until(lambda: server.server.sessions[session].instruction.text != "look very sad", 10)
 
             view = f"{server.url}/view?session={session}&bg=00ff00"
             request = urllib.request.Request(f"http://127.0.0.1:{debug_port}/json/new?{view}", method="PUT")
