@@ -1,9 +1,10 @@
-"""What every session shares, loaded once per server: the motion generator, the instruction encoder and the
-enrolled portrait. Each session gets its own sampler and renderer (cheap; they hold per-stream state)."""
+"""What every session shares, loaded once per server: the motion generator, the instruction encoder, the
+enrolled portrait and its renderer. Each session gets its own sampler (it holds per-stream state); the renderer
+is built once (its setup takes about a second) and shared, since rendering reads its tensors and mutates nothing."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from realtime.server.config import ServerConfig
@@ -21,6 +22,7 @@ class AvatarResources:
     encoder: Any  # realtime.instruct.InstructionEncoder (set up, LRU-cached, thread-safe for reads)
     portrait: Any  # realtime.avatar.Portrait
     trained: bool  # False = a randomly initialised generator (development only)
+    _renderer: Any = field(default=None, repr=False)  # realtime.avatar.Renderer, built on first use
 
     @classmethod
     def load(cls, config: ServerConfig) -> "AvatarResources":
@@ -63,11 +65,11 @@ class AvatarResources:
         self.renderer()(motion[:1])
 
     def renderer(self):
-        from realtime.avatar import RenderConfig, Renderer
+        if self._renderer is None:
+            from realtime.avatar import RenderConfig, Renderer
 
-        renderer = Renderer(self.portrait, RenderConfig())
-        renderer.setup()
-        return renderer
+            self._renderer = Renderer(self.portrait, RenderConfig()).setup()
+        return self._renderer
 
     def describe(self) -> dict[str, Any]:
         return {"trained": self.trained, "parameters": int(self.model.num_params()),
