@@ -25,6 +25,9 @@ class ServerConfig:
     torch_threads: int | None = 1  # torch intra-op threads (process-wide); None = leave torch's default
     # Playout: frames wait this many ticks (40 ms each) to absorb generator jitter before they are shown.
     jitter_frames: int = 1
+    # RTP audio packets (20 ms each) aiortc holds before decoding the first; its default 4 costs ~80 ms of
+    # latency and only helps on links that reorder packets.
+    audio_prefetch_packets: int = 1
     max_buffered_frames: int = 10  # beyond this the oldest frames are dropped to bound latency
     max_backlog_s: float = 0.5  # audio waiting for a worker that runs slower than real time is skipped beyond this
     # An audio gap longer than this is filled with silence so the face keeps its idle life.

@@ -88,12 +88,24 @@ class Session:
         self.control_handler: Callable[[Any, str | bytes], Awaitable[None]] | None = None
 
     # --- setup -----------------------------------------------------------------------------------------
+    def _shorten_audio_jitter_buffer(self, track) -> None:
+        """aiortc fixes the audio jitter buffer's prefetch at 4 packets with no option; the track event fires
+        before any packet arrives, so its receiver's buffer can still be replaced by a shorter one."""
+        from aiortc.jitterbuffer import JitterBuffer
+
+        for transceiver in self.pc.getTransceivers():
+            receiver = transceiver.receiver
+            if receiver.track is track and hasattr(receiver, "_RTCRtpReceiver__jitter_buffer"):
+                receiver._RTCRtpReceiver__jitter_buffer = JitterBuffer(
+                    capacity=16, prefetch=self.config.audio_prefetch_packets)
+
     async def answer(self, offer: RTCSessionDescription) -> RTCSessionDescription:
         pc = self.pc
 
         @pc.on("track")
         def on_track(track) -> None:
             if track.kind == "audio":
+                self._shorten_audio_jitter_buffer(track)
                 self.ingest.attach(track)
 
         @pc.on("datachannel")
