@@ -68,7 +68,7 @@ def time_case(renderer, motion: np.ndarray, batch: int, device: torch.device) ->
 
 
 def main() -> None:
-    from realtime.avatar import RenderConfig, Renderer, enrol
+    from realtime.avatar import RenderConfig, Renderer, enrol, set_cpu_threads
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=100)
@@ -83,7 +83,7 @@ def main() -> None:
         renderer = Renderer(portrait, RenderConfig(device=device)).setup()
         cpu_threads = [int(t) for t in args.threads.split(",")]
         for threads in (cpu_threads if device == "cpu" else [torch.get_num_threads()]):
-            torch.set_num_threads(threads)
+            set_cpu_threads(threads)
             for name, motion in motions.items():
                 for batch in (1, 8):
                     row = {"device": device, "threads": threads, "motion": name, "batch": batch,

@@ -37,7 +37,7 @@ def stage_costs(config: StagesConfig) -> dict:
     import torch
     from aiortc.codecs.vpx import Vp8Encoder
 
-    from realtime.avatar import RenderConfig, Renderer, enrol
+    from realtime.avatar import RenderConfig, Renderer, enrol, set_cpu_threads
     from realtime.media.audio import resample
     from realtime.media.stream import rgb_to_yuv420, yuv420_frame
     from realtime.motion.checkpoint import load_generator
@@ -46,7 +46,7 @@ def stage_costs(config: StagesConfig) -> dict:
     from realtime.motion.sampler import StreamingSampler
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    set_cpu_threads(1)
     try:
         trained = has_checkpoint(config.checkpoint)
         model = load_generator(config.checkpoint) if trained else MotionGenerator(GeneratorConfig()).eval()
@@ -75,7 +75,7 @@ def stage_costs(config: StagesConfig) -> dict:
                 costs["yuv"].append(tuple(ycost))
                 costs["vp8"].append(tuple(ecost))
     finally:
-        torch.set_num_threads(threads)
+        set_cpu_threads(threads)
 
     per_call = {name: {"wall_ms": summary([w for w, _ in values], 2), "cpu_ms": summary([c for _, c in values], 2)}
                 for name, values in costs.items()}

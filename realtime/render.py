@@ -86,7 +86,7 @@ def render(job: RenderJob) -> RenderResult:
     import torch
     from tqdm import tqdm
 
-    from realtime.avatar import Renderer, RenderConfig, enrol
+    from realtime.avatar import Renderer, RenderConfig, enrol, set_cpu_threads
     from realtime.media import VideoWriter
 
     if job.text is None and job.audio is None:
@@ -97,7 +97,7 @@ def render(job: RenderJob) -> RenderResult:
         raise ValueError(f"output must be an .mp4 file, got {job.out}")
     torch.manual_seed(job.seed)
     if job.threads:
-        torch.set_num_threads(job.threads)
+        set_cpu_threads(job.threads)
     portrait = enrol(job.image)  # fail fast on a bad image before any synthesis
 
     speech = None

@@ -31,10 +31,10 @@ async def run_server(config: ServerConfig, stop: asyncio.Event | None = None, re
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
     if config.torch_threads:
-        import torch
+        from realtime.avatar import set_cpu_threads
 
         # Sessions run in parallel worker threads; one intra-op thread each avoids oversubscribing the cores.
-        torch.set_num_threads(config.torch_threads)
+        set_cpu_threads(config.torch_threads)
     if resources is None:
         resources = await loop.run_in_executor(None, AvatarResources.load, config)
     server = AvatarServer(config, resources)

@@ -22,7 +22,7 @@ class ServerConfig:
     checkpoint: Path | None = None  # generator checkpoint dir; None = the one shipped with the package
     allow_untrained: bool = False  # development only: run a randomly initialised generator if none loads
     seed: int = 0
-    torch_threads: int | None = 1  # torch intra-op threads (process-wide); None = leave torch's default
+    torch_threads: int | None = 1  # torch and OpenCV intra-op threads (process-wide); None = leave their default
     # Playout: frames wait this many ticks (40 ms each) to absorb generator jitter before they are shown.
     jitter_frames: int = 1
     # RTP audio packets (20 ms each) aiortc holds before decoding the first; its default 4 costs ~80 ms of

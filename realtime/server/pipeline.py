@@ -128,7 +128,7 @@ class MotionPipeline:
         first = int(self.sampler.frames_emitted)
         t0 = time.perf_counter()
         motion = self.sampler.push(audio)
-        self.stats.record("sample", time.perf_counter() - t0)
+        self.stats.record("sample" if len(motion) else "features", time.perf_counter() - t0)
         if len(motion):
             self._render(first, motion)
 

@@ -6,8 +6,9 @@ from collections import deque
 
 import numpy as np
 
-STAGES = ("ingest", "sample", "render", "encode", "pace_late", "buffer", "latency")
-# ingest: decode+resample of one 20 ms audio frame; sample: features+DDIM per push; render: per frame;
+STAGES = ("ingest", "features", "sample", "render", "encode", "pace_late", "buffer", "latency")
+# ingest: decode+resample of one 20 ms audio frame; features: a push that completed no chunk (log-mel only);
+# sample: a push that completed one or more chunks (log-mel + audio encoder + DDIM); render: per frame;
 # encode: aiortc's encode+send per video frame; pace_late: how late a frame left against its timestamp;
 # buffer: time a rendered frame waited before it was shown; latency: shown time - arrival of its audio.
 # Counts: audio_dropped_ms = late audio trimmed by the ingest (silence had been filled in for it);
