@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 import zlib
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 from realtime.motion.checkpoint import CheckpointError, load_generator, save_generator
-from realtime.motion.diffusion import ddim_sample, guided_x0
+from realtime.motion.diffusion import DenoiseRequest, ddim_sample, ddim_sample_many
 from realtime.motion.features import FeatureConfig, FeatureError, StreamingLogMel, log_mel
 from realtime.motion.model import GeneratorConfig, InstructionCache, MotionGenerator
 from realtime.motion.sampler import SamplerConfig, SamplerError, StreamingSampler, generate
@@ -165,6 +166,10 @@ def test_cached_kv_equals_uncached_and_padding_is_inert(model):
 
 # --- diffusion and guidance ---------------------------------------------------------------------------------
 
+def guided_x0(model, x, prefix, valid, audio, cache, weights):
+    return ddim_sample(model, x, 1, prefix, valid, audio, cache, weights)  # one step: the guided x0 at t = 1
+
+
 def test_zero_guidance_equals_unconditional_branch(model):
     enc = HashedTextEncoder()
     P, W = model.cfg.prefix, model.cfg.window
@@ -172,12 +177,12 @@ def test_zero_guidance_equals_unconditional_branch(model):
     valid, audio = torch.ones(1, P, dtype=torch.bool), torch.randn(1, P + W, model.cfg.audio_dim)
     null = model.instruction_cache(None)
     both = InstructionCache.stack([null, model.instruction_cache(enc("frown"))])
-    uncond = guided_x0(model, x, 0.5, prefix, valid, audio, null, [])
-    torch.testing.assert_close(guided_x0(model, x, 0.5, prefix, valid, audio, both, [0.0]), uncond, atol=1e-5, rtol=0)
-    cond = guided_x0(model, x, 0.5, prefix, valid, audio, both, [1.0])
+    uncond = guided_x0(model, x, prefix, valid, audio, null, [])
+    torch.testing.assert_close(guided_x0(model, x, prefix, valid, audio, both, [0.0]), uncond, atol=1e-5, rtol=0)
+    cond = guided_x0(model, x, prefix, valid, audio, both, [1.0])
     assert not torch.allclose(cond, uncond, atol=1e-3)
     # guidance is linear in the scale
-    g2 = guided_x0(model, x, 0.5, prefix, valid, audio, both, [2.0])
+    g2 = guided_x0(model, x, prefix, valid, audio, both, [2.0])
     torch.testing.assert_close(g2 - uncond, 2 * (cond - uncond), atol=1e-5, rtol=1e-4)
     audio_s = speechlike(1.0)
     # intensity 0 is the unconditional branch whatever the text (None = neutral talking, also guided)
@@ -185,6 +190,72 @@ def test_zero_guidance_equals_unconditional_branch(model):
     b = generate(model, enc, audio_s, None, intensity=0.0, seed=3).values
     np.testing.assert_allclose(a, b, atol=1e-5)
     assert not np.allclose(a, generate(model, enc, audio_s, None, intensity=1.0, seed=3).values, atol=1e-4)
+
+
+def test_streams_denoised_together_get_what_each_would_alone(model):
+    enc = HashedTextEncoder()
+    P, W = model.cfg.prefix, model.cfg.window
+    g = torch.Generator().manual_seed(0)
+    null = model.instruction_cache(None)
+    caches = [null, InstructionCache.stack([null, model.instruction_cache(enc("frown"))]),
+              InstructionCache.stack([null, model.instruction_cache(enc("smile warmly and nod slowly")),
+                                      model.instruction_cache(enc("close your eyes"))])]
+    requests = [DenoiseRequest(torch.randn(1, W, DIM, generator=g), torch.randn(1, P, DIM, generator=g),
+                               torch.rand(1, P, generator=g) > 0.3, torch.randn(1, P + W, model.cfg.audio_dim, generator=g),
+                               cache, weights) for cache, weights in zip(caches, ([], [1.5], [0.4, 1.1]))]
+    together = ddim_sample_many(model, requests, 3)
+    for request, result in zip(requests, together):
+        alone = ddim_sample(model, request.noise, 3, request.prefix, request.prefix_valid, request.audio,
+                            request.cache, request.weights)
+        torch.testing.assert_close(result, alone, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="guidance weights"):
+        DenoiseRequest(requests[0].noise, requests[0].prefix, requests[0].prefix_valid, requests[0].audio, null, [1.0])
+
+
+def test_shared_denoiser_batches_windows_that_wait_together(model):
+    import threading
+
+    from realtime.motion.batcher import SharedDenoiser
+
+    P, W = model.cfg.prefix, model.cfg.window
+    g = torch.Generator().manual_seed(1)
+    requests = [DenoiseRequest(torch.randn(1, W, DIM, generator=g), torch.randn(1, P, DIM, generator=g),
+                               torch.ones(1, P, dtype=torch.bool), torch.randn(1, P + W, model.cfg.audio_dim, generator=g),
+                               model.instruction_cache(None), []) for _ in range(4)]
+    release, calls = threading.Event(), []
+
+    def gated(*args):  # the first window blocks the thread until the other three are queued
+        calls.append(args[0].shape[0])
+        if len(calls) == 1:
+            release.wait(10)
+        return model(*args)
+
+    denoiser = SharedDenoiser(gated).start()
+    results = [None] * 4
+
+    def call(i: int) -> None:
+        results[i] = denoiser(requests[i], 2)
+
+    threads = [threading.Thread(target=call, args=(0,))]
+    threads[0].start()
+    while not calls:
+        time.sleep(0.001)
+    threads += [threading.Thread(target=call, args=(i,)) for i in (1, 2, 3)]
+    for t in threads[1:]:
+        t.start()
+    while denoiser._inbox.qsize() < 3:
+        time.sleep(0.001)
+    release.set()
+    for t in threads:
+        t.join(10)
+    denoiser.stop()
+    assert (denoiser.batches, denoiser.windows) == (2, 4) and calls == [1, 1, 3, 3]  # 2 DDIM steps per batch
+    for request, result in zip(requests, results):
+        alone = ddim_sample(model, request.noise, 2, request.prefix, request.prefix_valid, request.audio,
+                            request.cache, request.weights)
+        torch.testing.assert_close(result, alone, atol=1e-5, rtol=1e-4)
+    with pytest.raises(RuntimeError, match="not running"):
+        denoiser(requests[0], 2)
 
 
 def test_ddim_is_deterministic_given_noise_and_rejects_too_many_steps(model):

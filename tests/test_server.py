@@ -66,6 +66,48 @@ def test_playout_repeats_when_late_and_drops_when_flooded():
     assert playout.tick(7).frame.video == "frame8" and playout.tick(6).frame.video == "frame7"
 
 
+def test_playout_aligns_ticks_after_frames_and_gives_back_a_late_chunks_delay():
+    from realtime.server.playout import MediaClock
+
+    clock = MediaClock()
+    clock.start = 100.0
+    shift = clock.align(ready=100.013, margin=0.01, period=0.04)  # next tick was 27 ms after the frame
+    assert shift == pytest.approx(0.023) and clock.start == pytest.approx(100.023)  # now 10 ms after it
+    assert clock.align(ready=100.013, margin=0.01, period=0.04) == pytest.approx(0.0)  # already aligned
+
+    stats = StageTimes()
+    playout = Playout(still="still", stats=stats, jitter_frames=0, align_margin_s=None, trim_window_s=0.2)
+    voice = np.ones(playout.samples_per_tick, np.float32)
+    frame = lambda i: RenderedFrame(i, i, voice, 0.0, 0.0)  # noqa: E731
+    shown, nxt = [], 0
+    for chunk in range(12):  # 2-frame chunks, on time except chunk 3, which misses its first tick
+        for tick in range(2):
+            if tick == (1 if chunk == 3 else 0):
+                playout.put([frame(nxt), frame(nxt + 1)])
+                nxt += 2
+            shown.append(playout.tick(len(shown)).frame.video)
+    assert shown[5:9] == [5, 5, 6, 7]  # one repeat, nothing skipped: from here on a tick behind
+    assert stats.counts["frames_repeated"] == 1
+    assert stats.counts["frames_dropped"] == 1  # a window with a spare frame at every tick: the delay goes
+    assert shown[-1] == nxt - 1  # and the newest frame is on air again at the end
+
+
+def test_audio_packet_buffer_hands_each_packet_over_on_arrival():
+    from aiortc.rtp import RtpPacket
+
+    from realtime.server.ingest import AudioPacketBuffer
+
+    def packet(seq: int) -> RtpPacket:
+        p = RtpPacket(payload_type=111, sequence_number=seq % 65536, timestamp=seq * 960)
+        p._data = bytes([seq % 256])
+        return p
+
+    buffer = AudioPacketBuffer()
+    got = [buffer.add(packet(s))[1] for s in (65534, 65535, 0, 2, 1, 3)]  # wraps; 1 is lost, then arrives late
+    assert [f.data[0] if f else None for f in got] == [254, 255, 0, 2, None, 3]  # no wait for a next packet
+    assert got[3].timestamp == 2 * 960
+
+
 def test_video_and_voice_tracks_show_the_same_frame_at_the_same_time():
     """Both outgoing tracks, paced by their timestamps: at every instant the returned voice belongs to the
     frame on screen (the sync is structural, this checks the timestamp arithmetic end to end)."""

@@ -50,7 +50,7 @@ class BuildConfig:
     pitch: tuple[int, int] = (20, 80)
     p_variant: float = 0.85
     p_neutral: float = 0.2  # no instruction: plain talking
-    p_change: float = 0.2  # instruction changes once inside the item
+    p_change: float = 0.5  # instruction changes once inside the item (the generator learns to answer changes)
     augment: bool = True
     babble_sentences: int = 16
 

@@ -6,8 +6,8 @@
                                                         ▲
     instruction tokens (L, 384) ──▶ per-layer K/V of an emotion branch and a motion branch (cached)
 
-The audio encoder is a stack of depthwise-separable dilated convolutions with a fixed receptive field: at
-most 2 motion frames (80 ms) of lookahead and a bounded left context, so a stream can recompute it over a
+The audio encoder is a stack of depthwise-separable dilated convolutions with a fixed receptive field: one
+motion frame (40 ms) of lookahead per lookahead layer and a bounded left context, so a stream can recompute it over a
 short history and get exactly the offline result. The denoiser's two cross-attention branches enter through
 tanh gates initialised at zero, so a fresh model is a plain audio-driven denoiser and the instruction's
 influence grows only as training finds it useful. The model holds no mutable state: one instance serves
@@ -34,7 +34,7 @@ class GeneratorConfig:
     text_dim: int = 384  # MiniLM token states
     # audio encoder
     audio_dim: int = 128
-    audio_lookahead_layers: int = 2  # dilation-1 layers that each look one frame ahead
+    audio_lookahead_layers: int = 1  # dilation-1 layers that each look one frame (40 ms) ahead
     audio_dilations: tuple[int, ...] = (1, 2, 4, 8)  # causal layers after those
     audio_kernel: int = 5
     audio_dropout: float = 0.1
@@ -45,7 +45,7 @@ class GeneratorConfig:
     ffn_mult: int = 2
     conv_kernel: int = 3
     prefix: int = 8  # motion frames of context (the previous chunk's output)
-    window: int = 4  # frames denoised per chunk (160 ms)
+    window: int = 2  # frames denoised per chunk (80 ms): the audio a frame waits for is window + lookahead
     dropout: float = 0.0
     features: FeatureConfig = field(default_factory=FeatureConfig)
 

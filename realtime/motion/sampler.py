@@ -1,9 +1,10 @@
-"""Streaming motion sampler: audio chunks in, motion frames out, one few-step DDIM window per 160 ms.
+"""Streaming motion sampler: audio chunks in, motion frames out, one few-step DDIM window per chunk (80 ms).
 
 Each chunk denoises `window` frames conditioned on the previous `prefix` frames it produced itself (so
 chunk borders continue the motion instead of restarting it), on the audio encoder's states (recomputed over
 a bounded history, which gives exactly the offline encoder's output) and on the instruction (K/V cached
-per instruction). A frame is emitted once the audio up to 2 frames (80 ms) after its chunk has arrived.
+per instruction). A chunk is emitted once the audio up to the encoder's lookahead (1 frame, 40 ms) after it has
+arrived, so the first frame of a chunk waits (window + lookahead) x 40 ms = 120 ms for its audio.
 Offline rendering pushes a whole file through the same class, so offline and live motion agree.
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from realtime.motion.diffusion import ddim_sample
+from realtime.motion.diffusion import DenoiseRequest, ddim_sample_many
 from realtime.motion.features import FEATURES_PER_MOTION_FRAME, HOP, SAMPLE_RATE, LogMel, StreamingLogMel
 from realtime.motion.model import InstructionCache, MotionGenerator
 from realtime.motion.space import FPS, HI, LO, SCALE, MotionSequence
@@ -28,15 +29,17 @@ class SamplerError(ValueError):
 
 @dataclass
 class SamplerConfig:
-    steps: int = 6  # DDIM steps per chunk (<= 8)
+    steps: int = 3  # DDIM steps per chunk (<= 8)
     guidance: float = 1.5  # CFG scale at intensity 1; intensity scales it linearly (0 = unconditional)
-    transition_s: float = 0.48  # cross-fade between instructions
+    # Cross-fade of the guidance between instructions. 0: the new one is in force from the next chunk; the model
+    # itself eases out of its motion prefix into it, as it learned from mid-item instruction changes.
+    transition_s: float = 0.0
     clamp: bool = True  # keep every x0 estimate inside the motion space
     temperature: float = 1.0  # scale of the initial noise: < 1 trades variety for steadier chunk borders
     # Chunk borders on the slow axes (brows, cheeks, eyes' width, gaze, head): start each chunk where the
     # previous one was heading and ease into the model's own trajectory over `border_ease_frames` (0 = off).
     # The mouth and the blinks follow the model untouched, so closures and blinks keep their timing and depth.
-    border_ease_frames: int = 4
+    border_ease_frames: int = 2
 
 
 @dataclass
@@ -51,8 +54,11 @@ class StreamingSampler:
     """One per stream; the model is shared and never mutated. Not thread-safe itself (one thread per stream)."""
 
     def __init__(self, model: MotionGenerator, encoder: Callable | None, config: SamplerConfig | None = None,
-                 seed: int = 0):
+                 seed: int = 0, denoiser: Callable | None = None):
+        """`denoiser(request, steps, lo, hi) -> x0` runs the DDIM window, e.g. a server's SharedDenoiser that
+        batches every stream's windows; by default the sampler runs it itself."""
         self.model, self.encoder = model, encoder
+        self.denoiser = denoiser or self._denoise_alone
         self.config = config or SamplerConfig()
         cfg = model.cfg
         self.P, self.W = cfg.prefix, cfg.window
@@ -190,6 +196,10 @@ class StreamingSampler:
             c.ramp = float(np.clip(c.ramp + c.direction * step, 0.0, 1.0))
         self._conds = [c for c in self._conds if not (c.direction < 0 and c.ramp <= 0.0)]
 
+    def _denoise_alone(self, request: DenoiseRequest, steps: int, lo: torch.Tensor | None,
+                       hi: torch.Tensor | None) -> torch.Tensor:
+        return ddim_sample_many(self.model, [request], steps, lo, hi)[0]
+
     def _ease_border(self, x0: torch.Tensor) -> torch.Tensor:
         """Continue the slow axes from the previous chunk's position and velocity, easing into x0."""
         R = self.config.border_ease_frames
@@ -212,8 +222,8 @@ class StreamingSampler:
         weights = [c.scale * c.ramp for c in active]
         noise = torch.randn(1, self.W, self.model.cfg.motion_dim, generator=self._generator) * self.config.temperature
         lo, hi = (self._lo, self._hi) if self.config.clamp else (None, None)
-        x0 = ddim_sample(self.model, noise, self.config.steps, self._prefix[None], self._prefix_valid[None],
-                         audio_states, cache, weights, lo, hi)[0]
+        request = DenoiseRequest(noise, self._prefix[None], self._prefix_valid[None], audio_states, cache, weights)
+        x0 = self.denoiser(request, self.config.steps, lo, hi)[0]
         x0 = self._ease_border(x0)
         self._prefix = torch.cat([self._prefix, x0])[-self.P:]
         self._prefix_valid = torch.cat([self._prefix_valid, torch.ones(self.W, dtype=torch.bool)])[-self.P:]

@@ -65,6 +65,9 @@ class TrainConfig:
     prefix_offset: float = 0.05  # std of the offset (normalised units)
     offset_return_frames: int = 8  # the target eases back to the truth over this many frames (zero slope at first)
     p_stream_start: float = 0.15  # segments that begin exactly at a stream start (no prefix at all)
+    # Segments of items whose instruction changes are placed around the change, with one window starting
+    # just after it: the model must answer a new instruction at once, not follow its own prefix.
+    p_switch: float = 0.5
     velocity_weight: float = 2.0
     viseme_weight: float = 0.3
     gain_db: tuple[float, float] = (-12.0, 6.0)  # random input gain (mic levels vary)
@@ -164,7 +167,14 @@ class WindowSampler:
             e = self.corpus.entries[i]
             T = e["frames"]
             at_start = self.rng.random() < self.tc.p_stream_start
-            s0 = -P if at_start else int(self.rng.integers(-P, T - L + 1))
+            switch = e["segments"][1][0] if len(e.get("segments") or []) > 1 else None
+            at_switch = switch is not None and not at_start and self.rng.random() < self.tc.p_switch
+            if at_start:
+                s0 = -P
+            elif at_switch:  # the change lies inside the segment, after the prefix of its first window
+                s0 = int(np.clip(switch - P - self.rng.integers(0, L - P - W + 1), -P, T - L))
+            else:
+                s0 = int(self.rng.integers(-P, T - L + 1))
             gain = 10 ** (self.rng.uniform(*self.tc.gain_db) / 20)
             audio.append(self._audio(e, i, s0 - self.past, s0 + L + self.future) * gain)
             f0, f1 = max(s0, 0), s0 + L
@@ -181,6 +191,8 @@ class WindowSampler:
             starts = self.rng.integers(lo, L - P - W + 1, size=K)
             if at_start:
                 starts[0] = 0  # the very first chunk of a stream: an empty prefix
+            elif at_switch:  # the first chunks after the change
+                starts[0] = int(np.clip(switch - s0 - P + self.rng.integers(0, 2 * W + 1), lo, L - P - W))
             win_start.append(starts)
             texts.append([self.text_index.get(instruction_at(e, s0 + u + P), -1) for u in starts])
         audio_t = torch.from_numpy(np.stack(audio))

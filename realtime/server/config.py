@@ -23,11 +23,16 @@ class ServerConfig:
     allow_untrained: bool = False  # development only: run a randomly initialised generator if none loads
     seed: int = 0
     torch_threads: int | None = 1  # torch and OpenCV intra-op threads (process-wide); None = leave their default
-    # Playout: frames wait this many ticks (40 ms each) to absorb generator jitter before they are shown.
-    jitter_frames: int = 1
-    # RTP audio packets (20 ms each) aiortc holds before decoding the first; its default 4 costs ~80 ms of
-    # latency and only helps on links that reorder packets.
-    audio_prefetch_packets: int = 1
+    # Playout: frames wait this many extra ticks (40 ms each) before they are shown. 0: the tick phase is
+    # aligned to the generator's output instead (ticks fall `playout_margin_ms` after frames are ready), a late
+    # chunk costs one repeated frame and a tick of delay, which is given back after `trim_window_s` on time.
+    jitter_frames: int = 0
+    playout_margin_ms: float = 10.0
+    trim_window_s: float = 3.0
+    # RTP audio packets (20 ms each) held before the first is decoded: aiortc's default 4 costs ~80 ms of
+    # latency and only helps on links that reorder packets. 0: each packet is decoded on arrival (its buffer
+    # cannot tell a packet is complete before the next one arrives, so 1 still costs 20 ms).
+    audio_prefetch_packets: int = 0
     max_buffered_frames: int = 10  # beyond this the oldest frames are dropped to bound latency
     max_backlog_s: float = 0.5  # audio waiting for a worker that runs slower than real time is skipped beyond this
     # An audio gap longer than this is filled with silence so the face keeps its idle life.

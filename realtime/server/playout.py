@@ -3,8 +3,10 @@ voice) is on air. The video track and the delayed audio track both read these de
 face stay in sync by construction, whatever the generator's speed.
 
 Frames arrive from the worker thread in bursts (one chunk at a time). A tick takes the next queued frame if
-one is ready (after a small jitter buffer), repeats the last frame with silence if none is (the generator is
-late), and drops the oldest frames when too many wait (latency stays bounded).
+one is ready (after an optional jitter buffer), repeats the last frame with silence if none is (the generator
+is late), and drops the oldest frames when too many wait (latency stays bounded). The ticks' phase is set once,
+by the first frame: the clock starts late enough that ticks fall `align_margin_s` after frames become ready,
+instead of up to a whole tick after (chunks arrive with the caller's steady packet clock, so the phase holds).
 """
 from __future__ import annotations
 
@@ -45,14 +47,28 @@ class MediaClock:
             self.start = time.monotonic()
         return self.start
 
+    def align(self, ready: float, margin: float, period: float) -> float:
+        """Delay the origin (never advance it: ticks already sent stay sent) so that a tick boundary falls
+        `margin` seconds after `ready`. Returns the shift."""
+        origin = self.origin()
+        wait = (origin - ready) % period  # from `ready` to the next boundary under the current origin
+        shift = (margin - wait) % period
+        if period - shift < 1e-6:  # aligned up to rounding
+            shift = 0.0
+        self.start = origin + shift
+        return shift
+
 
 class Playout:
     def __init__(self, still: object, stats: StageTimes, fps: int = 25, audio_rate: int = 48_000,
-                 jitter_frames: int = 1, max_buffered: int = 10):
+                 jitter_frames: int = 0, max_buffered: int = 10, align_margin_s: float | None = 0.01,
+                 trim_window_s: float = 3.0):
         self.fps, self.audio_rate = fps, audio_rate
         self.samples_per_tick = audio_rate // fps
         self.jitter_frames, self.max_buffered = jitter_frames, max(max_buffered, jitter_frames + 2)
         self.clock = MediaClock()
+        self.align_margin_s = align_margin_s  # None = keep the phase the tracks started with
+        self.trim_window = max(1, int(round(trim_window_s * fps)))
         self.stats = stats
         self._queue: deque[RenderedFrame] = deque()
         self._lock = threading.Lock()
@@ -68,6 +84,8 @@ class Playout:
     # --- producer side (worker thread) ---------------------------------------------------------------
     def put(self, frames: list[RenderedFrame]) -> None:
         with self._lock:
+            if frames and self._start_tick is None and not self._queue and self.align_margin_s is not None:
+                self.clock.align(frames[0].rendered_at, self.align_margin_s, 1.0 / self.fps)
             self._queue.extend(frames)
 
     @property
@@ -102,15 +120,13 @@ class Playout:
             if self._start_tick is None or k < self._start_tick:
                 return self._still
             excess = len(self._queue) - self.max_buffered
-            if len(self._queue) > 1:
-                # A late chunk adds a tick of delay for good (its frames are shown later, not skipped). When
-                # the queue has held spare frames for a whole window, that delay is no longer needed: drop one.
-                self._least_spare = min(self._least_spare, len(self._queue) - 1)
-            else:
-                self._least_spare = 0
+            # A late chunk adds a tick of delay for good (its frames are shown later, not skipped). When the
+            # queue has held a spare frame at every tick of a whole window, that delay is no longer needed:
+            # drop one frame (without excess the queue runs down to its last frame once per chunk).
+            self._least_spare = min(self._least_spare, max(0, len(self._queue) - 1))
             self._window_ticks += 1
-            if self._window_ticks >= self.fps * 2:
-                excess = max(excess, 1 if self._least_spare >= 2 else 0)
+            if self._window_ticks >= self.trim_window:
+                excess = max(excess, 1 if self._least_spare >= 1 else 0)
                 self._window_ticks, self._least_spare = 0, 1 << 30
             for _ in range(max(0, excess)):
                 self._queue.popleft()

@@ -1,6 +1,7 @@
 """What every session shares, loaded once per server: the motion generator, the instruction encoder, the
 enrolled portrait and its renderer. Each session gets its own sampler (it holds per-stream state); the renderer
-is built once (its setup takes about a second) and shared, since rendering reads its tensors and mutates nothing."""
+is built once (its setup takes about a second) and shared, since rendering reads its tensors and mutates nothing.
+The samplers' DDIM windows all run on one SharedDenoiser thread, which batches the windows that wait together."""
 from __future__ import annotations
 
 import logging
@@ -23,6 +24,7 @@ class AvatarResources:
     portrait: Any  # realtime.avatar.Portrait
     trained: bool  # False = a randomly initialised generator (development only)
     _renderer: Any = field(default=None, repr=False)  # realtime.avatar.Renderer, built on first use
+    _denoiser: Any = field(default=None, repr=False)  # realtime.motion.batcher.SharedDenoiser, started on first use
 
     @classmethod
     def load(cls, config: ServerConfig) -> "AvatarResources":
@@ -60,7 +62,7 @@ class AvatarResources:
 
         from realtime.motion.sampler import StreamingSampler
 
-        sampler = StreamingSampler(self.model, self.encoder)
+        sampler = StreamingSampler(self.model, self.encoder, denoiser=self.denoiser())
         motion = sampler.push(np.zeros(16_000 // 2, np.float32))
         self.renderer()(motion[:1])
 
@@ -70,6 +72,13 @@ class AvatarResources:
 
             self._renderer = Renderer(self.portrait, RenderConfig()).setup()
         return self._renderer
+
+    def denoiser(self):
+        if self._denoiser is None:
+            from realtime.motion.batcher import SharedDenoiser
+
+            self._denoiser = SharedDenoiser(self.model).start()  # a daemon thread, idle while nobody calls
+        return self._denoiser
 
     def describe(self) -> dict[str, Any]:
         return {"trained": self.trained, "parameters": int(self.model.num_params()),

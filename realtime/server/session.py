@@ -13,7 +13,7 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSession
 from aiortc.contrib.media import MediaRelay
 
 from realtime.server.config import ServerConfig
-from realtime.server.ingest import AudioIngest
+from realtime.server.ingest import AudioIngest, AudioPacketBuffer
 from realtime.server.pipeline import MotionPipeline
 from realtime.server.playout import Playout
 from realtime.server.protocol import Instruction, ProtocolError
@@ -59,7 +59,8 @@ class SessionParts:
 
         renderer = resources.renderer()
         still = rgb_to_yuv420(np.asarray(renderer(neutral(1)))[0])
-        sampler = StreamingSampler(resources.model, resources.encoder, SamplerConfig(), seed=config.seed)
+        sampler = StreamingSampler(resources.model, resources.encoder, SamplerConfig(), seed=config.seed,
+                                   denoiser=resources.denoiser())
         sampler.set_instruction(instruction.text, instruction.intensity)  # takes effect from the first chunk
         return cls(renderer, sampler, still)
 
@@ -76,7 +77,8 @@ class Session:
         self._on_closed = on_closed
         self.stats = StageTimes()
         self.playout = Playout(parts.still, self.stats, jitter_frames=config.jitter_frames,
-                               max_buffered=config.max_buffered_frames)
+                               max_buffered=config.max_buffered_frames,
+                               align_margin_s=config.playout_margin_ms / 1000.0, trim_window_s=config.trim_window_s)
         self.pipeline = MotionPipeline(parts.sampler, parts.renderer, self.playout, self.stats, name=self.id,
                                        max_backlog_s=config.max_backlog_s)
         self.ingest = AudioIngest(self.pipeline, self.stats, self.playout.audio_rate, config.silence_fill_s)
@@ -93,11 +95,12 @@ class Session:
         before any packet arrives, so its receiver's buffer can still be replaced by a shorter one."""
         from aiortc.jitterbuffer import JitterBuffer
 
+        prefetch = self.config.audio_prefetch_packets
         for transceiver in self.pc.getTransceivers():
             receiver = transceiver.receiver
             if receiver.track is track and hasattr(receiver, "_RTCRtpReceiver__jitter_buffer"):
-                receiver._RTCRtpReceiver__jitter_buffer = JitterBuffer(
-                    capacity=16, prefetch=self.config.audio_prefetch_packets)
+                receiver._RTCRtpReceiver__jitter_buffer = (
+                    AudioPacketBuffer() if prefetch == 0 else JitterBuffer(capacity=16, prefetch=prefetch))
 
     async def answer(self, offer: RTCSessionDescription) -> RTCSessionDescription:
         pc = self.pc

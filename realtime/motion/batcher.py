@@ -1,0 +1,95 @@
+"""SharedDenoiser: one thread runs the DDIM windows of every live stream of a server.
+
+The windows that are waiting when the thread becomes free run together, one batched model call per DDIM
+step (`ddim_sample_many`). Alone, a window runs at once, so a single stream pays no added latency; under load
+N streams cost about one call instead of N, because the model is small and its CPU time is per call (operator
+dispatch), not per row. Each result equals what the stream would get alone.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+
+import torch
+
+from realtime.motion.diffusion import DenoiseRequest, ddim_sample_many
+from realtime.motion.model import MotionGenerator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Job:
+    request: DenoiseRequest
+    steps: int
+    bounds: tuple[torch.Tensor, torch.Tensor] | None
+    done: concurrent.futures.Future
+
+
+class SharedDenoiser:
+    """`SharedDenoiser(model).start()`; then `denoiser(request, steps, lo, hi)` from any thread blocks until that
+    window is denoised; `stop()` ends the thread (waiting callers get an error)."""
+
+    def __init__(self, model: MotionGenerator, max_batch: int = 16):
+        self.model, self.max_batch = model, max_batch
+        self._inbox: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="avatar-denoiser", daemon=True)
+        self.batches = 0  # model batches run, and windows in them (batching efficiency = windows / batches)
+        self.windows = 0
+
+    def start(self) -> "SharedDenoiser":
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._inbox.put(None)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def __call__(self, request: DenoiseRequest, steps: int, lo: torch.Tensor | None = None,
+                 hi: torch.Tensor | None = None) -> torch.Tensor:
+        if not self._thread.is_alive():
+            raise RuntimeError("SharedDenoiser is not running (start() it; after stop() it is gone)")
+        job = _Job(request, steps, None if lo is None else (lo, hi), concurrent.futures.Future())
+        self._inbox.put(job)
+        return job.done.result()
+
+    def _run(self) -> None:
+        with torch.inference_mode():
+            while True:
+                jobs = [self._inbox.get()]
+                while len(jobs) < self.max_batch:
+                    try:
+                        jobs.append(self._inbox.get_nowait())
+                    except queue.Empty:
+                        break
+                stop = None in jobs
+                live = [j for j in jobs if j is not None]
+                # windows batch together when they share the step count and the clamp (in a server: always)
+                groups: dict[tuple, list[_Job]] = {}
+                for job in live:
+                    groups.setdefault((job.steps, job.bounds is not None), []).append(job)
+                for group in groups.values():
+                    self._denoise(group)
+                if stop:
+                    return
+
+    def _denoise(self, jobs: list[_Job]) -> None:
+        bounds = jobs[0].bounds or (None, None)
+        try:
+            results = ddim_sample_many(self.model, [j.request for j in jobs], jobs[0].steps, *bounds)
+        except Exception as exc:  # the callers' sessions report it; the thread serves the others on
+            log.exception("denoising %d windows failed", len(jobs))
+            for job in jobs:
+                job.done.set_exception(exc)
+            return
+        self.batches += 1
+        self.windows += len(jobs)
+        for job, x0 in zip(jobs, results):
+            job.done.set_result(x0)
+
+
+__all__ = ["SharedDenoiser"]
