@@ -24,6 +24,7 @@ Writes benchmarks/results/eval_generator.json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -74,11 +75,12 @@ def _programs(motion: np.ndarray) -> set[str]:
     return {name for name, _ in describe(motion).programs}
 
 
-def stream_item(model, encoder, item, seed: int, intensity: float = 1.0, use_instruction: bool = True) -> np.ndarray:
+def stream_item(model, encoder, item, seed: int, intensity: float = 1.0, use_instruction: bool = True,
+                sampler_config=None) -> np.ndarray:
     """Generate an item's motion through the streaming sampler, switching instruction where the item does."""
     from realtime.motion.sampler import StreamingSampler
 
-    sampler = StreamingSampler(model, encoder, seed=seed)
+    sampler = StreamingSampler(model, encoder, sampler_config, seed=seed)
     segments = item.segments or [(0, item.instruction, item.programs)]
     if not use_instruction:
         segments = [(0, "", [])]
@@ -93,7 +95,7 @@ def stream_item(model, encoder, item, seed: int, intensity: float = 1.0, use_ins
 
 
 def evaluate_corpus(model, encoder, corpus_path: Path, items: int, seed: int, bilabial: int | None,
-                    intensity: float = 1.0) -> dict:
+                    intensity: float = 1.0, sampler_config=None) -> dict:
     from realtime.animate import EMOTIONS
     from realtime.corpus.format import Corpus
 
@@ -110,7 +112,8 @@ def evaluate_corpus(model, encoder, corpus_path: Path, items: int, seed: int, bi
     settle = 12  # frames after an instruction starts before it is judged (onset, cross-fade)
     for i in picks:
         item = corpus[int(i)]
-        gen = stream_item(model, encoder, item, seed, intensity, use_instruction=encoder is not None)
+        gen = stream_item(model, encoder, item, seed, intensity, use_instruction=encoder is not None,
+                          sampler_config=sampler_config)
         teacher = item.motion
         mae.append(float(np.abs(gen[:, mouth_idx] - teacher[:, mouth_idx]).mean()))
         j = INDEX["jaw_open"]
@@ -209,7 +212,7 @@ def bilabial_times(audio16k: np.ndarray, text: str, model, espeak) -> list[tuple
     return out
 
 
-def evaluate_human_speech(model, seed: int) -> dict:
+def evaluate_human_speech(model, seed: int, sampler_config=None) -> dict:
     from realtime.corpus.human_speech import recordings
     from realtime.media import load_audio
     from realtime.motion.sampler import generate
@@ -224,7 +227,7 @@ def evaluate_human_speech(model, seed: int) -> dict:
     for rec in recordings():
         audio = load_audio(rec.path)
         audio = np.concatenate([np.zeros(8000, np.float32), audio, np.zeros(8000, np.float32)])  # 0.5 s silence each side
-        gen = generate(model, None, audio, None, seed=seed).values
+        gen = generate(model, None, audio, None, seed=seed, config=sampler_config).values
         T = min(len(gen), len(audio) // 640)
         frames = audio[: T * 640].reshape(T, 640)
         energy_db = 10 * np.log10((frames ** 2).mean(1) + 1e-10)
@@ -279,11 +282,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bilabial-class", type=int, default=None, help="viseme id of /p b m/ (default: the animator's)")
     parser.add_argument("--no-encoder", action="store_true", help="skip instructions (no InstructionEncoder)")
+    parser.add_argument("--steps", type=int, default=None, help="DDIM steps (default: SamplerConfig's)")
     parser.add_argument("--out", default=str(RESULTS / "eval_generator.json"))
     args = parser.parse_args(argv)
     import torch
 
     from realtime.motion.checkpoint import load_generator, read_meta
+    from realtime.motion.sampler import SamplerConfig
 
     torch.set_num_threads(1)  # batch-1 inference: a second thread only adds contention on shared cores
     started = time.time()
@@ -299,10 +304,13 @@ def main(argv: list[str] | None = None) -> int:
         from realtime.corpus.build import BuildConfig, build_corpus
 
         build_corpus(corpus_path, 200, seed=1, config=BuildConfig(split="heldout"))
+    sampler_config = SamplerConfig() if args.steps is None else SamplerConfig(steps=args.steps)
     bilabial = args.bilabial_class if args.bilabial_class is not None else _bilabial_class()
     result = {"checkpoint": args.checkpoint or "shipped", "meta": read_meta(args.checkpoint), "seed": args.seed,
-              "heldout": evaluate_corpus(model, encoder, corpus_path, args.items, args.seed, bilabial),
-              "human_speech": evaluate_human_speech(model, args.seed)}
+              "sampler": dataclasses.asdict(sampler_config),
+              "heldout": evaluate_corpus(model, encoder, corpus_path, args.items, args.seed, bilabial,
+                                         sampler_config=sampler_config),
+              "human_speech": evaluate_human_speech(model, args.seed, sampler_config)}
     result["seconds"] = round(time.time() - started, 1)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))

@@ -58,12 +58,14 @@ class TrainConfig:
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     cfg_dropout: float = 0.15  # instruction -> null, for classifier-free guidance
-    prefix_noise: float = 0.03  # std of the noise on the ground-truth prefix (normalised units)
+    prefix_noise: float = 0.06  # std of the noise on the ground-truth prefix (normalised units)
     # Teach recovery and seamless continuation: shift the prefix by a random offset and let the target
     # start from it and return to the truth over a few frames (what a stream needs when its own past is off).
-    p_prefix_offset: float = 0.3
-    prefix_offset: float = 0.05  # std of the offset (normalised units)
-    offset_return_frames: int = 8  # the target eases back to the truth over this many frames (zero slope at first)
+    # Offsets as large as a stream's own drift (a jaw left 0.2 open in silence): with 2-frame windows the model
+    # must learn to pull back to what the audio says, or it follows its own prefix and drifts.
+    p_prefix_offset: float = 0.5
+    prefix_offset: float = 0.15  # std of the offset (normalised units)
+    offset_return_frames: int = 4  # the target eases back to the truth over this many frames (zero slope at first)
     p_stream_start: float = 0.15  # segments that begin exactly at a stream start (no prefix at all)
     # Segments of items whose instruction changes are placed around the change, with one window starting
     # just after it: the model must answer a new instruction at once, not follow its own prefix.

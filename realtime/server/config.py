@@ -25,10 +25,11 @@ class ServerConfig:
     torch_threads: int | None = 1  # torch and OpenCV intra-op threads (process-wide); None = leave their default
     # Playout: frames wait this many extra ticks (40 ms each) before they are shown. 0: the tick phase is
     # aligned to the generator's output instead (ticks fall `playout_margin_ms` after frames are ready), a late
-    # chunk costs one repeated frame and a tick of delay, which is given back after `trim_window_s` on time.
+    # chunk costs one repeated frame and a tick of delay, which is given back (a frame dropped) once frames
+    # have waited at every tick of a `trim_window_s` window.
     jitter_frames: int = 0
     playout_margin_ms: float = 10.0
-    trim_window_s: float = 3.0
+    trim_window_s: float = 1.0
     # RTP audio packets (20 ms each) held before the first is decoded: aiortc's default 4 costs ~80 ms of
     # latency and only helps on links that reorder packets. 0: each packet is decoded on arrival (its buffer
     # cannot tell a packet is complete before the next one arrives, so 1 still costs 20 ms).

@@ -62,7 +62,7 @@ class MediaClock:
 class Playout:
     def __init__(self, still: object, stats: StageTimes, fps: int = 25, audio_rate: int = 48_000,
                  jitter_frames: int = 0, max_buffered: int = 10, align_margin_s: float | None = 0.01,
-                 trim_window_s: float = 3.0):
+                 trim_window_s: float = 1.0):
         self.fps, self.audio_rate = fps, audio_rate
         self.samples_per_tick = audio_rate // fps
         self.jitter_frames, self.max_buffered = jitter_frames, max(max_buffered, jitter_frames + 2)
@@ -120,13 +120,14 @@ class Playout:
             if self._start_tick is None or k < self._start_tick:
                 return self._still
             excess = len(self._queue) - self.max_buffered
-            # A late chunk adds a tick of delay for good (its frames are shown later, not skipped). When the
-            # queue has held a spare frame at every tick of a whole window, that delay is no longer needed:
-            # drop one frame (without excess the queue runs down to its last frame once per chunk).
+            # A late chunk adds a tick of delay for good (its frames are shown later, not skipped), and so does
+            # a generator catching up after a slow start. When the queue has held k spare frames at every tick
+            # of a whole window, that delay is no longer needed: drop k frames (without excess the queue runs
+            # down to its last frame once per chunk).
             self._least_spare = min(self._least_spare, max(0, len(self._queue) - 1))
             self._window_ticks += 1
             if self._window_ticks >= self.trim_window:
-                excess = max(excess, 1 if self._least_spare >= 1 else 0)
+                excess = max(excess, self._least_spare)
                 self._window_ticks, self._least_spare = 0, 1 << 30
             for _ in range(max(0, excess)):
                 self._queue.popleft()
