@@ -108,6 +108,24 @@ def test_audio_packet_buffer_hands_each_packet_over_on_arrival():
     assert got[3].timestamp == 2 * 960
 
 
+def test_client_video_buffer_releases_a_frame_with_its_last_packet():
+    from aiortc.rtp import RtpPacket
+
+    from clients.avatar_client.jitter import MarkerFrameBuffer
+
+    def packet(seq: int, frame: int, last: bool) -> RtpPacket:
+        p = RtpPacket(payload_type=96, sequence_number=seq, timestamp=frame * 3600, marker=last)
+        p._data = bytes([seq])
+        return p
+
+    buffer = MarkerFrameBuffer()
+    assert buffer.add(packet(10, 0, False))[1] is None
+    assert buffer.add(packet(12, 0, True))[1] is None  # the marked packet is in, but 11 is missing
+    frame = buffer.add(packet(11, 0, False))[1]  # complete: released now, not when frame 1 starts
+    assert frame.data == bytes([10, 11, 12]) and frame.timestamp == 0
+    assert buffer.add(packet(13, 1, True))[1].data == bytes([13])
+
+
 def test_video_and_voice_tracks_show_the_same_frame_at_the_same_time():
     """Both outgoing tracks, paced by their timestamps: at every instant the returned voice belongs to the
     frame on screen (the sync is structural, this checks the timestamp arithmetic end to end)."""
