@@ -427,12 +427,15 @@ def test_shipped_generator_opens_the_mouth_with_speech_and_closes_it_on_bilabial
     from realtime.speech import Espeak
 
     speech = Espeak().setup()("Mama made my money, but Bob paid the bill.", voice="en-us")
-    audio = resample(speech.audio, speech.sample_rate, SR)
+    pad = 15  # frames of silence (0.6 s) either side, as a live call has
+    audio = np.pad(resample(speech.audio, speech.sample_rate, SR), pad * SR // 25)
     motion = generate(shipped, None, audio, None, seed=0).values
-    labels = viseme_labels(speech.phonemes, len(motion))
-    jaw, lips = motion[:, INDEX["jaw_open"]], motion[:, INDEX["lips_close"]]
+    labels = viseme_labels(speech.phonemes, len(motion) - 2 * pad)
+    talk = motion[pad:pad + len(labels)]
+    jaw, lips = talk[:, INDEX["jaw_open"]], talk[:, INDEX["lips_close"]]
+    quiet = np.concatenate([motion[:pad - 5], motion[-(pad - 5):]])[:, INDEX["jaw_open"]]
     vowels = np.isin(labels, [Viseme.OPEN, Viseme.MID])
-    assert jaw[vowels].mean() > 0.2 and jaw[vowels].mean() > 2 * jaw[labels == Viseme.SIL].mean()
+    assert jaw[vowels].mean() > 0.15 and jaw[vowels].mean() > 4 * quiet.mean()
     runs = np.flatnonzero(np.diff(np.concatenate([[0], labels == Viseme.BILABIAL, [0]]).astype(int)) == 1)
     assert len(runs) >= 6
     ends = np.flatnonzero(np.diff(np.concatenate([[0], labels == Viseme.BILABIAL, [0]]).astype(int)) == -1)
