@@ -80,6 +80,7 @@ class Playout:
         self._start_tick: int | None = None  # first tick allowed to show a rendered frame
         self.shown_index = -1
         self._window_ticks, self._least_spare = 0, 1 << 30  # latency trimming (see _decide)
+        self._shown = 0
 
     # --- producer side (worker thread) ---------------------------------------------------------------
     def put(self, frames: list[RenderedFrame]) -> None:
@@ -126,7 +127,10 @@ class Playout:
             # down to its last frame once per chunk).
             self._least_spare = min(self._least_spare, max(0, len(self._queue) - 1))
             self._window_ticks += 1
-            if self._window_ticks >= self.trim_window:
+            # the first second uses short windows: a generator that starts slowly then catches up must not
+            # leave that start-up delay in place for the rest of the call
+            window = self.trim_window if self._shown >= self.fps else min(4, self.trim_window)
+            if self._window_ticks >= window:
                 excess = max(excess, self._least_spare)
                 self._window_ticks, self._least_spare = 0, 1 << 30
             for _ in range(max(0, excess)):
@@ -139,6 +143,7 @@ class Playout:
             return self._current
         shown_at = self.tick_time(k)
         self.stats.count("frames_shown")
+        self._shown += 1
         self.stats.record("buffer", max(0.0, shown_at - frame.rendered_at))
         self.stats.record("latency", max(0.0, shown_at - frame.audio_arrival))
         voice = frame.voice
