@@ -92,6 +92,21 @@ def test_playout_aligns_ticks_after_frames_and_gives_back_a_late_chunks_delay():
     assert shown[-1] == nxt - 1  # and the newest frame is on air again at the end
 
 
+def test_playout_brings_its_ticks_earlier_when_every_frame_waits_longer_than_the_margin():
+    stats = StageTimes()
+    playout = Playout(still="still", stats=stats, align_margin_s=0.01, trim_window_s=0.2)
+    playout.clock.start = 1000.0
+    voice = np.ones(playout.samples_per_tick, np.float32)
+    playout.put([RenderedFrame(0, 0, voice, 0.0, 999.99)])  # ready 10 ms before tick 0: aligned already
+    assert playout.clock.start == 1000.0
+    for k in range(12):
+        if k:  # from now on every frame is ready 25 ms before its tick: 15 ms more than needed
+            playout.put([RenderedFrame(k, k, voice, 0.0, playout.tick_time(k) - 0.025)])
+        assert playout.tick(k).frame.video == k
+    assert playout.clock.start == pytest.approx(1000.0 - 0.015)  # one window later the ticks came earlier
+    assert stats.counts["frames_repeated"] == 0 and stats.counts["frames_dropped"] == 0
+
+
 def test_audio_packet_buffer_hands_each_packet_over_on_arrival():
     from aiortc.rtp import RtpPacket
 

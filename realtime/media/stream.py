@@ -11,18 +11,26 @@ class StreamResampler:
     """av.AudioFrame (any rate, layout, sample format) -> mono float32 at `rate`.
 
     One instance per stream: the resampler keeps its filter state across frames, so consecutive 20 ms
-    frames resample exactly as their concatenation would (no clicks at frame borders).
+    frames resample exactly as their concatenation would (no clicks at frame borders). The filter's delay
+    (1 ms from 48 to 16 kHz) is padded with silence at the start, so every frame gives its nominal length and
+    packet borders stay where they were (the motion frames' 40 ms borders fall between packets, not inside).
     """
 
     def __init__(self, rate: int):
         self.rate = rate
         self._resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        self._started = False
 
     def __call__(self, frame: av.AudioFrame) -> np.ndarray:
         # The resampler requires monotonic pts; frames from different sources may restart them.
         frame.pts = None
+        nominal = frame.samples * self.rate // frame.sample_rate
         chunks = [out.to_ndarray().reshape(-1) for out in self._resampler.resample(frame)]
-        return np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
+        out = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
+        if not self._started:
+            self._started = True
+            out = np.concatenate([np.zeros(max(0, nominal - len(out)), np.float32), out])
+        return out
 
 
 def audio_frame(samples: np.ndarray, rate: int, pts: int) -> av.AudioFrame:

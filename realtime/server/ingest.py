@@ -54,6 +54,7 @@ class AudioIngest:
         self._to_voice = StreamResampler(voice_rate)
         self._origin: float | None = None
         self._fed = 0  # 16 kHz samples handed to the pipeline
+        self._block = int(round(tick_s * MODEL_RATE))  # one packet's worth (20 ms)
         self._task: asyncio.Task | None = None
         self._stopped = False
         self.last_audio = time.monotonic()  # last real audio frame (for the idle timeout)
@@ -112,7 +113,7 @@ class AudioIngest:
         self.last_audio = now
         ahead = self._fed + len(audio16k) - self._due(now) - int(self.silence_fill_s * MODEL_RATE)
         if ahead > 0:  # silence was filled in for audio that came late after all: trim to stay in time
-            cut = min(ahead, len(audio16k))
+            cut = min(-(-ahead // self._block) * self._block, len(audio16k))  # whole packets: see _fill_silence
             audio16k = audio16k[cut:]
             voice = voice[cut * self.voice_rate // MODEL_RATE:]
             self.stats.count("audio_dropped_ms", cut * 1000 // MODEL_RATE)
@@ -124,7 +125,9 @@ class AudioIngest:
         # With a live microphone wait for a real gap before filling; without one, follow the clock closely.
         threshold = self.silence_fill_s if self.track is not None else self.tick_s
         if behind >= threshold * MODEL_RATE:
-            n = behind - (behind % (MODEL_RATE // 100))  # whole 10 ms blocks
+            # Whole packet durations, so the caller's packets keep starting on 40 ms motion-frame borders: a
+            # frame boundary inside a packet would make each chunk wait for the rest of that packet.
+            n = behind - behind % self._block
             self._feed(np.zeros(n, np.float32), np.zeros(n * self.voice_rate // MODEL_RATE, np.float32), now)
             self.stats.count("silence_filled_ms", n * 1000 // MODEL_RATE)
 

@@ -6,7 +6,8 @@ Frames arrive from the worker thread in bursts (one chunk at a time). A tick tak
 one is ready (after an optional jitter buffer), repeats the last frame with silence if none is (the generator
 is late), and drops the oldest frames when too many wait (latency stays bounded). The ticks' phase is set once,
 by the first frame: the clock starts late enough that ticks fall `align_margin_s` after frames become ready,
-instead of up to a whole tick after (chunks arrive with the caller's steady packet clock, so the phase holds).
+instead of up to a whole tick after. When the frames' phase drifts later (a slow start, a caller whose packets
+settle), each window in which every frame waited longer than the margin brings the ticks that much earlier.
 """
 from __future__ import annotations
 
@@ -81,6 +82,7 @@ class Playout:
         self.shown_index = -1
         self._window_ticks, self._least_spare = 0, 1 << 30  # latency trimming (see _decide)
         self._shown = 0
+        self._least_wait = float("inf")  # shortest time a shown frame waited in this window (phase tracking)
 
     # --- producer side (worker thread) ---------------------------------------------------------------
     def put(self, frames: list[RenderedFrame]) -> None:
@@ -132,7 +134,10 @@ class Playout:
             window = self.trim_window if self._shown >= self.fps else min(4, self.trim_window)
             if self._window_ticks >= window:
                 excess = max(excess, self._least_spare)
-                self._window_ticks, self._least_spare = 0, 1 << 30
+                early = self._least_wait - (self.align_margin_s or 0.0)
+                if not excess and self.align_margin_s is not None and 0.003 < early < 1.0 / self.fps:
+                    self.clock.start -= early  # sub-tick delay: no frame to drop, the ticks come earlier
+                self._window_ticks, self._least_spare, self._least_wait = 0, 1 << 30, float("inf")
             for _ in range(max(0, excess)):
                 self._queue.popleft()
                 self.stats.count("frames_dropped")
@@ -145,6 +150,7 @@ class Playout:
         self.stats.count("frames_shown")
         self._shown += 1
         self.stats.record("buffer", max(0.0, shown_at - frame.rendered_at))
+        self._least_wait = min(self._least_wait, shown_at - frame.rendered_at)
         self.stats.record("latency", max(0.0, shown_at - frame.audio_arrival))
         voice = frame.voice
         if len(voice) != self.samples_per_tick:
