@@ -260,7 +260,9 @@ def build_corpus(out: str | Path, n_items: int, seed: int = 0, workers: int = 2,
                 writer.write(build_item(tools, i))
                 bar.update()
         else:
-            ctx = multiprocessing.get_context("fork")
+            # spawn, not fork: a forked child inherits other threads' locks (a server's, torch's, OpenCV's) held
+            # at the fork and can hang on them forever; the workers build their own tools anyway
+            ctx = multiprocessing.get_context("spawn")
             with ctx.Pool(workers, initializer=_init_worker, initargs=(config, seed)) as pool:
                 for item in pool.imap(_build_in_worker, range(n_items), chunksize=4):
                     writer.write(item)
