@@ -258,6 +258,21 @@ def test_shared_denoiser_batches_windows_that_wait_together(model):
         denoiser(requests[0], 2)
 
 
+def test_traced_denoiser_equals_the_model_for_any_batch_and_instruction_length(model):
+    from realtime.motion.batcher import traced_denoiser
+
+    P, W = model.cfg.prefix, model.cfg.window
+    traced = traced_denoiser(model)
+    g = torch.Generator().manual_seed(2)
+    for batch, tokens in ((1, 1), (3, 7), (6, 20)):
+        cache = model.text_cache(torch.randn(batch, tokens, TEXT_DIM, generator=g),
+                                 torch.rand(batch, tokens, generator=g) > 0.2)
+        args = (torch.randn(batch, W, DIM, generator=g), torch.rand(batch, generator=g),
+                torch.randn(batch, P, DIM, generator=g), torch.rand(batch, P, generator=g) > 0.3,
+                torch.randn(batch, P + W, model.cfg.audio_dim, generator=g), cache)
+        torch.testing.assert_close(traced(*args), model(*args), atol=1e-5, rtol=1e-5)
+
+
 def test_ddim_is_deterministic_given_noise_and_rejects_too_many_steps(model):
     P, W = model.cfg.prefix, model.cfg.window
     args = (torch.zeros(1, P, DIM), torch.zeros(1, P, dtype=torch.bool), torch.randn(1, P + W, model.cfg.audio_dim),
