@@ -28,8 +28,8 @@ class ServerConfig:
     # chunk costs one repeated frame and a tick of delay, which is given back (a frame dropped) once frames
     # have waited at every tick of a `trim_window_s` window.
     jitter_frames: int = 0
-    playout_margin_ms: float = 15.0
-    trim_window_s: float = 2.0
+    playout_margin_ms: float = 10.0
+    trim_window_s: float = 1.0
     # RTP audio packets (20 ms each) held before the first is decoded: aiortc's default 4 costs ~80 ms of
     # latency and only helps on links that reorder packets. 0: each packet is decoded on arrival (its buffer
     # cannot tell a packet is complete before the next one arrives, so 1 still costs 20 ms).
