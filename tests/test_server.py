@@ -110,7 +110,7 @@ def test_playout_brings_its_ticks_earlier_when_every_frame_waits_longer_than_the
 def test_audio_packet_buffer_hands_each_packet_over_on_arrival():
     from aiortc.rtp import RtpPacket
 
-    from realtime.server.ingest import AudioPacketBuffer
+    from realtime.media.jitter import AudioPacketBuffer
 
     def packet(seq: int) -> RtpPacket:
         p = RtpPacket(payload_type=111, sequence_number=seq % 65536, timestamp=seq * 960)
@@ -126,7 +126,7 @@ def test_audio_packet_buffer_hands_each_packet_over_on_arrival():
 def test_client_video_buffer_releases_a_frame_with_its_last_packet():
     from aiortc.rtp import RtpPacket
 
-    from clients.avatar_client.jitter import MarkerFrameBuffer
+    from realtime.media.jitter import MarkerFrameBuffer
 
     def packet(seq: int, frame: int, last: bool) -> RtpPacket:
         p = RtpPacket(payload_type=96, sequence_number=seq, timestamp=frame * 3600, marker=last)

@@ -22,7 +22,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from clients.avatar_client.jitter import release_frames_on_marker
+from realtime.media.jitter import MarkerFrameBuffer, replace_jitter_buffer
 
 # (pixels, arrival time.monotonic()); pixels are (H, W, 3) RGB, or (H, W) luma with frame_format="gray"
 FrameCallback = Callable[[np.ndarray, float], None]
@@ -129,7 +129,7 @@ class AvatarClient:
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             if track.kind == "video":
-                release_frames_on_marker(pc, track)  # -40 ms: no waiting for the next frame's first packet
+                replace_jitter_buffer(pc, track, MarkerFrameBuffer())  # -40 ms: no wait for the next frame
                 self._tasks.append(asyncio.ensure_future(self._consume_video(track, on_frame, frame_format)))
             else:
                 self._tasks.append(asyncio.ensure_future(self._consume_audio(track, on_audio)))
@@ -161,7 +161,7 @@ class AvatarClient:
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             if track.kind == "video":
-                release_frames_on_marker(pc, track)  # -40 ms: no waiting for the next frame's first packet
+                replace_jitter_buffer(pc, track, MarkerFrameBuffer())  # -40 ms: no wait for the next frame
                 self._tasks.append(asyncio.ensure_future(self._consume_video(track, on_frame, frame_format)))
 
         await pc.setLocalDescription(await pc.createOffer())

@@ -13,34 +13,13 @@ import logging
 import time
 
 import numpy as np
-from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from aiortc.utils import uint16_add, uint16_gt
 
 from realtime.media.stream import StreamResampler
 from realtime.server.pipeline import MODEL_RATE, MotionPipeline
 from realtime.server.stats import StageTimes
 
 log = logging.getLogger(__name__)
-
-
-class AudioPacketBuffer(JitterBuffer):
-    """The receiver's buffer for the caller's audio. Every audio RTP packet is a whole frame, but aiortc's
-    buffer only knows a frame is complete when the next packet arrives (20 ms late, plus its prefetch). This
-    one hands each packet over on arrival; a packet older than one already handed over is dropped (the ingest
-    has filled its time with silence), and a gap (lost packets) is skipped. Latency first: what is late is late.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(capacity=16)
-        self._next: int | None = None
-
-    def add(self, packet) -> tuple[bool, JitterFrame | None]:
-        seq = packet.sequence_number
-        if self._next is not None and seq != self._next and not uint16_gt(seq, self._next):
-            return False, None  # a late or duplicate packet
-        self._next = uint16_add(seq, 1)
-        return False, JitterFrame(data=packet._data, timestamp=packet.timestamp)
 
 
 class AudioIngest:

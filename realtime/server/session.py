@@ -12,8 +12,9 @@ from typing import Any
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
 
+from realtime.media.jitter import AudioPacketBuffer, replace_jitter_buffer
 from realtime.server.config import ServerConfig
-from realtime.server.ingest import AudioIngest, AudioPacketBuffer
+from realtime.server.ingest import AudioIngest
 from realtime.server.pipeline import MotionPipeline
 from realtime.server.playout import Playout
 from realtime.server.protocol import Instruction, ProtocolError
@@ -91,16 +92,12 @@ class Session:
 
     # --- setup -----------------------------------------------------------------------------------------
     def _shorten_audio_jitter_buffer(self, track) -> None:
-        """aiortc fixes the audio jitter buffer's prefetch at 4 packets with no option; the track event fires
-        before any packet arrives, so its receiver's buffer can still be replaced by a shorter one."""
+        """aiortc fixes the audio jitter buffer's prefetch at 4 packets; use the configured one instead."""
         from aiortc.jitterbuffer import JitterBuffer
 
         prefetch = self.config.audio_prefetch_packets
-        for transceiver in self.pc.getTransceivers():
-            receiver = transceiver.receiver
-            if receiver.track is track and hasattr(receiver, "_RTCRtpReceiver__jitter_buffer"):
-                receiver._RTCRtpReceiver__jitter_buffer = (
-                    AudioPacketBuffer() if prefetch == 0 else JitterBuffer(capacity=16, prefetch=prefetch))
+        replace_jitter_buffer(self.pc, track,
+                              AudioPacketBuffer() if prefetch == 0 else JitterBuffer(capacity=16, prefetch=prefetch))
 
     async def answer(self, offer: RTCSessionDescription) -> RTCSessionDescription:
         pc = self.pc
