@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="animate --text with the procedural animator instead of the learned generator")
     render.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: [worker] threads, 1)")
     render.add_argument("--config", type=Path, default=None,
-                        help="TOML file: its [sampler], [renderer] and [worker] sections apply")
+                        help="TOML file: its [sampler], [encoder], [renderer] and [worker] sections apply")
     render.add_argument("--quiet", action="store_true", help="no progress bar")
     render.add_argument("-o", "--out", required=True, help="output .mp4")
     render.set_defaults(func=_render)

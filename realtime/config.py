@@ -1,4 +1,4 @@
-"""One composed configuration: `AvatarConfig` = server + sampler + renderer + worker sections.
+"""One composed configuration: `AvatarConfig` = server + sampler + encoder + renderer + worker sections.
 
 `avatar serve --config FILE` reads it from TOML (one table per section, keys = the sections' dataclass fields,
 so a field added to a section's dataclass is settable at once); flags override the file; `render` and `bench`
@@ -16,6 +16,7 @@ from typing import Any, get_type_hints
 import dacite
 
 from realtime.avatar import RenderConfig
+from realtime.instruct import EncoderConfig
 from realtime.motion.sampler import SamplerConfig
 from realtime.server.config import ServerConfig
 from realtime.vocab import FPS
@@ -45,6 +46,7 @@ class WorkerConfig:
 class AvatarConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
     renderer: RenderConfig = field(default_factory=RenderConfig)
     worker: WorkerConfig = field(default_factory=WorkerConfig)
 
@@ -64,6 +66,8 @@ class AvatarConfig:
         _require(s.temperature > 0, "sampler.temperature", "must be > 0", s.temperature)
         _require(s.transition_s >= 0, "sampler.transition_s", "must be >= 0", s.transition_s)
         _require(s.border_ease_frames >= 0, "sampler.border_ease_frames", "must be >= 0", s.border_ease_frames)
+        _require(self.encoder.max_tokens >= 1, "encoder.max_tokens", "must be >= 1", self.encoder.max_tokens)
+        _require(self.encoder.cache_size >= 0, "encoder.cache_size", "must be >= 0", self.encoder.cache_size)
         _require(self.renderer.device in ("auto", "cpu", "cuda"), "renderer.device", "must be auto, cpu or cuda",
                  self.renderer.device)
         _require(self.renderer.threads is None, "renderer.threads",

@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     left out keeps the file's value, or the default."""
     p = argparse.ArgumentParser(prog="avatar serve", description="Run the real-time WebRTC avatar server.",
                                 argument_default=argparse.SUPPRESS)
-    p.add_argument("--config", type=Path, default=None, help="TOML file: [server] [sampler] [renderer] [worker]")
+    p.add_argument("--config", type=Path, default=None,
+                   help="TOML file with [server] [sampler] [encoder] [renderer] [worker] tables (flags override it)")
     p.add_argument("--host", dest="server.host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", dest="server.port", type=int, help="port for the page, /ws and /api (default 8080)")
     p.add_argument("--image", dest="server.image", type=Path, help="portrait image (default: the astronaut)")
