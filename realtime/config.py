@@ -58,7 +58,7 @@ class AvatarConfig:
         return cls(server=config) if config is not None else cls()
 
     def check(self) -> AvatarConfig:
-        """Invariants that no single section can check on its own."""
+        """The ranges and rules that the sections' own dataclasses do not check; returns self."""
         s = self.sampler
         _require(1 <= s.steps <= MAX_DDIM_STEPS, "sampler.steps", f"must be 1..{MAX_DDIM_STEPS} DDIM steps",
                  s.steps)
