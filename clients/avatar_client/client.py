@@ -55,12 +55,18 @@ class Received:
 
 
 class AvatarClient:
-    def __init__(self, url: str = "ws://127.0.0.1:8080/ws", binary: bool = True, timeout_s: float = 20.0):
+    def __init__(self, url: str = "ws://127.0.0.1:8080/ws", binary: bool = True, timeout_s: float = 20.0,
+                 ssl: Any = None, origin: str | None = None):
+        """`ssl`: an `ssl.SSLContext` for wss:// (e.g. one that trusts a self-signed certificate); `origin`: send
+        this Origin header, as a browser page would (programs send none)."""
         self.url, self.binary, self.timeout_s = url, binary, timeout_s
+        self.ssl, self.origin = ssl, origin
         self.ws: ClientConnection | None = None
         self.pc: RTCPeerConnection | None = None
         self.channel = None
         self.session: str | None = None
+        self.view_key: str | None = None  # lets others watch this call: view(session, key=...)
+        self.ended: dict[str, Any] | None = None  # the server's {"type": "closed", "reason": ...} for our call
         self.video = Received()
         self.audio = Received()
         self.rtts: list[float] = []
@@ -74,7 +80,10 @@ class AvatarClient:
 
     # --- connection --------------------------------------------------------------------------------------
     async def connect(self) -> "AvatarClient":
-        self.ws = await connect(self.url, max_size=1 << 22, open_timeout=self.timeout_s)
+        extra = {"ssl": self.ssl} if self.ssl is not None else {}
+        if self.origin is not None:
+            extra["origin"] = self.origin
+        self.ws = await connect(self.url, max_size=1 << 22, open_timeout=self.timeout_s, **extra)
         self._reader = asyncio.ensure_future(self._read())
         return self
 
@@ -87,7 +96,10 @@ class AvatarClient:
     async def _read(self) -> None:
         try:
             async for raw in self.ws:
-                self._inbox.put_nowait(_decode(raw))
+                message = _decode(raw)
+                if message.get("type") == "closed" and message.get("session") == self.session:
+                    self.ended = message
+                self._inbox.put_nowait(message)
         except ConnectionClosed:
             pass
         finally:
@@ -146,13 +158,14 @@ class AvatarClient:
         except BaseException:
             await self._close_pc()
             raise
-        self.session = answer["session"]
+        self.session, self.view_key = answer["session"], answer.get("viewKey")
         self.call_started = time.monotonic()
         return self.session
 
     async def view(self, session: str, on_frame: FrameCallback | None = None, audio: bool = False,
-                   frame_format: str = "rgb24") -> str:
-        """Receive another session's video (what /view?session=ID shows) on this client."""
+                   frame_format: str = "rgb24", key: str | None = None) -> str:
+        """Receive another session's video (what /view?session=ID&key=KEY shows) on this client; `key` is the
+        caller's `viewKey` (not needed with control rights)."""
         self.pc = pc = RTCPeerConnection()
         pc.addTransceiver("video", direction="recvonly")
         if audio:
@@ -166,8 +179,10 @@ class AvatarClient:
 
         await pc.setLocalDescription(await pc.createOffer())
         try:
-            answer = await self.request({"type": "view", "session": session, "sdp": pc.localDescription.sdp,
-                                         "sdpType": "offer"}, "answer")
+            message = {"type": "view", "session": session, "sdp": pc.localDescription.sdp, "sdpType": "offer"}
+            if key is not None:
+                message["key"] = key
+            answer = await self.request(message, "answer")
             await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["sdpType"]))
         except BaseException:
             await self._close_pc()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -39,6 +40,8 @@ async def run_server(config: ServerConfig, stop: asyncio.Event | None = None, re
         resources = await loop.run_in_executor(None, AvatarResources.load, config)
     server = AvatarServer(config, resources)
     await server.start()
+    gc.collect()
+    gc.freeze()  # the models and the portrait live as long as the server: later collections skip them
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
             loop.add_signal_handler(sig, stop.set)
@@ -46,7 +49,7 @@ async def run_server(config: ServerConfig, stop: asyncio.Event | None = None, re
             pass
     if ready is not None:
         ready(server)
-    print(f"avatar server: http://{config.host}:{server.port}/  (WebSocket /ws, "
+    print(f"avatar server: {'https' if config.tls else 'http'}://{config.host}:{server.port}/  (WebSocket /ws, "
           f"{config.max_sessions} session(s), generator {'trained' if resources.trained else 'UNTRAINED'})",
           flush=True)
     try:
@@ -81,6 +84,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", type=Path, default=None, help="portrait image (default: the astronaut)")
     p.add_argument("--token", default=os.environ.get("AVATAR_TOKEN"),
                    help="controllers must send this token (default $AVATAR_TOKEN; none = loopback only)")
+    p.add_argument("--require-token", action="store_true",
+                   help="calls and viewing need the token too (auth first), not only control")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="a web origin besides the server's own whose pages may use /ws, e.g. "
+                        "https://studio.example (repeatable)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="a Host name this server answers to besides IP addresses, localhost and this machine's "
+                        "name (repeatable; other names are refused: DNS rebinding)")
+    p.add_argument("--cert", type=Path, default=None, help="PEM certificate (chain): serve HTTPS and WSS")
+    p.add_argument("--key", type=Path, default=None, help="the certificate's PEM private key")
     p.add_argument("--max-sessions", type=int, default=default_max_sessions(),
                    help="concurrent calls before new callers are refused (default: one per CPU core)")
     p.add_argument("--idle-timeout", type=float, default=30.0,
@@ -101,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = ServerConfig(host=args.host, port=args.port, image=args.image, token=args.token or None,
                               max_sessions=args.max_sessions, idle_timeout_s=args.idle_timeout,
-                              checkpoint=args.checkpoint, allow_untrained=args.allow_untrained, seed=args.seed)
+                              checkpoint=args.checkpoint, allow_untrained=args.allow_untrained, seed=args.seed,
+                              require_token_for_calls=args.require_token, allowed_origins=tuple(args.allow_origin),
+                              allowed_hosts=tuple(args.allow_host), cert=args.cert, key=args.key)
         serve(config)
     except (ValueError, RuntimeError, OSError) as exc:
         print(f"avatar serve: error: {exc}", file=sys.stderr)
