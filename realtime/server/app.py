@@ -108,14 +108,14 @@ class AvatarServer:
     # --- HTTP ------------------------------------------------------------------------------------------
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
-        host = request.headers.get("Host")
+        host = _single(request.headers, "Host")
         if not self.access.host_allowed(host):  # DNS rebinding: a foreign name that resolves to us
             return _response(HTTPStatus.FORBIDDEN, "text/plain", f"host {host!r} is not this server "
                              "(add it with --allow-host)\n".encode())
         if path == "/ws":
             if "websocket" not in request.headers.get("Upgrade", "").lower():
                 return _response(HTTPStatus.UPGRADE_REQUIRED, "text/plain", b"/ws is a WebSocket endpoint\n")
-            origin = request.headers.get("Origin")
+            origin = _single(request.headers, "Origin")
             if not self.access.origin_allowed(origin, host):  # a page of another site, in the user's browser
                 return _response(HTTPStatus.FORBIDDEN, "text/plain", f"origin {origin!r} may not use this "
                                  "server (allow it with --allow-origin)\n".encode())
@@ -323,6 +323,12 @@ class AvatarServer:
         client.viewing.append((session, viewer))
         return {"type": "answer", "sdp": answer.sdp, "sdpType": answer.type, "session": session.id,
                 "viewer": True}
+
+
+def _single(headers: Headers, name: str, missing: str | None = None) -> str | None:
+    """A header that must appear at most once; repeated, it reads as "" (which no check accepts)."""
+    values = headers.get_all(name)
+    return missing if not values else values[0] if len(values) == 1 else ""
 
 
 def _response(status: HTTPStatus, content_type: str, body: bytes,

@@ -40,6 +40,10 @@ class _Instruct:
     done: concurrent.futures.Future
 
 
+class WorkerGone(RuntimeError):
+    """The session's worker stopped or failed: what was sent to it will never be applied."""
+
+
 class MotionPipeline:
     """One per session. `push_audio` and `instruct` are safe to call from the event loop (they never block)."""
 
@@ -76,8 +80,8 @@ class MotionPipeline:
         dead or stopped worker): it never stays pending once the worker is gone."""
         done: concurrent.futures.Future = concurrent.futures.Future()
         if self._stopping or self.error is not None:
-            done.set_exception(RuntimeError("the session is ending" if self.error is None
-                                            else f"the session's worker failed: {self.error}"))
+            done.set_exception(WorkerGone("the session is ending" if self.error is None
+                                          else f"the session's worker failed: {self.error}"))
             return done
         self._inbox.put(_Instruct(text, intensity, done))
         return done
@@ -88,7 +92,7 @@ class MotionPipeline:
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout)
         if not self._thread.is_alive():
-            self._fail_waiting(RuntimeError("the session ended"))
+            self._fail_waiting(WorkerGone("the session ended"))
 
     def _fail_waiting(self, exc: BaseException) -> None:
         """Fails the instructions still queued (and drops the audio): nobody will ever take them."""
@@ -133,8 +137,8 @@ class MotionPipeline:
             self.error = exc
         finally:
             self.busy_since = None
-            gone = RuntimeError("the session ended" if self.error is None
-                                else f"the session's worker failed: {self.error}")
+            gone = WorkerGone("the session ended" if self.error is None
+                              else f"the session's worker failed: {self.error}")
             for item in self._taken:  # taken but not applied (an error, or a stop that came first)
                 if isinstance(item, _Instruct) and not item.done.done():
                     item.done.set_exception(gone)

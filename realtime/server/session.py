@@ -16,7 +16,7 @@ from realtime.media.jitter import AudioPacketBuffer, replace_jitter_buffer
 from realtime.server.access import RateLimit
 from realtime.server.config import ServerConfig
 from realtime.server.ingest import AudioIngest
-from realtime.server.pipeline import MotionPipeline
+from realtime.server.pipeline import MotionPipeline, WorkerGone
 from realtime.server.playout import Playout
 from realtime.server.protocol import Instruction, ProtocolError, encode, error
 from realtime.server.stats import StageTimes
@@ -223,6 +223,8 @@ class Session:
         except TimeoutError:
             raise ProtocolError(f"instruction not applied within {self.config.instruct_timeout_s:g} s "
                                 "(the session is overloaded or ending)") from None
+        except WorkerGone as exc:
+            raise ProtocolError(f"instruction not applied: {exc}") from None
         finally:
             self._pending_instructions -= 1
         self.touch()

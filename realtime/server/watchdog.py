@@ -35,6 +35,7 @@ class Watchdog:
         self.config, self.sessions, self.denoiser = config, sessions, denoiser
         self.interval_s = interval_s
         self.problems: list[str] = []  # why the server is unhealthy; empty = healthy
+        self._hung: dict[str, Any] = {}  # closed sessions whose stalled worker has not come back yet
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -54,19 +55,21 @@ class Watchdog:
 
     async def check(self) -> None:
         now = time.monotonic()
-        problems = []
-        if self.denoiser is not None and self.denoiser.stalled(self.config.stall_timeout_s):
-            problems.append("the shared denoiser is stalled")
         for session in list(self.sessions.values()):
             try:
                 reason = close_reason(session, self.config, now)
                 if reason is None:
                     continue
-                if reason.startswith(("stalled", "worker failed")):
-                    problems.append(f"session {session.id}: {reason}")
+                if reason.startswith("stalled"):
+                    self._hung[session.id] = session.pipeline
                 await session.close(reason)
             except Exception:
                 log.exception("watchdog: session %s", getattr(session, "id", "?"))
+        limit = self.config.stall_timeout_s
+        self._hung = {sid: p for sid, p in self._hung.items() if p.alive and p.stalled(limit)}
+        problems = [f"the worker of session {sid} is stalled" for sid in self._hung]
+        if self.denoiser is not None and self.denoiser.stalled(self.config.stall_timeout_s):
+            problems.insert(0, "the shared denoiser is stalled (every call waits for it)")
         self.problems = problems
 
     @property
