@@ -22,7 +22,8 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from realtime.media.jitter import MarkerFrameBuffer, replace_jitter_buffer
+from realtime.media.conceal import LossConcealer
+from realtime.media.jitter import AudioPacketBuffer, MarkerFrameBuffer, replace_jitter_buffer
 
 # (pixels, arrival time.monotonic()); pixels are (H, W, 3) RGB, or (H, W) luma with frame_format="gray"
 FrameCallback = Callable[[np.ndarray, float], None]
@@ -44,6 +45,7 @@ class Received:
     times: list[float] = field(default_factory=list)
     pts: list[int] = field(default_factory=list)
     size: tuple[int, int] | None = None
+    concealed_s: float = 0.0  # audio: lost packets filled in by concealment
 
     def fps(self, skip_s: float = 1.0) -> float:
         """Mean frame rate after the first `skip_s` (connection start-up)."""
@@ -144,6 +146,7 @@ class AvatarClient:
                 replace_jitter_buffer(pc, track, MarkerFrameBuffer())  # -40 ms: no wait for the next frame
                 self._tasks.append(asyncio.ensure_future(self._consume_video(track, on_frame, frame_format)))
             else:
+                replace_jitter_buffer(pc, track, AudioPacketBuffer())  # a lost packet must not hold the rest back
                 self._tasks.append(asyncio.ensure_future(self._consume_audio(track, on_audio)))
 
         await pc.setLocalDescription(await pc.createOffer())
@@ -207,15 +210,19 @@ class AvatarClient:
         import av
 
         resampler = av.AudioResampler(format="flt", layout="mono", rate=48_000)
+        conceal = LossConcealer()  # a lost packet is heard as the voice going on, as browsers do
         try:
             while True:
-                frame = await track.recv()
+                received = await track.recv()
                 now = time.monotonic()
-                self.audio.times.append(now)
-                if on_audio is not None:
-                    frame.pts = None
-                    for out in resampler.resample(frame):
-                        on_audio(out.to_ndarray().reshape(-1), now)
+                for frame in conceal(received):
+                    self.audio.times.append(now)
+                    self.audio.pts.append(int(frame.pts or 0))  # 48 kHz RTP time: a lost packet leaves a gap
+                    if on_audio is not None:
+                        frame.pts = None
+                        for out in resampler.resample(frame):
+                            on_audio(out.to_ndarray().reshape(-1), now)
+                self.audio.concealed_s = conceal.concealed_s
         except MediaStreamError:
             pass
 
