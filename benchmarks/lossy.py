@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from clients.avatar_client import AvatarClient, FileMicrophone
-from clients.avatar_client.media import RATE
+from realtime.vocab import AUDIO_PTIME_S, WEBRTC_AUDIO_RATE as RATE
 
-WINDOW = 960  # 20 ms at 48 kHz: one audio packet
+WINDOW = int(RATE * AUDIO_PTIME_S)  # one 20 ms audio packet
 
 
 def window_rms(audio: np.ndarray) -> np.ndarray:

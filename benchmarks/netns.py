@@ -44,7 +44,7 @@ class LossyNamespace:
     def exec(self, command: list[str]) -> list[str]:
         return ["ip", "netns", "exec", self.name, *command]
 
-    def __enter__(self) -> "LossyNamespace":
+    def __enter__(self) -> LossyNamespace:
         a, b = self.links
         self._ip("netns", "add", self.name)
         try:

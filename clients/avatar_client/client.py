@@ -24,6 +24,7 @@ from websockets.exceptions import ConnectionClosed
 
 from realtime.media.conceal import LossConcealer
 from realtime.media.jitter import AudioPacketBuffer, MarkerFrameBuffer, replace_jitter_buffer
+from realtime.vocab import WEBRTC_AUDIO_RATE
 
 # (pixels, arrival time.monotonic()); pixels are (H, W, 3) RGB, or (H, W) luma with frame_format="gray"
 FrameCallback = Callable[[np.ndarray, float], None]
@@ -81,7 +82,7 @@ class AvatarClient:
         self.call_started: float | None = None
 
     # --- connection --------------------------------------------------------------------------------------
-    async def connect(self) -> "AvatarClient":
+    async def connect(self) -> AvatarClient:
         extra = {"ssl": self.ssl} if self.ssl is not None else {}
         if self.origin is not None:
             extra["origin"] = self.origin
@@ -89,7 +90,7 @@ class AvatarClient:
         self._reader = asyncio.ensure_future(self._read())
         return self
 
-    async def __aenter__(self) -> "AvatarClient":
+    async def __aenter__(self) -> AvatarClient:
         return await self.connect()
 
     async def __aexit__(self, *exc) -> None:
@@ -209,7 +210,7 @@ class AvatarClient:
     async def _consume_audio(self, track: MediaStreamTrack, on_audio: AudioCallback | None) -> None:
         import av
 
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=48_000)
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=WEBRTC_AUDIO_RATE)
         conceal = LossConcealer()  # a lost packet is heard as the voice going on, as browsers do
         try:
             while True:

@@ -52,7 +52,7 @@ class SharedDenoiser:
         since = self.busy_since
         return not self._thread.is_alive() or (since is not None and time.monotonic() - since > limit_s)
 
-    def start(self) -> "SharedDenoiser":
+    def start(self) -> SharedDenoiser:
         self._thread.start()
         return self
 
