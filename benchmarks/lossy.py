@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from clients.avatar_client import AvatarClient, FileMicrophone
-from realtime.vocab import AUDIO_PTIME_S, WEBRTC_AUDIO_RATE as RATE
+from realtime.vocab import AUDIO_PTIME_S
+from realtime.vocab import WEBRTC_AUDIO_RATE as RATE
 
 WINDOW = int(RATE * AUDIO_PTIME_S)  # one 20 ms audio packet
 
