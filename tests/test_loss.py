@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import helpers
 from benchmarks import netns
 from benchmarks.server_process import ServerProcess
 
@@ -20,13 +21,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def speech_wav(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("speech")
-    raw, wav = folder / "speech22k.wav", folder / "speech48k.wav"
-    text = ("The quick brown fox jumps over the lazy dog. She sells sea shells by the sea shore, "
-            "and the shells she sells are surely sea shells.")
-    subprocess.run(["espeak-ng", "-s", "150", "-w", str(raw), text], check=True)
-    subprocess.run(["sox", str(raw), "-r", "48000", str(wav)], check=True)
-    return wav
+    return helpers.speech_wav(tmp_path_factory.mktemp("speech"), "The quick brown fox jumps over the lazy "
+                              "dog. She sells sea shells by the sea shore, and the shells she sells are surely "
+                              "sea shells.", words_per_minute=150)
 
 
 @pytest.mark.slow

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
+import helpers
 from benchmarks.proc import rss_bytes
 from benchmarks.server_process import ServerProcess
 from clients.avatar_client import AvatarClient, FileMicrophone
@@ -19,11 +19,7 @@ def thread_count(pid: int) -> int:
 
 @pytest.fixture(scope="module")
 def speech_wav(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("speech")
-    raw, wav = folder / "speech22k.wav", folder / "speech48k.wav"
-    subprocess.run(["espeak-ng", "-w", str(raw), "One, two, three. Testing the avatar once more."], check=True)
-    subprocess.run(["sox", str(raw), "-r", "48000", str(wav)], check=True)
-    return wav
+    return helpers.speech_wav(tmp_path_factory.mktemp("speech"), "One, two, three. Testing the avatar once more.")
 
 
 @pytest.mark.slow

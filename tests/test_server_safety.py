@@ -20,6 +20,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from clients.avatar_client import AvatarClient, AvatarError
+from helpers import wait_until
 from realtime.server import ServerConfig, ServerThread
 from realtime.server.resources import AvatarResources
 
@@ -367,15 +368,6 @@ def http_status(thread: ServerThread, path: str) -> int:
             return response.status
     except urllib.error.HTTPError as exc:
         return exc.code
-
-
-def wait_until(predicate, timeout_s: float = 10.0) -> bool:
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 async def wait_for(predicate, timeout_s: float) -> None:
