@@ -38,6 +38,7 @@ class BenchConfig:
     parts: tuple[str, ...] = PARTS
     checkpoint: Path | None = None
     image: Path | None = None
+    avatar_config: Path | None = None  # TOML for the server (and the in-process stages), as `serve --config`
     profile: bool = False  # py-spy the server during the glass-to-glass call
     latency: LatencyConfig = field(default_factory=LatencyConfig)
     throughput: ThroughputConfig = field(default_factory=ThroughputConfig)
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=RESULTS, help="folder for JSON, PNG and Markdown (default %(default)s)")
     p.add_argument("--checkpoint", type=Path, default=None, help="generator checkpoint folder (default: shipped)")
     p.add_argument("--image", type=Path, default=None, help="portrait (default: the astronaut)")
+    p.add_argument("--config", type=Path, default=None, help="the server's TOML config (as `avatar serve --config`)")
     p.add_argument("--only", action="append", choices=PARTS, help="run only these parts (repeatable)")
     p.add_argument("--onsets", type=int, default=None, help="syllable onsets in the glass-to-glass call")
     p.add_argument("--max-sessions", type=int, default=None, help="throughput: try up to this many calls")
@@ -74,8 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
     config = BenchConfig.preset(args.quick, parts=tuple(args.only or PARTS), checkpoint=args.checkpoint,
-                                image=args.image)
+                                image=args.image, avatar_config=args.config)
     config.stages.checkpoint, config.stages.image = args.checkpoint, args.image
+    if args.config is not None:
+        from realtime.config import load_config
+
+        config.stages.avatar = load_config(args.config)
     if args.onsets is not None:
         if args.onsets < 1:
             raise ValueError(f"--onsets must be >= 1, got {args.onsets}")
@@ -117,7 +123,7 @@ def _live_parts(report: dict, artifacts: dict, live: list[str], config: BenchCon
     from benchmarks.server_process import ServerProcess
 
     max_sessions = config.throughput.max_sessions if "throughput" in live else 1
-    with ServerProcess(max_sessions, config.checkpoint, config.image) as server:
+    with ServerProcess(max_sessions, config.checkpoint, config.image, config.avatar_config) as server:
         report["server"] = {"trained": server.trained, "startup_s": server.startup_s,
                             "checkpoint": str(config.checkpoint or "shipped"),
                             "command": " ".join(server.command()[1:])}

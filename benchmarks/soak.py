@@ -136,7 +136,8 @@ def markdown(report: dict) -> str:
     return (f"Soak, {report['minutes']:g} min (`{report['command']}`): server RSS {s['rss_mb']['first']:g} -> "
             f"{s['rss_mb']['last']:g} MB (max {s['rss_mb']['max']:g}; slope after the first minute "
             f"{s['rss_mb']['slope_mb_per_10min_after_first_minute']:g} MB per 10 min), threads "
-            f"{s['threads']['min']}-{s['threads']['max']}, latency p95 median {s['latency_p95_ms']['first_half_median']:g}"
-            f" ms (first half) / {s['latency_p95_ms']['second_half_median']:g} ms (second half), "
+            f"{s['threads']['min']}-{s['threads']['max']}, latency p95 median "
+            f"{s['latency_p95_ms']['first_half_median']:g} ms (first half) / "
+            f"{s['latency_p95_ms']['second_half_median']:g} ms (second half), "
             f"{s['repeated_frames_total']} repeated frames, lowest window {s['fps_received_min']:g} fps received; "
             f"load average at the end {report['load_average_end']}.")

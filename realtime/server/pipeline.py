@@ -13,6 +13,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +37,7 @@ class _Instruct:
     text: str | None
     intensity: float
     done: concurrent.futures.Future
+    embedding: Any = None  # the text's encoding, made off the loop before the command was sent
 
 
 class WorkerGone(RuntimeError):
@@ -73,7 +75,7 @@ class MotionPipeline:
     def push_audio(self, audio16k: np.ndarray, voice: np.ndarray, arrival: float) -> None:
         self._inbox.put(_Audio(audio16k, voice, arrival))
 
-    def instruct(self, text: str | None, intensity: float) -> concurrent.futures.Future:
+    def instruct(self, text: str | None, intensity: float, embedding: Any = None) -> concurrent.futures.Future:
         """Resolves to the frame number where the instruction takes effect, or fails (the sampler's error, a
         dead or stopped worker): it never stays pending once the worker is gone."""
         done: concurrent.futures.Future = concurrent.futures.Future()
@@ -81,7 +83,7 @@ class MotionPipeline:
             done.set_exception(WorkerGone("the session is ending" if self.error is None
                                           else f"the session's worker failed: {self.error}"))
             return done
-        self._inbox.put(_Instruct(text, intensity, done))
+        self._inbox.put(_Instruct(text, intensity, done, embedding))
         return done
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -144,7 +146,7 @@ class MotionPipeline:
 
     def _set_instruction(self, command: _Instruct) -> None:
         try:
-            self.sampler.set_instruction(command.text, command.intensity)
+            self.sampler.set_instruction(command.text, command.intensity, command.embedding)
         except Exception as exc:
             command.done.set_exception(exc)
             return

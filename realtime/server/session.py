@@ -60,13 +60,11 @@ class SessionParts:
         import numpy as np
 
         from realtime.media.stream import rgb_to_yuv420
-        from realtime.motion.sampler import SamplerConfig, StreamingSampler
         from realtime.vocab import neutral
 
         renderer = resources.renderer()
         still = rgb_to_yuv420(np.asarray(renderer(neutral(1)))[0])
-        sampler = StreamingSampler(resources.model, resources.encoder, SamplerConfig(), seed=config.seed,
-                                   denoiser=resources.denoiser())
+        sampler = resources.sampler(seed=config.seed)  # the config's [sampler], on the shared denoiser
         sampler.set_instruction(instruction.text, instruction.intensity)  # takes effect from the first chunk
         return cls(renderer, sampler, still)
 
@@ -209,17 +207,20 @@ class Session:
         self.last_message = time.monotonic()
 
     async def instruct(self, instruction: Instruction, encode_text: Callable[[str], Awaitable[Any]]) -> int:
-        """Validates and encodes the text off the loop, then hands it to the worker; -> the frame it starts at.
-        Bounded: a few at a time per session, each acknowledged or failed within instruct_timeout_s."""
+        """Validates and encodes the text off the loop, then hands it (with its encoding) to the worker; -> the
+        frame it starts at. Bounded: a few at a time per session, each applied or failed within
+        instruct_timeout_s."""
         if self._pending_instructions >= self.config.max_pending_instructions:
             raise ProtocolError(f"{self._pending_instructions} instructions are still being applied: wait for "
                                 "their acknowledgements")
         self._pending_instructions += 1
         try:
             async with asyncio.timeout(self.config.instruct_timeout_s):
+                embedding = None
                 if instruction.text is not None:
-                    await encode_text(instruction.text)  # raises the encoder's error; warms its cache
-                frame = await asyncio.wrap_future(self.pipeline.instruct(instruction.text, instruction.intensity))
+                    embedding = await encode_text(instruction.text)  # raises the encoder's error
+                frame = await asyncio.wrap_future(self.pipeline.instruct(instruction.text, instruction.intensity,
+                                                                         embedding))
         except TimeoutError:
             raise ProtocolError(f"instruction not applied within {self.config.instruct_timeout_s:g} s "
                                 "(the session is overloaded or ending)") from None
