@@ -286,8 +286,9 @@ def faulty(resources):
 
     model = FaultyModel(resources.model)
     denoiser = SharedDenoiser(model, trace=False).start()
-    clone = AvatarResources(model=resources.model, encoder=resources.encoder, portrait=resources.portrait,
-                            trained=resources.trained, _renderer=resources.renderer(), _denoiser=denoiser)
+    clone = AvatarResources(config=resources.config, model=resources.model, encoder=resources.encoder,
+                            portrait=resources.portrait, trained=resources.trained, _renderer=resources.renderer(),
+                            _denoiser=denoiser)
     config = ServerConfig(port=0, max_sessions=1, stall_timeout_s=2.0, instruct_timeout_s=4.0)
     with ServerThread(config, clone) as thread:
         yield thread, model
