@@ -82,11 +82,11 @@ class MarkerFrameBuffer(JitterBuffer):
                 frame = self._complete_frame()
         elif frame is not None:
             self._stuck_since = None
-        if frame is not None and self._need_keyframe:
+        while frame is not None and self._need_keyframe:
             if is_keyframe(frame.data):
                 self._need_keyframe = False
-            else:
-                frame = None  # it refers to a picture the decoder never got
+            else:  # it refers to a picture the decoder never got: skip it, and see what waits behind it
+                frame = self._complete_frame()
         if self._need_keyframe and now - self._asked_at >= KEYFRAME_REQUEST_S:
             pli, self._asked_at = True, now
         return pli, frame
