@@ -70,6 +70,8 @@ async def lossy_call(url: str, wav: Path, seconds: float) -> dict:
         await asyncio.sleep(seconds)
         stats = await client.stats()
         figures = call_figures(list(client.video.times), packets, mic.audio)
+        figures["video_frames_given_up"] = getattr(client.video_buffer, "frames_given_up", None)
+        figures["voice_concealed_s"] = round(client.audio.concealed_s, 2)
         await client.hangup()
     return {**figures, "seconds": seconds, "server_counts": stats.get("counts")}
 

@@ -213,6 +213,27 @@ def test_message_floods_get_a_rate_limit_error(server):
     run(body())
 
 
+def test_a_flood_on_the_control_channel_is_refused_not_queued(server):
+    """Before: each data-channel message became a task of its own, without bound."""
+    async def body() -> None:
+        async with AvatarClient(server.ws_url, binary=False) as caller:
+            await caller.call(None)
+            await caller.wait_first_frame()
+            for _ in range(100):
+                caller.channel.send(json.dumps({"type": "instruct", "text": "smile", "intensity": 0.5}))
+            replies = [await asyncio.wait_for(caller._channel_inbox.get(), 30) for _ in range(100)]
+            refused = [r for r in replies if r["type"] == "error"]
+            assert len(refused) >= 50, replies
+            assert all(any(why in r["message"] for why in ("rate limit", "too many", "still being applied"))
+                       for r in refused), refused
+            assert 0 < sum(r["type"] == "instructed" for r in replies) <= 50
+            await asyncio.sleep(1.0)
+            assert await caller.ping(via_channel=True) < 5  # the channel and the call are still fine
+            await caller.hangup()
+
+    run(body())
+
+
 def test_a_half_open_peer_is_dropped_with_bounded_memory(resources):
     """A peer that gets its answer but never connects (no ICE), pinging all along: dropped by the connect
     deadline (15 s by default), and the frames nobody reads do not pile up meanwhile."""
@@ -277,6 +298,8 @@ class FaultyModel:
             raise RuntimeError("injected model failure")
         if self.mode == "stall":
             self.release.wait(60)
+        if self.mode == "raise":  # also when switched while stalled
+            raise RuntimeError("injected model failure")
         return self.model(*args, **kwargs)
 
 
@@ -303,9 +326,15 @@ def test_a_worker_that_raises_ends_its_call_with_a_reason(faulty):
         async with AvatarClient(thread.ws_url) as client:
             await client.call(None)
             await client.wait_first_frame()
-            model.mode = "raise"
-            with pytest.raises(AvatarError):  # an instruction racing the failure fails instead of hanging
-                await client.instruct("smile")
+            model.mode = "stall"  # hold the worker inside a model call, queue an instruction behind it,
+            pipeline = thread.server.sessions[client.session].pipeline
+            await wait_for(lambda: pipeline.stalled(0.2), 5)
+            racing = asyncio.ensure_future(client.instruct("smile"))
+            await asyncio.sleep(0.3)
+            model.mode = "raise"  # then fail that call
+            model.release.set()
+            with pytest.raises(AvatarError, match="worker failed"):  # the instruction fails, it does not hang
+                await racing
             await wait_for(lambda: client.ended is not None, 10)
             assert "worker failed" in client.ended["reason"] and "injected" in client.ended["reason"]
             model.mode = "ok"

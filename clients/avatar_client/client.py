@@ -73,6 +73,7 @@ class AvatarClient:
         self.video = Received()
         self.audio = Received()
         self.rtts: list[float] = []
+        self.video_buffer: MarkerFrameBuffer | None = None  # the video buffer (frames_given_up to packet loss)
         self._inbox: asyncio.Queue = asyncio.Queue()
         self._channel_inbox: asyncio.Queue = asyncio.Queue()
         self._lock = asyncio.Lock()
@@ -144,7 +145,8 @@ class AvatarClient:
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             if track.kind == "video":
-                replace_jitter_buffer(pc, track, MarkerFrameBuffer())  # -40 ms: no wait for the next frame
+                self.video_buffer = MarkerFrameBuffer()  # -40 ms: no wait for the next frame
+                replace_jitter_buffer(pc, track, self.video_buffer)
                 self._tasks.append(asyncio.ensure_future(self._consume_video(track, on_frame, frame_format)))
             else:
                 replace_jitter_buffer(pc, track, AudioPacketBuffer())  # a lost packet must not hold the rest back
@@ -178,7 +180,8 @@ class AvatarClient:
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             if track.kind == "video":
-                replace_jitter_buffer(pc, track, MarkerFrameBuffer())  # -40 ms: no wait for the next frame
+                self.video_buffer = MarkerFrameBuffer()  # -40 ms: no wait for the next frame
+                replace_jitter_buffer(pc, track, self.video_buffer)
                 self._tasks.append(asyncio.ensure_future(self._consume_video(track, on_frame, frame_format)))
 
         await pc.setLocalDescription(await pc.createOffer())
