@@ -39,7 +39,7 @@ class AudioPacketBuffer(JitterBuffer):
 # How long an incomplete video frame waits for a retransmission (NACK) before it is given up for a keyframe,
 # and how often a keyframe is asked for while none has come (the request itself may be lost).
 MAX_WAIT_S = 0.06
-KEYFRAME_REQUEST_S = 0.15
+KEYFRAME_REQUEST_S = 0.1
 
 
 def is_keyframe(data: bytes) -> bool:
@@ -76,7 +76,7 @@ class MarkerFrameBuffer(JitterBuffer):
         now = self._clock()
         if frame is None and self._blocked_by_head(packet):
             self._stuck_since = self._stuck_since if self._stuck_since is not None else now
-            if self._need_keyframe or now - self._stuck_since > self.max_wait_s:
+            if self._skippable_head() or now - self._stuck_since > self.max_wait_s:
                 self._drop_head(packet)
                 self._need_keyframe, self._stuck_since = True, None
                 frame = self._complete_frame()
@@ -103,6 +103,12 @@ class MarkerFrameBuffer(JitterBuffer):
                 self.remove(count + 1)
                 return JitterFrame(data=b"".join(p._data for p in packets), timestamp=packets[0].timestamp)
         return None
+
+    def _skippable_head(self) -> bool:
+        """Waiting for a keyframe, the head is a frame that is not one: no use waiting for its retransmission.
+        (A keyframe's packets are many, so it is often incomplete for a moment: that one is waited for.)"""
+        head = self._packets[self._origin % self.capacity]
+        return self._need_keyframe and head is not None and not is_keyframe(head._data)
 
     def _blocked_by_head(self, newest) -> bool:
         """A newer frame's packet is in while the head frame cannot complete yet (a packet is missing)."""
