@@ -21,6 +21,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from realtime.server.config import ServerConfig
+from realtime.server.http_front import split_connections
 from realtime.server.protocol import ProtocolError, decode, encode, error, field, parse_instruction
 from realtime.server.session import Session, SessionParts, parse_offer
 
@@ -63,14 +64,16 @@ class AvatarServer:
         self._starting = 0  # sessions being set up (they hold a slot already)
         self._encoder_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="instruction")
         self._server: Server | None = None
+        self._http = None  # aiohttp.web.AppRunner for the non-GET endpoints
         self._watchdog: asyncio.Task | None = None
         self.max_viewers = 4
 
     # --- lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
+        self._http = await http_app(self)  # WHIP/WHEP and uploads: the methods websockets does not parse
         self._server = await serve(self._handle, self.config.host, self.config.port,
                                    process_request=self._process_request, max_size=self.config.max_message_bytes,
-                                   ping_interval=20, ping_timeout=20)
+                                   ping_interval=20, ping_timeout=20, create_connection=split_connections(self._http.server))
         self._watchdog = asyncio.ensure_future(self._watch())
         log.info("avatar server on http://%s:%d/", self.config.host, self.port)
 
@@ -87,6 +90,8 @@ class AvatarServer:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        if self._http is not None:
+            await self._http.cleanup()
         self._encoder_pool.shutdown(wait=False, cancel_futures=True)
 
     async def _watch(self) -> None:
@@ -266,6 +271,12 @@ class AvatarServer:
             raise ProtocolError(f"this connection already has a call ({client.session.id}): send bye first")
         offer = parse_offer(message)
         instruction = parse_instruction(message.get("instruction"), message.get("intensity"))
+        session = await self.open_session(offer, instruction)
+        client.session = session
+        return {"type": "answer", "sdp": session.pc.localDescription.sdp, "sdpType": "answer", "session": session.id}
+
+    async def open_session(self, offer, instruction, portrait: str | None = None) -> Session:
+        """A new call from an offer (the WebSocket's or a WHIP publisher's): slot, parts off the loop, answer."""
         in_use = len(self.sessions) + self._starting
         if in_use >= self.config.max_sessions:
             raise ServerBusy(f"server busy: all {self.config.max_sessions} session(s) in use, try again later")
@@ -278,16 +289,15 @@ class AvatarServer:
             session = Session(self.config, parts, instruction, self._forget)
             session.control_handler = lambda channel, raw: self.session_control(session, channel, raw)
             try:
-                answer = await session.answer(offer)
+                await session.answer(offer)
             except BaseException:
                 await session.close("offer failed")
                 raise
         finally:
             self._starting -= 1
         self.sessions[session.id] = session
-        client.session = session
         log.info("session %s started (%d/%d)", session.id, len(self.sessions), self.config.max_sessions)
-        return {"type": "answer", "sdp": answer.sdp, "sdpType": answer.type, "session": session.id}
+        return session
 
     async def _view(self, client: Client, message: dict[str, Any]) -> dict[str, Any]:
         wanted = field(message, "session", str)
@@ -298,6 +308,19 @@ class AvatarServer:
         client.viewing.append((session, viewer))
         return {"type": "answer", "sdp": answer.sdp, "sdpType": answer.type, "session": session.id,
                 "viewer": True}
+
+
+async def http_app(server: AvatarServer):
+    """The aiohttp side of the port (see http_front): WHIP/WHEP."""
+    from aiohttp import web
+
+    from realtime.server.whip import MAX_SDP_BYTES, WhipEndpoints
+
+    app = web.Application(client_max_size=MAX_SDP_BYTES)
+    WhipEndpoints(server).routes(app)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    return runner
 
 
 def _response(status: HTTPStatus, content_type: str, body: bytes,

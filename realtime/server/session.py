@@ -128,7 +128,8 @@ class Session:
             await pc.setRemoteDescription(offer)
         except Exception as exc:  # aiortc raises ValueError/KeyError/… on SDP it cannot use
             raise ProtocolError(f"bad SDP offer: {exc}") from None
-        pc.addTrack(TimedTrack(self.relay.subscribe(self.video, buffered=False), self.stats))
+        if "m=video" in offer.sdp:  # a WHIP publisher may only send audio
+            pc.addTrack(TimedTrack(self.relay.subscribe(self.video, buffered=False), self.stats))
         pc.addTrack(self.relay.subscribe(self.voice, buffered=True))
         await pc.setLocalDescription(await pc.createAnswer())
         self.pipeline.start()
