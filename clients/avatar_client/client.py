@@ -65,6 +65,7 @@ class AvatarClient:
         self.audio = Received()
         self.rtts: list[float] = []
         self._inbox: asyncio.Queue = asyncio.Queue()
+        self.events: asyncio.Queue = asyncio.Queue()  # {"type": "playback", "state": "started"|"finished", …}
         self._channel_inbox: asyncio.Queue = asyncio.Queue()
         self._lock = asyncio.Lock()
         self._reader: asyncio.Task | None = None
@@ -87,7 +88,9 @@ class AvatarClient:
     async def _read(self) -> None:
         try:
             async for raw in self.ws:
-                self._inbox.put_nowait(_decode(raw))
+                message = _decode(raw)
+                # events the server sends on its own (playback) are kept apart from the answers to requests
+                (self.events if message.get("type") == "playback" else self._inbox).put_nowait(message)
         except ConnectionClosed:
             pass
         finally:
@@ -237,6 +240,33 @@ class AvatarClient:
         rtt = time.perf_counter() - t0
         self.rtts.append(rtt)
         return rtt
+
+    # --- speech that is not the microphone's ------------------------------------------------------------------
+    async def say(self, text: str, session: str | None = None, voice: str | None = None,
+                  rate: int | None = None) -> dict[str, Any]:
+        """The avatar speaks `text` (espeak-ng) in the call (or `session`); -> {"utterance", "duration_s", …}."""
+        message = {"type": "say", "text": text, "session": session, "voice": voice, "rate": rate}
+        return await self.request({k: v for k, v in message.items() if v is not None}, "say")
+
+    async def push_pcm(self, samples: np.ndarray, rate: int, session: str | None = None) -> dict[str, Any]:
+        """Speech a program made (float32 in [-1, 1] or int16, mono) for the avatar to speak, over /ws."""
+        pcm = samples if samples.dtype == np.int16 else (np.clip(samples, -1, 1) * 32767).astype(np.int16)
+        message = {"type": "pcm", "rate": int(rate), "samples": pcm.astype("<i2").tobytes()}
+        if session is not None:
+            message["session"] = session
+        return await self.request(message, "pcm")
+
+    async def clear(self, session: str | None = None) -> dict[str, Any]:
+        """Barge-in: drop the queued speech; the mouth closes and the voice stops."""
+        return await self.request({"type": "clear", **({"session": session} if session else {})}, "clear")
+
+    async def playback(self, state: str | None = None, timeout_s: float | None = None) -> dict[str, Any]:
+        """The next playback event (of `state`, if given)."""
+        async with asyncio.timeout(timeout_s or self.timeout_s):
+            while True:
+                event = await self.events.get()
+                if state is None or event.get("state") == state:
+                    return event
 
     async def auth(self, token: str) -> dict[str, Any]:
         return await self.request({"type": "auth", "token": token}, "auth")

@@ -24,6 +24,7 @@ from realtime.server.config import ServerConfig
 from realtime.server.http_front import split_connections
 from realtime.server.protocol import ProtocolError, decode, encode, error, field, parse_instruction
 from realtime.server.session import Session, SessionParts, parse_offer
+from realtime.server.speech_messages import SPEECH_MESSAGES, speech_message
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -55,6 +56,7 @@ class Client:
         self.controller = controller
         self.session: Session | None = None
         self.viewing: list[tuple[Session, Any]] = []
+        self.binary = False  # the encoding of its last message
 
 
 class AvatarServer:
@@ -146,6 +148,7 @@ class AvatarServer:
         client = Client(ws, controller=self.config.token is None and is_loopback(ws.remote_address))
         try:
             async for raw in ws:
+                client.binary = isinstance(raw, bytes)  # events (playback) go out in the client's encoding
                 await self._answer(ws, raw, lambda message: self._dispatch(client, message))
         except ConnectionClosed:
             pass
@@ -199,14 +202,17 @@ class AvatarServer:
             return {"type": "stats", **session.describe(with_stats=True)}
         if kind == "view":
             return await self._view(client, message)
+        if kind in SPEECH_MESSAGES:
+            return await speech_message(self._target(client, message), message, client.ws,
+                                        lambda event: client.ws.send(encode(event, client.binary)))
         if kind == "bye":
             if client.session is None:
                 raise ProtocolError("no call to hang up on this connection")
             session, client.session = client.session, None
             await session.close("the caller hung up")
             return {"type": "bye", "session": session.id}
-        raise ProtocolError(f"unknown message type {kind!r} (expected offer, instruct, auth, sessions, stats, "
-                            "view, ping or bye)")
+        raise ProtocolError(f"unknown message type {kind!r} (expected offer, instruct, say, pcm, clear, auth, "
+                            "sessions, stats, view, ping or bye)")
 
     async def session_control(self, session: Session, channel, raw: str | bytes) -> None:
         """Messages on a call's `control` data channel: instruct, ping and stats for that call."""
@@ -218,8 +224,12 @@ class AvatarServer:
                 return {"type": "pong", "t": message.get("t"), "server_time": time.time()}
             if kind == "stats":
                 return {"type": "stats", **session.describe(with_stats=True)}
+            if kind in SPEECH_MESSAGES:
+                binary = not isinstance(raw, str)
+                return await speech_message(session, message, channel,
+                                            lambda event: channel.send(encode(event, binary)))
             raise ProtocolError(f"unknown message type {kind!r} on the control channel "
-                                "(expected instruct, ping or stats)")
+                                "(expected instruct, say, pcm, clear, ping or stats)")
 
         await self._answer(channel, raw, handler)
 

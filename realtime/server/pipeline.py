@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from realtime.media.stream import rgb_to_yuv420
-from realtime.motion.space import FPS
+from realtime.motion.space import FPS, INDEX
 from realtime.server.playout import Playout, RenderedFrame
 from realtime.server.stats import StageTimes
 
@@ -40,6 +40,27 @@ class _Instruct:
     done: concurrent.futures.Future
 
 
+@dataclass
+class _Cut:
+    sample: int  # speech fed before this 16 kHz sample was cleared (barge-in)
+
+
+# Mouth axes a barge-in closes over two frames (the lips meet), instead of waiting one generator latency.
+_OPENING = [INDEX[name] for name in ("jaw_open", "lip_funnel", "lip_pucker", "lower_lip_tuck", "mouth_stretch",
+                                     "upper_lip_raise")]
+_LIPS_CLOSE = INDEX["lips_close"]
+CUT_FRAMES = 2
+
+
+def closing(values: np.ndarray, step: int) -> np.ndarray:
+    """Motion `step` frames after a barge-in: the mouth closes within CUT_FRAMES frames."""
+    keep = max(0.0, 1.0 - (step + 1) / CUT_FRAMES)
+    values = values.copy()
+    values[_OPENING] *= keep
+    values[_LIPS_CLOSE] = max(values[_LIPS_CLOSE], 1.0 - keep)
+    return values
+
+
 class MotionPipeline:
     """One per session. `push_audio` and `instruct` are safe to call from the event loop (they never block)."""
 
@@ -55,6 +76,8 @@ class MotionPipeline:
         self._voice = np.zeros(0, np.float32)
         self._voice_start = 0  # absolute index (at the playout's rate) of self._voice[0]
         self.error: BaseException | None = None
+        self._cut_frame, self._cut_step = -1, 0  # frames before _cut_frame carry cleared speech
+        self.skipped_samples = 0  # audio never sampled (see _process): frame f began at sample f*640 + this
 
     # --- event-loop side ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -68,6 +91,11 @@ class MotionPipeline:
         done: concurrent.futures.Future = concurrent.futures.Future()
         self._inbox.put(_Instruct(text, intensity, done))
         return done
+
+    def cut(self, sample: int) -> None:
+        """Barge-in: frames driven by audio before `sample` that are not rendered yet close the mouth and
+        go silent (the generator alone would take one latency to hear that the speech stopped)."""
+        self._inbox.put(_Cut(sample))
 
     def stop(self, timeout: float = 5.0) -> None:
         self._inbox.put(None)
@@ -93,7 +121,11 @@ class MotionPipeline:
                     if item is None:
                         self._process(audio)
                         return
-                    if isinstance(item, _Instruct):
+                    if isinstance(item, _Cut):
+                        self._cut_frame = -(-(item.sample - self.skipped_samples) // SAMPLES_PER_FRAME)
+                        self._cut_step = 0
+                        self.playout.silence(self._cut_frame)
+                    elif isinstance(item, _Instruct):
                         self._process(audio)  # audio sent before the instruction is sampled under the old one
                         audio = []
                         self._set_instruction(item)
@@ -119,7 +151,9 @@ class MotionPipeline:
         backlog = sum(len(c.audio16k) for c in chunks)
         while len(chunks) > 1 and backlog > self.max_backlog:
             backlog -= len(chunks[0].audio16k)
-            self.stats.count("audio_skipped_ms", len(chunks.pop(0).audio16k) * 1000 // MODEL_RATE)
+            skipped = len(chunks.pop(0).audio16k)
+            self.skipped_samples += skipped
+            self.stats.count("audio_skipped_ms", skipped * 1000 // MODEL_RATE)
         for chunk in chunks:
             self._samples_in += len(chunk.audio16k)
             self._arrivals.append((self._samples_in, chunk.arrival))
@@ -136,11 +170,15 @@ class MotionPipeline:
         # One frame at a time, each published as soon as it exists: the first frame of a chunk goes on air
         # a whole chunk's rendering earlier than with one batch (and batching is no cheaper on CPU).
         for i, values in enumerate(motion):
+            index = first + i
+            voice = self._voice_for(index)
+            if index < self._cut_frame:
+                values, voice = closing(values, self._cut_step), np.zeros_like(voice)
+                self._cut_step += 1
             t0 = time.perf_counter()
             video = rgb_to_yuv420(np.asarray(self.renderer(values[None]))[0])
             self.stats.record("render", time.perf_counter() - t0)
-            index = first + i
-            frame = RenderedFrame(index, video, self._voice_for(index), self._arrival_of(index), time.monotonic())
+            frame = RenderedFrame(index, video, voice, self._arrival_of(index), time.monotonic())
             self.stats.count("frames_rendered")
             self.playout.put([frame])
 

@@ -91,6 +91,13 @@ class Playout:
                 self.clock.align(frames[0].rendered_at, self.align_margin_s, 1.0 / self.fps)
             self._queue.extend(frames)
 
+    def silence(self, before: int) -> None:
+        """Barge-in: frames still queued whose index is below `before` keep their pictures, lose their sound."""
+        with self._lock:
+            for frame in self._queue:
+                if frame.index < before:
+                    frame.voice = np.zeros_like(frame.voice)
+
     @property
     def buffered(self) -> int:
         return len(self._queue)

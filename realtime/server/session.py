@@ -15,9 +15,10 @@ from aiortc.contrib.media import MediaRelay
 from realtime.media.jitter import AudioPacketBuffer, replace_jitter_buffer
 from realtime.server.config import ServerConfig
 from realtime.server.ingest import AudioIngest
-from realtime.server.pipeline import MotionPipeline
+from realtime.server.pipeline import SAMPLES_PER_FRAME, MotionPipeline
 from realtime.server.playout import Playout
 from realtime.server.protocol import Instruction, ProtocolError
+from realtime.server.speech_source import SessionSpeech
 from realtime.server.stats import StageTimes
 from realtime.server.tracks import AvatarVideoTrack, TimedTrack, VoiceTrack
 
@@ -83,6 +84,8 @@ class Session:
         self.pipeline = MotionPipeline(parts.sampler, parts.renderer, self.playout, self.stats, name=self.id,
                                        max_backlog_s=config.max_backlog_s)
         self.ingest = AudioIngest(self.pipeline, self.stats, self.playout.audio_rate, config.silence_fill_s)
+        self.speech = SessionSpeech(self.id, self._on_air_sample, self.playout.audio_rate)  # say, PCM, clear
+        self.ingest.mixer = self.speech.queue.mix
         self.video = AvatarVideoTrack(self.playout, self.stats)
         self.voice = VoiceTrack(self.playout)
         self.relay = MediaRelay()
@@ -161,6 +164,10 @@ class Session:
             raise ProtocolError(f"bad SDP offer: {exc}") from None
         return pc, pc.localDescription
 
+    def _on_air_sample(self) -> int:
+        """The session's 16 kHz sample where the frame on air began (audio the worker skipped counted in)."""
+        return self.playout.shown_index * SAMPLES_PER_FRAME + self.pipeline.skipped_samples
+
     # --- control ---------------------------------------------------------------------------------------
     def touch(self) -> None:
         self.last_message = time.monotonic()
@@ -194,6 +201,7 @@ class Session:
         self.closed = True
         log.info("session %s closing: %s", self.id, reason)
         await self.ingest.stop()
+        self.speech.stop()
         self.video.stop()
         self.voice.stop()
         for viewer in list(self.viewers):
