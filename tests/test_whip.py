@@ -10,7 +10,8 @@ import urllib.request
 
 import numpy as np
 import pytest
-from test_server import best_lag, on_grid, region, run, speech_wav, wait_until  # noqa: F401 (fixture)
+from test_server import best_lag, on_grid, region, run, wait_until
+from test_server import speech_wav as speech_wav_fixture  # noqa: F401 (registers the fixture `speech_wav`)
 
 from clients.avatar_client import FileMicrophone
 from clients.avatar_client.whip import WhepViewer, WhipError, WhipPublisher
@@ -96,7 +97,8 @@ def test_whip_speaker_and_whep_viewer_see_and_hear_the_avatar(server, resources,
     assert result["viewer"].startswith(f"{server.url}/whep/{result['session']}/")
     assert result["viewers_left"] == 0 and result["deleted"] == 200
     assert wait_until(lambda: not server.server.sessions)  # DELETE ended the session
-    assert http("DELETE", f"{server.url}/whip/{result['session']}", None, {"Authorization": f"Bearer {TOKEN}"})[0] == 404
+    gone = http("DELETE", f"{server.url}/whip/{result['session']}", None, {"Authorization": f"Bearer {TOKEN}"})
+    assert gone[0] == 404
 
     times = np.array([t for t, _ in frames])
     window = times[(times >= result["start"]) & (times < result["start"] + 6.0)]

@@ -1,6 +1,7 @@
 """Motion vectors -> 512x512 frames of the enrolled portrait, batched, on CUDA or CPU.
 
-Per pixel the output samples the portrait once (`grid_sample` on CUDA, OpenCV's `remap` on CPU) at a source position made of:
+Per pixel the output samples the portrait once (`grid_sample` on CUDA, OpenCV's `remap` on CPU) at a source position
+made of:
   1. head pose: the inverse of a smooth 3-D rotation of the head model, weighted to fade into the
      static background (computed on a coarse grid, inverted by fixed-point iteration);
   2. expression: one small matmul (N, K) @ (K, h*w*2) over per-coefficient backward flow fields
@@ -23,11 +24,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from realtime.motion.space import DIM, INDEX
+from realtime.vocab import DIM, INDEX
 
 from .enrol import Portrait
-from .rig import (INNER_LOWER, INNER_UPPER, LOWER_LID, OUTER_LOWER, OUTER_UPPER, RIG_INDEX, RIG_NAMES, UPPER_LID,
-                  Rig, motion_to_rig, pose_of, rotation_matrices)
+from .rig import (
+    INNER_LOWER,
+    INNER_UPPER,
+    LOWER_LID,
+    OUTER_LOWER,
+    OUTER_UPPER,
+    RIG_INDEX,
+    RIG_NAMES,
+    UPPER_LID,
+    Rig,
+    motion_to_rig,
+    pose_of,
+    rotation_matrices,
+)
 
 
 class MotionShapeError(ValueError):
@@ -242,7 +255,7 @@ class Renderer:
         self.ready = False
 
     # -- setup -----------------------------------------------------------------------------------
-    def setup(self) -> "Renderer":
+    def setup(self) -> Renderer:
         cfg = self.config
         if cfg.threads is not None:
             set_cpu_threads(cfg.threads)
@@ -260,7 +273,7 @@ class Renderer:
         self.rest = torch.from_numpy(self.rig.rest).to(dev, dt)  # (68, 2)
         # coarse grid and the head model sampled on it
         axis_np = coarse_axis(self.size, cfg.field_step)
-        self.coarse_size = h = len(axis_np)
+        self.coarse_size = len(axis_np)
         self.coarse_extent = float(axis_np[-1])
         axis = torch.from_numpy(axis_np).to(dev, dt)
         gy, gx = torch.meshgrid(axis, axis, indexing="ij")
@@ -287,7 +300,8 @@ class Renderer:
             knots = np.concatenate([rest[upper, 0], rest[lower, 0]])
             xs = np.unique(np.concatenate([np.linspace(rest[upper[0], 0], rest[upper[-1], 0], count), knots]))
             self._rest_curves[name] = tuple(
-                torch.from_numpy(np.stack([xs, np.interp(xs, np.maximum.accumulate(rest[ids, 0]), rest[ids, 1])], 1)).to(dev, dt)
+                torch.from_numpy(np.stack([xs, np.interp(xs, np.maximum.accumulate(rest[ids, 0]), rest[ids, 1])], 1))
+                .to(dev, dt)
                 for ids in (upper, lower))
         rest32 = rest.astype(np.float32)  # the same values as self.rest, for the numpy per-column curves
         self._rest_np = rest32
@@ -651,12 +665,16 @@ class Renderer:
         # only where it is painted (alpha > 0): elsewhere the paint adds alpha * (colour - frame) = 0
         painted = np.flatnonzero((cavity + gum + seam).ravel() > 0)
         jaw = np.broadcast_to(jaw, y.shape)
-        to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a.reshape(-1)[painted])[None]).to(dev)
+        def to_t(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(a.reshape(-1)[painted])[None]).to(dev)
+
         x, y, u_t, l_t, u0, split, jaw, across, cavity, gum, seam, gap_t, depth = map(
             to_t, (xn, y, u_t, l_t, u0, split, jaw, across, cavity, gum, seam, gap_t, depth))
         tops = float(tops)
         side = across.abs()
-        col = lambda r, g, b: torch.tensor([r, g, b], device=dev, dtype=dt).view(1, 3, 1)
+        def col(r: float, g: float, b: float) -> torch.Tensor:
+            return torch.tensor([r, g, b], device=dev, dtype=dt).view(1, 3, 1)
+
         deep = ((1 - side ** 2) * torch.sin(torch.pi * depth)).unsqueeze(1)  # 0 at the lips, 1 deep inside
         color = col(92, 38, 40) + (col(30, 10, 12) - col(92, 38, 40)) * deep
         color = color * (1 - 0.4 * side.unsqueeze(1) ** 4)  # corners in shadow

@@ -75,7 +75,8 @@ class AvatarServer:
         self._http = await http_app(self)  # WHIP/WHEP and uploads: the methods websockets does not parse
         self._server = await serve(self._handle, self.config.host, self.config.port,
                                    process_request=self._process_request, max_size=self.config.max_message_bytes,
-                                   ping_interval=20, ping_timeout=20, create_connection=split_connections(self._http.server))
+                                   ping_interval=20, ping_timeout=20,
+                                   create_connection=split_connections(self._http.server))
         self._watchdog = asyncio.ensure_future(self._watch())
         log.info("avatar server on http://%s:%d/", self.config.host, self.port)
 

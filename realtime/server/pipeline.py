@@ -17,13 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from realtime.media.stream import rgb_to_yuv420
-from realtime.motion.space import FPS, INDEX
 from realtime.server.playout import Playout, RenderedFrame
 from realtime.server.stats import StageTimes
+from realtime.vocab import FPS, INDEX, MODEL_RATE, SAMPLES_PER_FRAME, SPEECH_AXES
 
 log = logging.getLogger(__name__)
-MODEL_RATE = 16_000
-SAMPLES_PER_FRAME = MODEL_RATE // FPS
 
 
 @dataclass
@@ -46,8 +44,7 @@ class _Cut:
 
 
 # Mouth axes a barge-in closes over two frames (the lips meet), instead of waiting one generator latency.
-_OPENING = [INDEX[name] for name in ("jaw_open", "lip_funnel", "lip_pucker", "lower_lip_tuck", "mouth_stretch",
-                                     "upper_lip_raise")]
+_OPENING = [INDEX[name] for name in SPEECH_AXES if name not in ("lips_close", "lip_press")]
 _LIPS_CLOSE = INDEX["lips_close"]
 CUT_FRAMES = 2
 

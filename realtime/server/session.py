@@ -15,12 +15,13 @@ from aiortc.contrib.media import MediaRelay
 from realtime.media.jitter import AudioPacketBuffer, replace_jitter_buffer
 from realtime.server.config import ServerConfig
 from realtime.server.ingest import AudioIngest
-from realtime.server.pipeline import SAMPLES_PER_FRAME, MotionPipeline
+from realtime.server.pipeline import MotionPipeline
 from realtime.server.playout import Playout
 from realtime.server.protocol import Instruction, ProtocolError
 from realtime.server.speech_source import SessionSpeech
 from realtime.server.stats import StageTimes
 from realtime.server.tracks import AvatarVideoTrack, TimedTrack, VoiceTrack
+from realtime.vocab import SAMPLES_PER_FRAME
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +53,12 @@ class SessionParts:
     still: Any  # yuv420p pixels of the portrait at rest, shown until the first rendered frame
 
     @classmethod
-    def build(cls, resources, config: ServerConfig, instruction: Instruction) -> "SessionParts":
+    def build(cls, resources, config: ServerConfig, instruction: Instruction) -> SessionParts:
         import numpy as np
 
         from realtime.media.stream import rgb_to_yuv420
         from realtime.motion.sampler import SamplerConfig, StreamingSampler
-        from realtime.motion.space import neutral
+        from realtime.vocab import neutral
 
         renderer = resources.renderer()
         still = rgb_to_yuv420(np.asarray(renderer(neutral(1)))[0])
@@ -69,7 +70,7 @@ class SessionParts:
 
 class Session:
     def __init__(self, config: ServerConfig, parts: SessionParts, instruction: Instruction,
-                 on_closed: Callable[["Session"], Awaitable[None]]):
+                 on_closed: Callable[[Session], Awaitable[None]]):
         self.id = secrets.token_urlsafe(8)
         self.config = config
         self.instruction = instruction

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from realtime.server.protocol import ProtocolError, field
+from realtime.vocab import MODEL_RATE
 
 if TYPE_CHECKING:
     from realtime.server.session import Session
@@ -33,7 +34,7 @@ def _speak(text: str, voice: str, rate: int):
     return Espeak().setup()(text, voice=voice, rate=rate)
 
 
-async def speech_message(session: "Session", message: dict[str, Any], key: Any, send: "Listener") -> dict[str, Any]:
+async def speech_message(session: Session, message: dict[str, Any], key: Any, send: Listener) -> dict[str, Any]:
     kind = message["type"]
     speech = session.speech
     speech.listen(key, send)
@@ -74,4 +75,4 @@ async def speech_message(session: "Session", message: dict[str, Any], key: Any, 
         utterance = speech.push(pcm, rate)
     session.touch()
     return {"type": kind, "ok": True, "session": session.id, "utterance": utterance.id,
-            "duration_s": round(len(utterance.audio16k) / 16_000, 3), "queued_s": round(speech.queue.queued_s, 3)}
+            "duration_s": round(len(utterance.audio16k) / MODEL_RATE, 3), "queued_s": round(speech.queue.queued_s, 3)}

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from realtime.media.stream import StreamResampler, audio_frame
-from realtime.server.pipeline import MODEL_RATE, SAMPLES_PER_FRAME
+from realtime.vocab import MODEL_RATE, SAMPLES_PER_FRAME, WEBRTC_AUDIO_RATE
 
 log = logging.getLogger(__name__)
 MAX_QUEUED_S = 60.0  # speech waiting in one session's queue
@@ -49,7 +49,7 @@ class Utterance:
 class SpeechQueue:
     """Event-loop side only: `say`/`push` add audio, `mix` (from the ingest) takes it in feed order."""
 
-    def __init__(self, voice_rate: int = 48_000, max_queued_s: float = MAX_QUEUED_S):
+    def __init__(self, voice_rate: int = WEBRTC_AUDIO_RATE, max_queued_s: float = MAX_QUEUED_S):
         self.voice_rate, self.ratio = voice_rate, voice_rate // MODEL_RATE
         self.max_queued = int(max_queued_s * MODEL_RATE)
         self.queue: deque[Utterance] = deque()
@@ -126,7 +126,7 @@ def _fit(samples: np.ndarray, n: int) -> np.ndarray:
 class SessionSpeech:
     """A session's speech queue, the listeners of its playback events, and the task that watches the playout."""
 
-    def __init__(self, session_id: str, on_air: Callable[[], int], voice_rate: int = 48_000):
+    def __init__(self, session_id: str, on_air: Callable[[], int], voice_rate: int = WEBRTC_AUDIO_RATE):
         self.session_id, self.on_air = session_id, on_air  # on_air(): session sample where the shown frame began
         self.queue = SpeechQueue(voice_rate)
         self.listeners: dict[Any, Listener] = {}

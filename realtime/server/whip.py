@@ -36,7 +36,7 @@ def _fail(status: type[web.HTTPException], message: str, **headers: str) -> web.
 
 
 class WhipEndpoints:
-    def __init__(self, server: "AvatarServer"):
+    def __init__(self, server: AvatarServer):
         self.server = server
         self.published: set[str] = set()  # sessions a WHIP publisher made (only those end on DELETE /whip/ID)
         self.viewers: dict[tuple[str, str], Any] = {}  # (session, viewer) -> the viewer's RTCPeerConnection
@@ -74,7 +74,7 @@ class WhipEndpoints:
             raise _fail(web.HTTPBadRequest, f"the offer has no {needs} m-line: it must {what}")
         return RTCSessionDescription(sdp=sdp, type="offer")
 
-    def _session(self, wanted: str) -> "Session":
+    def _session(self, wanted: str) -> Session:
         sessions = [s for s in self.server.sessions.values() if not s.closed]
         if wanted == "latest":
             if not sessions:
