@@ -10,11 +10,12 @@ import urllib.request
 
 import numpy as np
 import pytest
-from test_server import best_lag, on_grid, region, run, wait_until
-from test_server import speech_wav as speech_wav_fixture  # noqa: F401 (registers the fixture `speech_wav`)
+from test_server import best_lag, on_grid, region, run
 
+import helpers
 from clients.avatar_client import FileMicrophone
 from clients.avatar_client.whip import WhepViewer, WhipError, WhipPublisher
+from helpers import wait_until
 from realtime.server import ServerConfig, ServerThread
 
 TOKEN = "whip-token"
@@ -32,6 +33,12 @@ def server(resources):
     config = ServerConfig(port=0, token=TOKEN, max_sessions=1, idle_timeout_s=20)
     with ServerThread(config, resources) as thread:
         yield thread
+
+
+@pytest.fixture(scope="module")
+def speech_wav(tmp_path_factory):
+    text = "Hello there. My name is Eileen, and I would like to talk to you about the moon and the stars."
+    return helpers.speech_wav(tmp_path_factory.mktemp("speech"), text, words_per_minute=150)
 
 
 def http(method: str, url: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, dict, bytes]:

@@ -43,18 +43,18 @@ class _Cut:
     sample: int  # speech fed before this 16 kHz sample was cleared (barge-in)
 
 
-# Mouth axes a barge-in closes over two frames (the lips meet), instead of waiting one generator latency.
+# Mouth axes a barge-in closes over CUT_FRAMES frames (the lips meet) instead of waiting one generator latency;
+# they stay closed while the generator, whose motion prefix still holds the open mouth, settles on the silence.
 _OPENING = [INDEX[name] for name in SPEECH_AXES if name not in ("lips_close", "lip_press")]
 _LIPS_CLOSE = INDEX["lips_close"]
-CUT_FRAMES = 2
+CUT_FRAMES, SETTLE_FRAMES = 2, 8
 
 
-def closing(values: np.ndarray, step: int) -> np.ndarray:
-    """Motion `step` frames after a barge-in: the mouth closes within CUT_FRAMES frames."""
-    keep = max(0.0, 1.0 - (step + 1) / CUT_FRAMES)
+def closing(values: np.ndarray, closed: float) -> np.ndarray:
+    """`values` with the mouth `closed` (0..1) of the way shut."""
     values = values.copy()
-    values[_OPENING] *= keep
-    values[_LIPS_CLOSE] = max(values[_LIPS_CLOSE], 1.0 - keep)
+    values[_OPENING] *= 1.0 - closed
+    values[_LIPS_CLOSE] = max(values[_LIPS_CLOSE], closed)
     return values
 
 
@@ -73,7 +73,7 @@ class MotionPipeline:
         self._voice = np.zeros(0, np.float32)
         self._voice_start = 0  # absolute index (at the playout's rate) of self._voice[0]
         self.error: BaseException | None = None
-        self._cut_frame, self._cut_step = -1, 0  # frames before _cut_frame carry cleared speech
+        self._cut_frame, self._cut_step = -(1 << 30), 0  # frames before _cut_frame carry cleared speech
         self.skipped_samples = 0  # audio never sampled (see _process): frame f began at sample f*640 + this
 
     # --- event-loop side ------------------------------------------------------------------------------
@@ -169,8 +169,10 @@ class MotionPipeline:
         for i, values in enumerate(motion):
             index = first + i
             voice = self._voice_for(index)
-            if index < self._cut_frame:
-                values, voice = closing(values, self._cut_step), np.zeros_like(voice)
+            if index < self._cut_frame + SETTLE_FRAMES:
+                closed = min(1.0, (self._cut_step + 1) / CUT_FRAMES,
+                             (self._cut_frame + SETTLE_FRAMES - index) / CUT_FRAMES)  # in, hold, then back out
+                values, voice = closing(values, closed), voice if index >= self._cut_frame else np.zeros_like(voice)
                 self._cut_step += 1
             t0 = time.perf_counter()
             video = rgb_to_yuv420(np.asarray(self.renderer(values[None]))[0])
