@@ -109,6 +109,7 @@ class _Endpoint:
                 frame = await track.recv()
                 now = time.monotonic()
                 self.video.times.append(now)
+                self.video.pts.append(int(frame.pts or 0))
                 self.video.size = (frame.width, frame.height)
                 self.first_frame.set()
                 if on_frame is not None:
