@@ -40,6 +40,7 @@ class BenchConfig:
     parts: tuple[str, ...] = PARTS
     checkpoint: Path | None = None
     image: Path | None = None
+    avatar_config: Path | None = None  # TOML for the server (and the in-process stages), as `serve --config`
     profile: bool = False  # py-spy the server during the glass-to-glass call
     whip: str | None = None  # another server's WHIP and WHEP endpoints (None: our own server's)
     whep: str | None = None
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=RESULTS, help="folder for JSON, PNG and Markdown (default %(default)s)")
     p.add_argument("--checkpoint", type=Path, default=None, help="generator checkpoint folder (default: shipped)")
     p.add_argument("--image", type=Path, default=None, help="portrait (default: the astronaut)")
+    p.add_argument("--config", type=Path, default=None, help="the server's TOML config (as `avatar serve --config`)")
     p.add_argument("--only", action="append", choices=PARTS + EXTRA_PARTS, help="run only these parts (repeatable)")
     p.add_argument("--whip", default=None, help="measure this WHIP endpoint (with --whep) instead of our server")
     p.add_argument("--whep", default=None, help="the WHEP endpoint that plays what --whip publishes (/latest ok)")
@@ -79,8 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
     config = BenchConfig.preset(args.quick, parts=tuple(args.only or PARTS), checkpoint=args.checkpoint,
-                                image=args.image)
+                                image=args.image, avatar_config=args.config)
     config.stages.checkpoint, config.stages.image = args.checkpoint, args.image
+    if args.config is not None:
+        from realtime.config import load_config
+
+        config.stages.avatar = load_config(args.config)
     if args.onsets is not None:
         if args.onsets < 1:
             raise ValueError(f"--onsets must be >= 1, got {args.onsets}")
@@ -128,7 +134,7 @@ def _live_parts(report: dict, artifacts: dict, live: list[str], config: BenchCon
     from benchmarks.server_process import ServerProcess
 
     max_sessions = config.throughput.max_sessions if "throughput" in live else 1
-    with ServerProcess(max_sessions, config.checkpoint, config.image) as server:
+    with ServerProcess(max_sessions, config.checkpoint, config.image, config.avatar_config) as server:
         report["server"] = {"trained": server.trained, "startup_s": server.startup_s,
                             "checkpoint": str(config.checkpoint or "shipped"),
                             "command": " ".join(server.command()[1:])}

@@ -35,8 +35,8 @@ class ServerProcess:
     """`with ServerProcess(max_sessions=4) as server: server.ws_url` — starts, waits for the banner, stops."""
 
     def __init__(self, max_sessions: int, checkpoint: Path | None = None, image: Path | None = None,
-                 start_timeout_s: float = 180.0):
-        self.max_sessions, self.checkpoint, self.image = max_sessions, checkpoint, image
+                 config: Path | None = None, start_timeout_s: float = 180.0):
+        self.max_sessions, self.checkpoint, self.image, self.config = max_sessions, checkpoint, image, config
         self.start_timeout_s = start_timeout_s
         self.port = free_port()
         self.trained: bool | None = None
@@ -62,6 +62,8 @@ class ServerProcess:
             cmd.append("--allow-untrained")  # the figures are still valid for speed, not for lip sync
         if self.image is not None:
             cmd += ["--image", str(self.image)]
+        if self.config is not None:
+            cmd += ["--config", str(self.config)]
         return cmd
 
     def start(self) -> ServerProcess:

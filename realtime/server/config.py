@@ -1,4 +1,4 @@
-"""Server settings (one dataclass; the CLI fills it)."""
+"""Server settings: the [server] section of the composed config (realtime/config.py)."""
 from __future__ import annotations
 
 import os
@@ -22,7 +22,6 @@ class ServerConfig:
     checkpoint: Path | None = None  # generator checkpoint dir; None = the one shipped with the package
     allow_untrained: bool = False  # development only: run a randomly initialised generator if none loads
     seed: int = 0
-    torch_threads: int | None = 1  # torch and OpenCV intra-op threads (process-wide); None = leave their default
     # Playout: frames wait this many extra ticks (40 ms each) before they are shown. 0: the tick phase is
     # aligned to the generator's output instead (ticks fall `playout_margin_ms` after frames are ready), a late
     # chunk costs one repeated frame and a tick of delay, which is given back (a frame dropped) once frames

@@ -13,6 +13,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +37,7 @@ class _Instruct:
     text: str | None
     intensity: float
     done: concurrent.futures.Future
+    embedding: Any = None  # the text's encoding, made off the loop before the command was sent
 
 
 @dataclass
@@ -83,10 +85,10 @@ class MotionPipeline:
     def push_audio(self, audio16k: np.ndarray, voice: np.ndarray, arrival: float) -> None:
         self._inbox.put(_Audio(audio16k, voice, arrival))
 
-    def instruct(self, text: str | None, intensity: float) -> concurrent.futures.Future:
+    def instruct(self, text: str | None, intensity: float, embedding: Any = None) -> concurrent.futures.Future:
         """Resolves to the frame number where the instruction takes effect (or the sampler's error)."""
         done: concurrent.futures.Future = concurrent.futures.Future()
-        self._inbox.put(_Instruct(text, intensity, done))
+        self._inbox.put(_Instruct(text, intensity, done, embedding))
         return done
 
     def cut(self, sample: int) -> None:
@@ -135,7 +137,7 @@ class MotionPipeline:
 
     def _set_instruction(self, command: _Instruct) -> None:
         try:
-            self.sampler.set_instruction(command.text, command.intensity)
+            self.sampler.set_instruction(command.text, command.intensity, command.embedding)
         except Exception as exc:
             command.done.set_exception(exc)
             return

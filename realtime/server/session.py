@@ -57,13 +57,11 @@ class SessionParts:
         import numpy as np
 
         from realtime.media.stream import rgb_to_yuv420
-        from realtime.motion.sampler import SamplerConfig, StreamingSampler
         from realtime.vocab import neutral
 
         renderer = resources.renderer()
         still = rgb_to_yuv420(np.asarray(renderer(neutral(1)))[0])
-        sampler = StreamingSampler(resources.model, resources.encoder, SamplerConfig(), seed=config.seed,
-                                   denoiser=resources.denoiser())
+        sampler = resources.sampler(seed=config.seed)  # the config's [sampler], on the shared denoiser
         sampler.set_instruction(instruction.text, instruction.intensity)  # takes effect from the first chunk
         return cls(renderer, sampler, still)
 
@@ -175,9 +173,10 @@ class Session:
 
     async def instruct(self, instruction: Instruction, encode: Callable[[str], Awaitable[Any]]) -> int:
         """Validates and encodes the text off the loop, then hands it to the worker; -> the frame it starts at."""
+        embedding = None
         if instruction.text is not None:
-            await encode(instruction.text)  # raises the encoder's error; warms its cache for the worker
-        frame = await asyncio.wrap_future(self.pipeline.instruct(instruction.text, instruction.intensity))
+            embedding = await encode(instruction.text)  # raises the encoder's error; travels with the command
+        frame = await asyncio.wrap_future(self.pipeline.instruct(instruction.text, instruction.intensity, embedding))
         self.instruction = instruction
         return frame
 
