@@ -10,3 +10,12 @@ def espeak():
     from realtime.speech import Espeak
 
     return Espeak().setup()
+
+
+@pytest.fixture(scope="module")
+def speech_wav(tmp_path_factory):
+    """About 6 s of espeak-ng speech at 48 kHz (for microphones and WHIP publishers)."""
+    import helpers
+
+    text = "Hello there. My name is Eileen, and I would like to talk to you about the moon and the stars."
+    return helpers.speech_wav(tmp_path_factory.mktemp("speech"), text, words_per_minute=150)

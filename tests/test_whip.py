@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from test_server import best_lag, on_grid, region, run
 
-import helpers
 from clients.avatar_client import FileMicrophone
 from clients.avatar_client.whip import WhepViewer, WhipError, WhipPublisher
 from helpers import wait_until
@@ -33,12 +32,6 @@ def server(resources):
     config = ServerConfig(port=0, token=TOKEN, max_sessions=1, idle_timeout_s=20)
     with ServerThread(config, resources) as thread:
         yield thread
-
-
-@pytest.fixture(scope="module")
-def speech_wav(tmp_path_factory):
-    text = "Hello there. My name is Eileen, and I would like to talk to you about the moon and the stars."
-    return helpers.speech_wav(tmp_path_factory.mktemp("speech"), text, words_per_minute=150)
 
 
 def http(method: str, url: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, dict, bytes]:

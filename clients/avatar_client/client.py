@@ -118,8 +118,9 @@ class AvatarClient:
     async def call(self, microphone: MediaStreamTrack | None = None, instruction: str | None = None,
                    intensity: float | None = None, on_frame: FrameCallback | None = None,
                    on_audio: AudioCallback | None = None, control_channel: bool = True,
-                   frame_format: str = "rgb24") -> str:
-        """Offer a call (mic = the first audio track), receive video + the delayed voice; -> session id."""
+                   frame_format: str = "rgb24", portrait: str | None = None) -> str:
+        """Offer a call (mic = the first audio track), receive video + the delayed voice; -> session id.
+        `portrait` names one of the server's portraits (GET /api/portraits) instead of its default face."""
         self.pc = pc = RTCPeerConnection()
         if microphone is not None:
             pc.addTrack(microphone)
@@ -144,6 +145,8 @@ class AvatarClient:
             message["instruction"] = instruction
         if intensity is not None:
             message["intensity"] = intensity
+        if portrait is not None:
+            message["portrait"] = portrait
         try:
             answer = await self.request(message, "answer")
             await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["sdpType"]))

@@ -22,6 +22,7 @@ from websockets.http11 import Request, Response
 
 from realtime.server.config import ServerConfig
 from realtime.server.http_front import split_connections
+from realtime.server.portraits import PortraitGallery
 from realtime.server.protocol import ProtocolError, decode, encode, error, field, parse_instruction
 from realtime.server.session import Session, SessionParts, parse_offer
 from realtime.server.speech_messages import SPEECH_MESSAGES, speech_message
@@ -72,6 +73,8 @@ class AvatarServer:
 
     # --- lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
+        self.portraits = PortraitGallery(self.config.portraits, self.resources.config.renderer,
+                                         self.config.portrait_cache_mb)
         self._http = await http_app(self)  # WHIP/WHEP and uploads: the methods websockets does not parse
         self._server = await serve(self._handle, self.config.host, self.config.port,
                                    process_request=self._process_request, max_size=self.config.max_message_bytes,
@@ -95,6 +98,7 @@ class AvatarServer:
             await self._server.wait_closed()
         if self._http is not None:
             await self._http.cleanup()
+            self.portraits.close()
         self._encoder_pool.shutdown(wait=False, cancel_futures=True)
 
     async def _watch(self) -> None:
@@ -282,7 +286,8 @@ class AvatarServer:
             raise ProtocolError(f"this connection already has a call ({client.session.id}): send bye first")
         offer = parse_offer(message)
         instruction = parse_instruction(message.get("instruction"), message.get("intensity"))
-        session = await self.open_session(offer, instruction)
+        portrait = field(message, "portrait", str, required=False)
+        session = await self.open_session(offer, instruction, portrait)
         client.session = session
         return {"type": "answer", "sdp": session.pc.localDescription.sdp, "sdpType": "answer", "session": session.id}
 
@@ -295,8 +300,10 @@ class AvatarServer:
         try:
             if instruction.text is not None:
                 await self._encode_instruction(instruction.text)  # a bad instruction fails before any setup
+            renderer = await self.portraits.renderer(portrait) if portrait else None  # enrolled off the loop
             loop = asyncio.get_running_loop()
-            parts = await loop.run_in_executor(None, SessionParts.build, self.resources, self.config, instruction)
+            parts = await loop.run_in_executor(None, SessionParts.build, self.resources, self.config, instruction,
+                                               renderer)
             session = Session(self.config, parts, instruction, self._forget)
             session.control_handler = lambda channel, raw: self.session_control(session, channel, raw)
             try:
@@ -322,13 +329,15 @@ class AvatarServer:
 
 
 async def http_app(server: AvatarServer):
-    """The aiohttp side of the port (see http_front): WHIP/WHEP."""
+    """The aiohttp side of the port (see http_front): WHIP/WHEP and the portrait gallery."""
     from aiohttp import web
 
-    from realtime.server.whip import MAX_SDP_BYTES, WhipEndpoints
+    from realtime.server import portraits
+    from realtime.server.whip import WhipEndpoints
 
-    app = web.Application(client_max_size=MAX_SDP_BYTES)
+    app = web.Application(client_max_size=portraits.MAX_UPLOAD_BYTES + 1)  # each handler reads at most its limit
     WhipEndpoints(server).routes(app)
+    portraits.routes(app, server.portraits, server.config.token)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     return runner

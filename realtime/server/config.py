@@ -39,6 +39,8 @@ class ServerConfig:
     silence_fill_s: float = 0.12
     max_message_bytes: int = 256 * 1024
     ice_servers: tuple[str, ...] = ()  # e.g. ("stun:stun.l.google.com:19302",); none needed on a LAN
+    portraits: Path | None = None  # a folder of portraits callers may choose by name (`portrait` in an offer)
+    portrait_cache_mb: float = 512.0  # renderers of chosen/uploaded portraits kept in memory, by content
 
     def __post_init__(self) -> None:
         if self.max_sessions < 1:
@@ -49,3 +51,5 @@ class ServerConfig:
             self.image = Path(self.image)
         if self.checkpoint is not None:
             self.checkpoint = Path(self.checkpoint)
+        if self.portraits is not None:
+            self.portraits = Path(self.portraits)

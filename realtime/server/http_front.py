@@ -1,6 +1,7 @@
 """One port, two HTTP stacks: websockets parses only GET requests (pages, /api/sessions, the /ws upgrade), so a
-connection whose request line starts with another method (WHIP/WHEP's POST, DELETE, OPTIONS, PATCH; portrait
-uploads) is handed, before websockets has seen a byte, to an aiohttp application on the same transport."""
+connection whose request line has another method (WHIP/WHEP's POST, DELETE, OPTIONS, PATCH; portrait uploads),
+or a GET of the portrait gallery, is handed, before websockets has seen a byte, to an aiohttp application on
+the same transport."""
 from __future__ import annotations
 
 import asyncio
@@ -10,6 +11,8 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 
 OTHER_METHODS = (b"POST ", b"DELETE ", b"OPTIONS ", b"PATCH ", b"PUT ", b"HEAD ")
+HTTP_GETS = (b"GET /api/portraits", b"GET /portraits/")  # GETs the aiohttp side serves too
+MAX_REQUEST_LINE = 8192
 FIRST_BYTES_TIMEOUT_S = 10.0  # a connection that sends no request line within this is dropped
 
 
@@ -33,12 +36,12 @@ class SplitConnection(ServerConnection):
             super().data_received(data)
             return
         self._head += data
-        if b" " not in self._head[:8] and len(self._head) < 8:
-            return  # not enough to tell the method yet
+        if b"\n" not in self._head and len(self._head) < MAX_REQUEST_LINE:
+            return  # the whole request line first: method and path decide
         self._waiting = None
         self._timer.cancel()
         head, self._head = self._head, b""
-        if head.startswith(OTHER_METHODS):
+        if head.startswith(OTHER_METHODS) or head.startswith(HTTP_GETS):
             protocol = self._http()
             transport.set_protocol(protocol)
             protocol.connection_made(transport)

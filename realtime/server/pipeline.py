@@ -40,16 +40,11 @@ class _Instruct:
     embedding: Any = None  # the text's encoding, made off the loop before the command was sent
 
 
-@dataclass
-class _Cut:
-    sample: int  # speech fed before this 16 kHz sample was cleared (barge-in)
-
-
 # Mouth axes a barge-in closes over CUT_FRAMES frames (the lips meet) instead of waiting one generator latency;
 # they stay closed while the generator, whose motion prefix still holds the open mouth, settles on the silence.
 _OPENING = [INDEX[name] for name in SPEECH_AXES if name not in ("lips_close", "lip_press")]
 _LIPS_CLOSE = INDEX["lips_close"]
-CUT_FRAMES, SETTLE_FRAMES = 2, 8
+CUT_FRAMES, SETTLE_FRAMES, RELEASE_FRAMES = 1, 8, 3
 
 
 def closing(values: np.ndarray, closed: float) -> np.ndarray:
@@ -93,8 +88,11 @@ class MotionPipeline:
 
     def cut(self, sample: int) -> None:
         """Barge-in: frames driven by audio before `sample` that are not rendered yet close the mouth and
-        go silent (the generator alone would take one latency to hear that the speech stopped)."""
-        self._inbox.put(_Cut(sample))
+        go silent (the generator alone would take one latency to hear that the speech stopped); queued frames
+        go silent. Takes effect at the worker's next frame, not after the audio queued before it."""
+        frame = -(-(sample - self.skipped_samples) // SAMPLES_PER_FRAME)
+        self._cut_step, self._cut_frame = 0, frame  # two int stores: the worker reads them frame by frame
+        self.playout.silence(frame)
 
     def stop(self, timeout: float = 5.0) -> None:
         self._inbox.put(None)
@@ -120,11 +118,7 @@ class MotionPipeline:
                     if item is None:
                         self._process(audio)
                         return
-                    if isinstance(item, _Cut):
-                        self._cut_frame = -(-(item.sample - self.skipped_samples) // SAMPLES_PER_FRAME)
-                        self._cut_step = 0
-                        self.playout.silence(self._cut_frame)
-                    elif isinstance(item, _Instruct):
+                    if isinstance(item, _Instruct):
                         self._process(audio)  # audio sent before the instruction is sampled under the old one
                         audio = []
                         self._set_instruction(item)
@@ -173,7 +167,7 @@ class MotionPipeline:
             voice = self._voice_for(index)
             if index < self._cut_frame + SETTLE_FRAMES:
                 closed = min(1.0, (self._cut_step + 1) / CUT_FRAMES,
-                             (self._cut_frame + SETTLE_FRAMES - index) / CUT_FRAMES)  # in, hold, then back out
+                             (self._cut_frame + SETTLE_FRAMES - index) / RELEASE_FRAMES)  # in, hold, back out
                 values, voice = closing(values, closed), voice if index >= self._cut_frame else np.zeros_like(voice)
                 self._cut_step += 1
             t0 = time.perf_counter()

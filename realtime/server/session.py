@@ -53,13 +53,14 @@ class SessionParts:
     still: Any  # yuv420p pixels of the portrait at rest, shown until the first rendered frame
 
     @classmethod
-    def build(cls, resources, config: ServerConfig, instruction: Instruction) -> SessionParts:
+    def build(cls, resources, config: ServerConfig, instruction: Instruction, renderer=None) -> SessionParts:
+        """`renderer`: the session's own portrait (see portraits.py); None = the server's."""
         import numpy as np
 
         from realtime.media.stream import rgb_to_yuv420
         from realtime.vocab import neutral
 
-        renderer = resources.renderer()
+        renderer = renderer or resources.renderer()
         still = rgb_to_yuv420(np.asarray(renderer(neutral(1)))[0])
         sampler = resources.sampler(seed=config.seed)  # the config's [sampler], on the shared denoiser
         sampler.set_instruction(instruction.text, instruction.intensity)  # takes effect from the first chunk

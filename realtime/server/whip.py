@@ -11,6 +11,7 @@ aiortc gathers its candidates before it answers, so the answer is complete and P
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 import math
 import secrets
@@ -35,6 +36,38 @@ def _fail(status: type[web.HTTPException], message: str, **headers: str) -> web.
     return status(text=message + "\n", headers=headers or None)
 
 
+def require_bearer(request: web.Request, token: str | None, loopback_without_token: bool = False) -> None:
+    """401 unless the request carries `Authorization: Bearer TOKEN`; with no token, anyone (or, with
+    `loopback_without_token`, only loopback peers, the way controllers are admitted)."""
+    if token is None:
+        if loopback_without_token and not is_loopback(request.remote):
+            raise _fail(web.HTTPForbidden, "this server has no token: only loopback clients may do this")
+        return
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+        raise _fail(web.HTTPUnauthorized, "send Authorization: Bearer TOKEN", **{"WWW-Authenticate": "Bearer"})
+
+
+async def read_limited(request: web.Request, limit: int) -> bytes:
+    """The body, or its first limit + 1 bytes when it is longer (the caller refuses it)."""
+    chunks, size = [], 0
+    while size <= limit:
+        chunk = await request.content.read(limit + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def is_loopback(address: str | None) -> bool:
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return False
+    return (getattr(ip, "ipv4_mapped", None) or ip).is_loopback
+
+
 class WhipEndpoints:
     def __init__(self, server: AvatarServer):
         self.server = server
@@ -52,17 +85,12 @@ class WhipEndpoints:
 
     # --- checks ------------------------------------------------------------------------------------------
     def _authorize(self, request: web.Request) -> None:
-        token = self.server.config.token
-        if token is None:
-            return
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-            raise _fail(web.HTTPUnauthorized, "send Authorization: Bearer TOKEN", **{"WWW-Authenticate": "Bearer"})
+        require_bearer(request, self.server.config.token)
 
     async def _offer(self, request: web.Request, needs: str) -> RTCSessionDescription:
         if request.content_type != SDP:
             raise _fail(web.HTTPUnsupportedMediaType, f"the offer must be sent as Content-Type: {SDP}")
-        body = await request.content.read(MAX_SDP_BYTES + 1)
+        body = await read_limited(request, MAX_SDP_BYTES)
         if len(body) > MAX_SDP_BYTES or (request.content_length or 0) > MAX_SDP_BYTES:
             raise web.HTTPRequestEntityTooLarge(MAX_SDP_BYTES, max(len(body), request.content_length or 0),
                                                 text=f"an SDP offer is at most {MAX_SDP_BYTES} bytes\n")
@@ -100,7 +128,7 @@ class WhipEndpoints:
         try:
             instruction = parse_instruction(query.get("instruction"), _number(query.get("intensity")))
             session = await self.server.open_session(offer, instruction, portrait=query.get("portrait"))
-        except ProtocolError as exc:
+        except ProtocolError as exc:  # ServerBusy, a bad instruction, an unknown portrait
             busy = "busy" in str(exc)
             raise _fail(web.HTTPServiceUnavailable if busy else web.HTTPBadRequest, str(exc),
                         **({"Retry-After": "5"} if busy else {})) from None
