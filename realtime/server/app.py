@@ -74,7 +74,7 @@ class AvatarServer:
     # --- lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
         self.portraits = PortraitGallery(self.config.portraits, self.resources.config.renderer,
-                                         self.config.portrait_cache_mb)
+                                         self.config.portrait_cache_mb, default=self.resources)
         self._http = await http_app(self)  # WHIP/WHEP and uploads: the methods websockets does not parse
         self._server = await serve(self._handle, self.config.host, self.config.port,
                                    process_request=self._process_request, max_size=self.config.max_message_bytes,

@@ -25,6 +25,7 @@ IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png",
 MAX_UPLOAD_BYTES = 8 * 1024 * 1024
 MAX_PIXELS = 4096 * 4096  # a decoded upload larger than this is refused (decompression bombs)
 MAX_UPLOADS = 64
+DEFAULT = "default"  # the server's own portrait (--image)
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -59,7 +60,10 @@ def decode_image(data: bytes):
 
 
 class PortraitGallery:
-    def __init__(self, folder: Path | None, render_config: Any, budget_mb: float = 512.0):
+    def __init__(self, folder: Path | None, render_config: Any, budget_mb: float = 512.0, default: Any = None):
+        """`default`: the server's own parts (`portrait`, `renderer()`), listed and chosen as "default"."""
+        self.default = default
+        self._default_png: bytes | None = None
         self.folder = Path(folder) if folder is not None else None
         if self.folder is not None and not self.folder.is_dir():
             raise ValueError(f"--portraits {self.folder} is not a folder")
@@ -77,11 +81,20 @@ class PortraitGallery:
                 if p.suffix.lower() in IMAGE_TYPES and p.is_file() and NAME.match(p.stem)}
 
     def listing(self) -> list[dict[str, str]]:
-        entries = [{"name": n, "url": f"/portraits/{n}", "source": "gallery"} for n in self._files()]
+        entries = [{"name": DEFAULT, "url": f"/portraits/{DEFAULT}", "source": "server"}] if self.default else []
+        entries += [{"name": n, "url": f"/portraits/{n}", "source": "gallery"} for n in self._files() if n != DEFAULT]
         return entries + [{"name": n, "url": f"/portraits/{n}", "source": "upload"} for n in self.uploads]
 
     def image(self, name: str) -> tuple[bytes, str]:
         """-> (bytes, content type) of a portrait's image."""
+        if name == DEFAULT and self.default is not None:
+            if self._default_png is None:
+                from PIL import Image
+
+                out = io.BytesIO()
+                Image.fromarray(self.default.portrait.image).save(out, format="PNG")  # the enrolled crop
+                self._default_png = out.getvalue()
+            return self._default_png, "image/png"
         if name in self.uploads:
             return self.uploads[name], _sniff(self.uploads[name])
         path = self._files().get(name)
@@ -92,6 +105,8 @@ class PortraitGallery:
     # --- renderers -------------------------------------------------------------------------------------
     async def renderer(self, name: str):
         """The renderer of portrait `name`, enrolled and set up off the loop on first use."""
+        if name == DEFAULT and self.default is not None:
+            return self.default.renderer()
         data, _ = self.image(name)
         key = hashlib.sha256(data).hexdigest()
         async with self._lock:  # one enrolment at a time; a second request for the same face waits for it
