@@ -17,7 +17,7 @@ from benchmarks.analysis import FPS, summary
 from benchmarks.server_process import has_checkpoint
 from benchmarks.stimulus import RATE, running_speech
 from realtime.config import AvatarConfig
-from realtime.vocab import MODEL_RATE
+from realtime.vocab import MODEL_RATE, VIDEO_CLOCK
 
 
 @dataclass
@@ -68,7 +68,8 @@ def stage_costs(config: StagesConfig) -> dict:
             for values in motion:
                 rgb, *rcost = _timed(lambda v: np.asarray(renderer(v[None]))[0], values)
                 yuv, *ycost = _timed(rgb_to_yuv420, rgb)
-                frame = yuv420_frame(yuv, pts=len(costs["vp8"]) * 3600, time_base=Fraction(1, 90_000))
+                frame = yuv420_frame(yuv, pts=len(costs["vp8"]) * (VIDEO_CLOCK // FPS),
+                                     time_base=Fraction(1, VIDEO_CLOCK))
                 _, *ecost = _timed(encoder.encode, frame)
                 costs["render"].append(tuple(rcost))
                 costs["yuv"].append(tuple(ycost))

@@ -66,6 +66,9 @@ class AvatarConfig:
         _require(s.border_ease_frames >= 0, "sampler.border_ease_frames", "must be >= 0", s.border_ease_frames)
         _require(self.renderer.device in ("auto", "cpu", "cuda"), "renderer.device", "must be auto, cpu or cuda",
                  self.renderer.device)
+        _require(self.renderer.threads is None, "renderer.threads",
+                 "is not set here: CPU threads are [worker] threads, one setting for the whole process",
+                 self.renderer.threads)
         threads = self.worker.threads
         _require(threads is None or threads >= 1, "worker.threads", "must be >= 1 (or unset)", threads)
         return self

@@ -64,6 +64,8 @@ def test_every_field_of_every_section_is_settable_from_toml(section):
             table[f.name] = value
     # values that the sections' own checks would refuse are not the point here
     table.pop("cert", None), table.pop("key", None), table.pop("device", None)
+    if section == "renderer":
+        table.pop("threads")  # refused: threads are [worker] threads
     if section == "sampler":
         table["steps"] = 4
     config = load_config(None, {section: table})
@@ -83,6 +85,7 @@ def test_every_field_of_every_section_is_settable_from_toml(section):
     ("[worker]\nthreads = 0", "worker.threads must be >= 1"),
     ('[renderer]\ndevice = "tpu"', "renderer.device must be auto, cpu or cuda"),
     ("server = 1", "server must be a table"),
+    ("[renderer]\nthreads = 2", "renderer.threads is not set here: CPU threads are [worker] threads"),
     ("[server\nport = 1", "is not valid TOML"),
 ])
 def test_bad_files_are_refused_naming_the_key(tmp_path, text, message):
