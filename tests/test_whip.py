@@ -120,3 +120,24 @@ def test_whip_speaker_and_whep_viewer_see_and_hear_the_avatar(server, resources,
     rms = np.convolve(np.sqrt(on_grid(voice_t, voice_pcm ** 2, grid)), np.ones(3) / 3, "same")
     r, lag = best_lag(np.log(rms + 1e-3), on_grid(times, mouth_change, grid), max_lag=5)
     assert r > 0.45 and abs(lag) <= 3, f"mouth vs the speaker's voice: r={r:.2f} at {lag * 40} ms"
+
+
+def test_whip_publisher_video_is_refused_and_a_receiving_one_gets_the_avatar(server, speech_wav):
+    from aiortc import VideoStreamTrack
+
+    async def body() -> tuple[str, int]:
+        obs_like = WhipPublisher(server.url + "/whip", FileMicrophone(speech_wav), token=TOKEN)
+        obs_like.pc.addTransceiver(VideoStreamTrack(), direction="sendonly")  # OBS sends its own picture
+        async with obs_like:
+            answer = obs_like.pc.remoteDescription.sdp
+        assert wait_until(lambda: not server.server.sessions)
+        frames = []
+        async with WhipPublisher(server.url + "/whip", FileMicrophone(speech_wav), token=TOKEN, receive_video=True,
+                                 on_frame=lambda f, t: frames.append(f)) as both_ways:
+            await asyncio.wait_for(both_ways.first_frame.wait(), 20)
+        return answer, len(frames)
+
+    answer, received = run(body())
+    video = answer[answer.index("m=video"):]
+    assert "a=inactive" in video  # not decoded for nothing
+    assert received >= 1

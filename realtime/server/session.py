@@ -44,6 +44,14 @@ def parse_offer(message: dict[str, Any]) -> RTCSessionDescription:
     return RTCSessionDescription(sdp=sdp, type="offer")
 
 
+def _wants_video(sdp: str) -> bool:
+    """Whether the offer has a video m-line that receives (a caller, a WHIP client asking for the avatar)."""
+    from aiortc.sdp import SessionDescription
+
+    return any(m.kind == "video" and m.direction in (None, "sendrecv", "recvonly")
+               for m in SessionDescription.parse(sdp).media)
+
+
 @dataclass
 class SessionParts:
     """The per-session objects that take real work to build (built off the event loop)."""
@@ -131,8 +139,12 @@ class Session:
             await pc.setRemoteDescription(offer)
         except Exception as exc:  # aiortc raises ValueError/KeyError/… on SDP it cannot use
             raise ProtocolError(f"bad SDP offer: {exc}") from None
-        if "m=video" in offer.sdp:  # a WHIP publisher may only send audio
+        if _wants_video(offer.sdp):
             pc.addTrack(TimedTrack(self.relay.subscribe(self.video, buffered=False), self.stats))
+        else:  # a WHIP publisher that sends its own video (OBS): refuse it rather than decode it for nothing
+            for transceiver in pc.getTransceivers():
+                if transceiver.kind == "video":
+                    transceiver.direction = "inactive"
         pc.addTrack(self.relay.subscribe(self.voice, buffered=True))
         await pc.setLocalDescription(await pc.createAnswer())
         self.pipeline.start()
