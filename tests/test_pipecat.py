@@ -4,7 +4,6 @@ closes the mouth and stops the voice."""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 
 import numpy as np
@@ -12,25 +11,10 @@ import pytest
 from test_server import run
 
 from benchmarks.mouth import MouthMeter, loudness_at
-from realtime.server import ServerConfig, ServerThread
+from helpers import LONG_SENTENCE
 
 pytest.importorskip("pipecat", reason="pip install -e '.[pipecat]'")
 
-LONG = ("Once upon a time there was a lighthouse keeper who counted the waves every morning, and every evening "
-        "he wrote their number in a big blue book that nobody ever read.")
-
-
-@pytest.fixture(scope="module")
-def resources():
-    from realtime.server.resources import AvatarResources
-
-    return AvatarResources.load(ServerConfig(allow_untrained=True, checkpoint=os.environ.get("AVATAR_TEST_CHECKPOINT")))
-
-
-@pytest.fixture(scope="module")
-def server(resources):
-    with ServerThread(ServerConfig(port=0, max_sessions=1, idle_timeout_s=20), resources) as thread:
-        yield thread
 
 
 def tts_frames(espeak, text: str, rate: int = 24_000, chunk_s: float = 0.04) -> list:
@@ -47,7 +31,7 @@ def tts_frames(espeak, text: str, rate: int = 24_000, chunk_s: float = 0.04) -> 
     return [TTSStartedFrame(), *audio, TTSStoppedFrame()], len(pcm) / rate
 
 
-def test_pipecat_pipeline_drives_the_avatar_to_a_webrtc_peer(server, resources, espeak):
+def test_pipecat_pipeline_drives_the_avatar_to_a_webrtc_peer(loopback_server, resources, espeak):
     from aiortc import RTCPeerConnection, RTCSessionDescription
     from aiortc.mediastreams import MediaStreamError
     from pipecat.frames.frames import InterruptionFrame
@@ -95,7 +79,7 @@ def test_pipecat_pipeline_drives_the_avatar_to_a_webrtc_peer(server, resources, 
         transport = SmallWebRTCTransport(connection, TransportParams(
             audio_out_enabled=True, video_out_enabled=True, video_out_is_live=True, video_out_width=512,
             video_out_height=512, video_out_framerate=25))
-        avatar = AvatarVideoService(server.ws_url)
+        avatar = AvatarVideoService(loopback_server.ws_url)
         worker = PipelineWorker(Pipeline([avatar, transport.output()]), idle_timeout_secs=None, enable_rtvi=False)
         runner = WorkerRunner(handle_sigint=False)
         running = asyncio.ensure_future(runner.run(worker))
@@ -108,7 +92,7 @@ def test_pipecat_pipeline_drives_the_avatar_to_a_webrtc_peer(server, resources, 
         await worker.queue_frames(said)
         await asyncio.sleep(duration + 1.0)
         marks["said"] = time.monotonic()
-        long, _ = tts_frames(espeak, LONG)
+        long, _ = tts_frames(espeak, LONG_SENTENCE)
         await worker.queue_frames(long)
         await asyncio.sleep(2.0)
         marks["interrupt"] = time.monotonic()
@@ -124,7 +108,7 @@ def test_pipecat_pipeline_drives_the_avatar_to_a_webrtc_peer(server, resources, 
         return {"duration": duration, "session": session, "events": events}
 
     result = run(body())
-    assert result["session"] and not server.server.sessions  # the pipeline's end hung up the avatar's call
+    assert result["session"] and not loopback_server.server.sessions  # the pipeline's end hung up the avatar's call
     states = [(e["state"], e.get("interrupted", False)) for e in result["events"]]
     assert ("started", False) in states and ("finished", True) in states, states
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
 
 import numpy as np
 import pytest
@@ -38,11 +37,7 @@ def gallery(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(gallery):
-    from realtime.server.resources import AvatarResources
-
-    checkpoint = os.environ.get("AVATAR_TEST_CHECKPOINT")
-    resources = AvatarResources.load(ServerConfig(allow_untrained=True, checkpoint=checkpoint))
+def server(gallery, resources):
     config = ServerConfig(port=0, token=TOKEN, max_sessions=1, idle_timeout_s=20, portraits=gallery)
     with ServerThread(config, resources) as thread:
         yield thread

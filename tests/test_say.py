@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 
 import numpy as np
@@ -13,28 +12,12 @@ from test_server import run
 from benchmarks.mouth import MouthMeter, loudness_at
 from clients.avatar_client import AvatarClient, AvatarError
 from clients.avatar_client.whip import WhepViewer
-from realtime.server import ServerConfig, ServerThread
-
-LONG = ("Once upon a time there was a lighthouse keeper who counted the waves every morning, and every evening "
-        "he wrote their number in a big blue book that nobody ever read.")
+from helpers import LONG_SENTENCE
 
 
-@pytest.fixture(scope="module")
-def resources():
-    from realtime.server.resources import AvatarResources
-
-    return AvatarResources.load(ServerConfig(allow_untrained=True, checkpoint=os.environ.get("AVATAR_TEST_CHECKPOINT")))
-
-
-@pytest.fixture(scope="module")
-def server(resources):
-    with ServerThread(ServerConfig(port=0, max_sessions=1, idle_timeout_s=20), resources) as thread:
-        yield thread
-
-
-def test_speech_messages_are_checked(server):
+def test_speech_messages_are_checked(loopback_server):
     async def body() -> None:
-        async with AvatarClient(server.ws_url) as client:
+        async with AvatarClient(loopback_server.ws_url) as client:
             with pytest.raises(AvatarError, match="no call on this connection"):
                 await client.say("hello")
             await client.call(None)
@@ -57,7 +40,7 @@ def test_speech_messages_are_checked(server):
     run(body())
 
 
-def test_say_speaks_in_a_silent_call_and_clear_stops_it(server, resources):
+def test_say_speaks_in_a_silent_call_and_clear_stops_it(loopback_server, resources):
     frames: list[tuple[float, np.ndarray]] = []
     voice: list[tuple[float, np.ndarray]] = []
     marks: dict[str, float] = {}
@@ -65,9 +48,9 @@ def test_say_speaks_in_a_silent_call_and_clear_stops_it(server, resources):
     async def body() -> dict:
         from realtime.speech.espeak import Espeak
 
-        async with AvatarClient(server.ws_url) as client:
+        async with AvatarClient(loopback_server.ws_url) as client:
             session = await client.call(None)  # no microphone at all: the session runs on silence
-            viewer = await WhepViewer(f"{server.url}/whep/{session}", frame_format="gray",
+            viewer = await WhepViewer(f"{loopback_server.url}/whep/{session}", frame_format="gray",
                                       on_frame=lambda f, t: frames.append((t, f)),
                                       on_audio=lambda pcm, t: voice.append((t, pcm))).start()
             await asyncio.wait_for(viewer.first_frame.wait(), 20)
@@ -80,7 +63,7 @@ def test_say_speaks_in_a_silent_call_and_clear_stops_it(server, resources):
             marks["finished"] = time.monotonic()
             await asyncio.sleep(1.5)
             # barge-in: a long sentence, cleared after a second and a half of it
-            long = await client.say(LONG)
+            long = await client.say(LONG_SENTENCE)
             await client.playback("started")
             await asyncio.sleep(1.5)
             marks["clear"] = time.monotonic()

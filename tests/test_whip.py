@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import urllib.error
 import urllib.request
@@ -18,13 +17,6 @@ from helpers import wait_until
 from realtime.server import ServerConfig, ServerThread
 
 TOKEN = "whip-token"
-
-
-@pytest.fixture(scope="module")
-def resources():
-    from realtime.server.resources import AvatarResources
-
-    return AvatarResources.load(ServerConfig(allow_untrained=True, checkpoint=os.environ.get("AVATAR_TEST_CHECKPOINT")))
 
 
 @pytest.fixture(scope="module")

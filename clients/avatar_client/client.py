@@ -23,7 +23,6 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from realtime.media.jitter import MarkerFrameBuffer, replace_jitter_buffer
-from realtime.vocab import WEBRTC_AUDIO_RATE
 
 # (pixels, arrival time.monotonic()); pixels are (H, W, 3) RGB, or (H, W) luma with frame_format="gray"
 FrameCallback = Callable[[np.ndarray, float], None]
@@ -182,34 +181,10 @@ class AvatarClient:
         return session
 
     async def _consume_video(self, track: MediaStreamTrack, on_frame: FrameCallback | None, fmt: str) -> None:
-        try:
-            while True:
-                frame = await track.recv()
-                now = time.monotonic()
-                self.video.times.append(now)
-                self.video.pts.append(int(frame.pts or 0))
-                self.video.size = (frame.width, frame.height)
-                self._first_frame.set()
-                if on_frame is not None:
-                    on_frame(frame.to_ndarray(format=fmt), now)
-        except MediaStreamError:
-            pass
+        await receive_video(track, self.video, on_frame, fmt, self._first_frame)
 
     async def _consume_audio(self, track: MediaStreamTrack, on_audio: AudioCallback | None) -> None:
-        import av
-
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=WEBRTC_AUDIO_RATE)
-        try:
-            while True:
-                frame = await track.recv()
-                now = time.monotonic()
-                self.audio.times.append(now)
-                if on_audio is not None:
-                    frame.pts = None
-                    for out in resampler.resample(frame):
-                        on_audio(out.to_ndarray().reshape(-1), now)
-        except MediaStreamError:
-            pass
+        await receive_audio(track, self.audio, on_audio)
 
     async def wait_first_frame(self, timeout_s: float = 20.0) -> None:
         await asyncio.wait_for(self._first_frame.wait(), timeout_s)
@@ -316,6 +291,41 @@ class AvatarClient:
             self.ws = None
         if self._reader is not None:
             await asyncio.gather(self._reader, return_exceptions=True)
+
+
+async def receive_video(track: MediaStreamTrack, received: Received, on_frame: FrameCallback | None, fmt: str,
+                        first_frame: asyncio.Event) -> None:
+    """Reads a video track to its end: arrival times, pts and size into `received`, pixels to `on_frame`."""
+    try:
+        while True:
+            frame = await track.recv()
+            now = time.monotonic()
+            received.times.append(now)
+            received.pts.append(int(frame.pts or 0))
+            received.size = (frame.width, frame.height)
+            first_frame.set()
+            if on_frame is not None:
+                on_frame(frame.to_ndarray(format=fmt), now)
+    except MediaStreamError:
+        pass
+
+
+async def receive_audio(track: MediaStreamTrack, received: Received, on_audio: AudioCallback | None) -> None:
+    """Reads an audio track to its end: arrival times into `received`, mono float32 48 kHz to `on_audio`."""
+    import av
+
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=48_000)
+    try:
+        while True:
+            frame = await track.recv()
+            now = time.monotonic()
+            received.times.append(now)
+            if on_audio is not None:
+                frame.pts = None
+                for out in resampler.resample(frame):
+                    on_audio(out.to_ndarray().reshape(-1), now)
+    except MediaStreamError:
+        pass
 
 
 async def _expect(inbox: asyncio.Queue, expect: str, timeout_s: float) -> dict[str, Any]:

@@ -9,15 +9,14 @@ Location, DELETE on that Location to end. Works against this project's server an
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 from urllib.parse import urljoin
 
 import aiohttp
 from aiortc import RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.mediastreams import MediaStreamTrack
 
-from clients.avatar_client.client import AudioCallback, FrameCallback, Received
+from clients.avatar_client.client import AudioCallback, FrameCallback, Received, receive_audio, receive_video
 
 
 class WhipError(RuntimeError):
@@ -99,39 +98,10 @@ class _Endpoint:
         @self.pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             if track.kind == "video":
-                self._tasks.append(asyncio.ensure_future(self._video(track, on_frame, fmt)))
+                work = receive_video(track, self.video, on_frame, fmt, self.first_frame)
             else:
-                self._tasks.append(asyncio.ensure_future(self._audio(track, on_audio)))
-
-    async def _video(self, track: MediaStreamTrack, on_frame: FrameCallback | None, fmt: str) -> None:
-        try:
-            while True:
-                frame = await track.recv()
-                now = time.monotonic()
-                self.video.times.append(now)
-                self.video.pts.append(int(frame.pts or 0))
-                self.video.size = (frame.width, frame.height)
-                self.first_frame.set()
-                if on_frame is not None:
-                    on_frame(frame.to_ndarray(format=fmt), now)
-        except MediaStreamError:
-            pass
-
-    async def _audio(self, track: MediaStreamTrack, on_audio: AudioCallback | None) -> None:
-        import av
-
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=48_000)
-        try:
-            while True:
-                frame = await track.recv()
-                now = time.monotonic()
-                self.audio.times.append(now)
-                if on_audio is not None:
-                    frame.pts = None
-                    for out in resampler.resample(frame):
-                        on_audio(out.to_ndarray().reshape(-1), now)
-        except MediaStreamError:
-            pass
+                work = receive_audio(track, self.audio, on_audio)
+            self._tasks.append(asyncio.ensure_future(work))
 
 
 class WhipPublisher(_Endpoint):
