@@ -51,7 +51,8 @@ def closest(frame: np.ndarray, candidates: dict[str, np.ndarray]) -> str:
 def test_gallery_lists_serves_and_validates_uploads(server):
     status, _, body = http("GET", server.url + "/api/portraits")
     listed = {p["name"]: p for p in json.loads(body)["portraits"]}
-    assert status == 200 and set(listed) == {"astronaut", "mirror"}
+    assert status == 200 and set(listed) == {"default", "astronaut", "mirror"}  # default: the server's --image
+    assert listed["default"]["source"] == "server" and http("GET", server.url + "/portraits/default")[0] == 200
     status, headers, image = http("GET", server.url + listed["mirror"]["url"])
     assert status == 200 and headers["Content-Type"] == "image/png" and image.startswith(b"\x89PNG")
     assert http("GET", server.url + "/portraits/nope")[0] == 404
