@@ -49,7 +49,9 @@ def closest(frame: np.ndarray, candidates: dict[str, np.ndarray]) -> str:
 
 
 def test_gallery_lists_serves_and_validates_uploads(server):
-    status, _, body = http("GET", server.url + "/api/portraits")
+    status, headers, body = http("GET", server.url + "/api/portraits")
+    # never kept alive: the browser's next request on that connection would miss the page server
+    assert headers["Connection"] == "close"
     listed = {p["name"]: p for p in json.loads(body)["portraits"]}
     assert status == 200 and set(listed) == {"default", "astronaut", "mirror"}  # default: the server's --image
     assert listed["default"]["source"] == "server" and http("GET", server.url + "/portraits/default")[0] == 200

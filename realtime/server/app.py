@@ -338,6 +338,12 @@ async def http_app(server: AvatarServer):
     app = web.Application(client_max_size=portraits.MAX_UPLOAD_BYTES + 1)  # each handler reads at most its limit
     WhipEndpoints(server).routes(app)
     portraits.routes(app, server.portraits, server.config.token)
+
+    async def one_request_per_connection(request, response) -> None:
+        # A kept-alive connection would bring the browser's next request (a page, /ws) here, not to websockets.
+        response.force_close()
+
+    app.on_response_prepare.append(one_request_per_connection)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     return runner
