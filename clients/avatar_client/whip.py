@@ -17,6 +17,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
 from clients.avatar_client.client import AudioCallback, FrameCallback, Received, receive_audio, receive_video
+from realtime.media.jitter import MarkerFrameBuffer, replace_jitter_buffer
 
 
 class WhipError(RuntimeError):
@@ -98,6 +99,7 @@ class _Endpoint:
         @self.pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             if track.kind == "video":
+                replace_jitter_buffer(self.pc, track, MarkerFrameBuffer())  # a frame is out with its last packet
                 work = receive_video(track, self.video, on_frame, fmt, self.first_frame)
             else:
                 work = receive_audio(track, self.audio, on_audio)
