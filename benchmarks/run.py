@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", action="store_true",
                    help="sample the server with py-spy during the glass-to-glass call (pip install py-spy)")
     p.add_argument("--no-stop", action="store_true", help="throughput: try every level even after one fails")
+    p.add_argument("--soak", type=float, default=None, metavar="MINUTES",
+                   help="instead of the suite: one call this long, memory, threads, latency and repeats sampled "
+                        "every 10 s (soak.json, soak.png)")
     return p
 
 
@@ -363,9 +366,11 @@ def markdown(report: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    command = "avatar bench " + " ".join(sys.argv[2:] if argv is None else argv)
+    if args.soak is not None:
+        return _soak(args, command.strip())
     try:
         config = config_from_args(args)
-        command = "avatar bench " + " ".join(sys.argv[2:] if argv is None else argv)
         report = run_bench(config, args.out, command.strip())
     except (ValueError, RuntimeError, OSError) as exc:
         print(f"avatar bench: error: {exc}", file=sys.stderr)
@@ -373,6 +378,18 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown(report))
     print(f"written to {args.out}/")
     return 1 if report["errors"] else 0
+
+
+def _soak(args: argparse.Namespace, command: str) -> int:
+    from benchmarks.soak import SoakConfig, markdown, soak
+
+    if args.soak <= 0:
+        print("avatar bench: error: --soak needs a positive number of minutes", file=sys.stderr)
+        return 2
+    report = soak(SoakConfig(minutes=args.soak, checkpoint=args.checkpoint), args.out, command)
+    print(markdown(report))
+    print(f"written to {args.out}/soak.json, soak.png")
+    return 0
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ class _Endpoint:
         self.pc = RTCPeerConnection()
         self.location: str | None = None  # absolute URL of the resource the server made (None once deleted)
         self.resource: str | None = None
+        self.view_key: str | None = None
         self.video, self.audio = Received(), Received()
         self._tasks: list[asyncio.Task] = []
         self.first_frame = asyncio.Event()
@@ -61,6 +62,7 @@ class _Endpoint:
                     raise WhipError(response.status, "the 201 has no Location header")
                 self.location = urljoin(self.url, response.headers["Location"])
                 self.resource = self.location  # kept after DELETE
+                self.view_key = response.headers.get("View-Key")  # this project's: WHEP viewers' Bearer
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=text, type="answer"))
 
     async def start(self) -> Any:

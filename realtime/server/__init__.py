@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -43,6 +44,8 @@ async def run_server(config: AvatarConfig | ServerConfig, stop: asyncio.Event | 
         resources = await loop.run_in_executor(None, AvatarResources.load, config)
     server = AvatarServer(config.server, resources)
     await server.start()
+    gc.collect()
+    gc.freeze()  # the models and the portrait live as long as the server: later collections skip them
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
             loop.add_signal_handler(sig, stop.set)
@@ -50,8 +53,9 @@ async def run_server(config: AvatarConfig | ServerConfig, stop: asyncio.Event | 
             pass
     if ready is not None:
         ready(server)
-    print(f"avatar server: http://{config.server.host}:{server.port}/  (WebSocket /ws, "
-          f"{config.server.max_sessions} session(s), generator {'trained' if resources.trained else 'UNTRAINED'})",
+    print(f"avatar server: {'https' if config.server.tls else 'http'}://{config.server.host}:{server.port}/  "
+          f"(WebSocket /ws, {config.server.max_sessions} session(s), "
+          f"generator {'trained' if resources.trained else 'UNTRAINED'})",
           flush=True)
     try:
         await stop.wait()
@@ -89,11 +93,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", dest="server.image", type=Path, help="portrait image (default: the astronaut)")
     p.add_argument("--token", dest="server.token",
                    help="controllers must send this token (default $AVATAR_TOKEN; none = loopback only)")
+    p.add_argument("--require-token", dest="server.require_token_for_calls", action="store_const", const=True,
+                   help="calls and viewing need the token too (auth first), not only control")
+    p.add_argument("--allow-origin", dest="server.allowed_origins", action="append", metavar="ORIGIN",
+                   help="a web origin besides the server's own whose pages may use /ws, e.g. "
+                        "https://studio.example (repeatable)")
+    p.add_argument("--allow-host", dest="server.allowed_hosts", action="append", metavar="NAME",
+                   help="a Host name this server answers to besides IP addresses, localhost and this machine's "
+                        "name (repeatable; other names are refused: DNS rebinding)")
+    p.add_argument("--cert", dest="server.cert", type=Path, help="PEM certificate (chain): serve HTTPS and WSS")
+    p.add_argument("--key", dest="server.key", type=Path, help="the certificate's PEM private key")
     p.add_argument("--max-sessions", dest="server.max_sessions", type=int,
                    help=f"concurrent calls before new callers are refused (default: one per CPU core, "
                         f"{default_max_sessions()} here)")
     p.add_argument("--idle-timeout", dest="server.idle_timeout_s", type=float,
-                   help="close a call that sends no audio and no message for this many seconds (default 30)")
+                   help="close a call that sends no audio and no instruction for this many seconds (default 30)")
     p.add_argument("--checkpoint", dest="server.checkpoint", type=Path, help="generator checkpoint folder")
     p.add_argument("--portraits", dest="server.portraits", type=Path,
                    help="folder of portraits callers choose by name (offer `portrait`, WHIP ?portrait=)")

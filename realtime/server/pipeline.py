@@ -55,6 +55,10 @@ def closing(values: np.ndarray, closed: float) -> np.ndarray:
     return values
 
 
+class WorkerGone(RuntimeError):
+    """The session's worker stopped or failed: what was sent to it will never be applied."""
+
+
 class MotionPipeline:
     """One per session. `push_audio` and `instruct` are safe to call from the event loop (they never block)."""
 
@@ -72,6 +76,14 @@ class MotionPipeline:
         self.error: BaseException | None = None
         self._cut_frame, self._cut_step = -(1 << 30), 0  # frames before _cut_frame carry cleared speech
         self.skipped_samples = 0  # audio never sampled (see _process): frame f began at sample f*640 + this
+        self._stopping = False
+        self._taken: list = []  # what the worker took from its inbox last
+        self.busy_since: float | None = None  # monotonic time the worker took its current work (None = idle)
+
+    def stalled(self, limit_s: float, now: float | None = None) -> bool:
+        """The worker has held one batch of work for longer than `limit_s` (a hung model call or renderer)."""
+        since = self.busy_since
+        return since is not None and (now or time.monotonic()) - since > limit_s
 
     # --- event-loop side ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -81,8 +93,13 @@ class MotionPipeline:
         self._inbox.put(_Audio(audio16k, voice, arrival))
 
     def instruct(self, text: str | None, intensity: float, embedding: Any = None) -> concurrent.futures.Future:
-        """Resolves to the frame number where the instruction takes effect (or the sampler's error)."""
+        """Resolves to the frame number where the instruction takes effect, or fails (the sampler's error, a
+        dead or stopped worker): it never stays pending once the worker is gone."""
         done: concurrent.futures.Future = concurrent.futures.Future()
+        if self._stopping or self.error is not None:
+            done.set_exception(WorkerGone("the session is ending" if self.error is None
+                                          else f"the session's worker failed: {self.error}"))
+            return done
         self._inbox.put(_Instruct(text, intensity, done, embedding))
         return done
 
@@ -95,9 +112,22 @@ class MotionPipeline:
         self.playout.silence(frame)
 
     def stop(self, timeout: float = 5.0) -> None:
+        self._stopping = True
         self._inbox.put(None)
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self._fail_waiting(WorkerGone("the session ended"))
+
+    def _fail_waiting(self, exc: BaseException) -> None:
+        """Fails the instructions still queued (and drops the audio): nobody will ever take them."""
+        while True:
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, _Instruct) and not item.done.done():
+                item.done.set_exception(exc)
 
     @property
     def alive(self) -> bool:
@@ -107,7 +137,9 @@ class MotionPipeline:
     def _run(self) -> None:
         try:
             while True:
-                items = [self._inbox.get()]
+                self.busy_since = None
+                items = self._taken = [self._inbox.get()]
+                self.busy_since = time.monotonic()
                 while True:  # take whatever else is waiting: one sampler call for a backlog of audio
                     try:
                         items.append(self._inbox.get_nowait())
@@ -128,6 +160,14 @@ class MotionPipeline:
         except BaseException as exc:  # a dead worker must be visible: the session closes on it
             log.exception("session worker failed")
             self.error = exc
+        finally:
+            self.busy_since = None
+            gone = WorkerGone("the session ended" if self.error is None
+                              else f"the session's worker failed: {self.error}")
+            for item in self._taken:  # taken but not applied (an error, or a stop that came first)
+                if isinstance(item, _Instruct) and not item.done.done():
+                    item.done.set_exception(gone)
+            self._fail_waiting(gone)
 
     def _set_instruction(self, command: _Instruct) -> None:
         try:

@@ -5,13 +5,13 @@
     POST /whep/ID | /whep/latest                      receive-only offer -> 201, answer, Location /whep/ID/VIEWER
     DELETE /whep/ID/VIEWER                            ends that viewer
 
-With a server token every request needs `Authorization: Bearer TOKEN` (401 without). ICE is not trickled:
-aiortc gathers its candidates before it answers, so the answer is complete and PATCH is refused (405).
+With a server token WHIP needs `Authorization: Bearer TOKEN` (401 without); WHEP has the rights of `view`: the
+session's view key as its Bearer (the WHIP answer's `View-Key` header, a caller's `viewKey`) or control rights.
+ICE is not trickled: aiortc gathers its candidates before it answers, so the answer is complete and PATCH is
+refused (405).
 """
 from __future__ import annotations
 
-import hmac
-import ipaddress
 import logging
 import math
 import secrets
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from aiortc import RTCSessionDescription
 
+from realtime.server.access import is_loopback, token_matches
 from realtime.server.protocol import ProtocolError, parse_instruction
 
 if TYPE_CHECKING:
@@ -41,10 +42,11 @@ def require_bearer(request: web.Request, token: str | None, loopback_without_tok
     `loopback_without_token`, only loopback peers, the way controllers are admitted)."""
     if token is None:
         if loopback_without_token and not is_loopback(request.remote):
-            raise _fail(web.HTTPForbidden, "this server has no token: only loopback clients may do this")
+            raise _fail(web.HTTPForbidden, "this needs control rights or the session's view key "
+                        "(this server has no token: control is for loopback clients)")
         return
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+    if scheme.lower() != "bearer" or not token_matches(given.strip(), token):
         raise _fail(web.HTTPUnauthorized, "send Authorization: Bearer TOKEN", **{"WWW-Authenticate": "Bearer"})
 
 
@@ -58,14 +60,6 @@ async def read_limited(request: web.Request, limit: int) -> bytes:
         chunks.append(chunk)
         size += len(chunk)
     return b"".join(chunks)
-
-
-def is_loopback(address: str | None) -> bool:
-    try:
-        ip = ipaddress.ip_address(address or "")
-    except ValueError:
-        return False
-    return (getattr(ip, "ipv4_mapped", None) or ip).is_loopback
 
 
 class WhipEndpoints:
@@ -86,6 +80,14 @@ class WhipEndpoints:
     # --- checks ------------------------------------------------------------------------------------------
     def _authorize(self, request: web.Request) -> None:
         require_bearer(request, self.server.config.token)
+
+    def _may_watch(self, request: web.Request, session: Session) -> None:
+        """Rights as for `view`: the session's view key (Bearer, from the WHIP answer's View-Key header or the
+        caller's viewKey), or control rights (the server's token; loopback when it has none)."""
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and token_matches(given.strip(), session.view_key):
+            return
+        require_bearer(request, self.server.config.token, loopback_without_token=True)
 
     async def _offer(self, request: web.Request, needs: str) -> RTCSessionDescription:
         if request.content_type != SDP:
@@ -115,9 +117,9 @@ class WhipEndpoints:
 
     def _cors(self, request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
         origin = request.headers.get("Origin")
-        if origin and origin in getattr(self.server.config, "allow_origins", ()):
+        if origin and origin.rstrip("/").lower() in self.server.config.allowed_origins:
             response.headers.update({"Access-Control-Allow-Origin": origin, "Vary": "Origin",
-                                     "Access-Control-Expose-Headers": "Location"})
+                                     "Access-Control-Expose-Headers": "Location, View-Key"})
         return response
 
     # --- handlers ----------------------------------------------------------------------------------------
@@ -134,7 +136,9 @@ class WhipEndpoints:
                         **({"Retry-After": "5"} if busy else {})) from None
         self.published = {s for s in self.published if s in self.server.sessions} | {session.id}
         log.info("WHIP publisher on session %s", session.id)
-        return self._created(request, session.pc.localDescription.sdp, f"/whip/{session.id}")
+        created = self._created(request, session.pc.localDescription.sdp, f"/whip/{session.id}")
+        created.headers["View-Key"] = session.view_key  # a WHEP viewer of this session sends it as its Bearer
+        return created
 
     async def end_publish(self, request: web.Request) -> web.StreamResponse:
         self._authorize(request)
@@ -142,13 +146,14 @@ class WhipEndpoints:
         session = self.server.sessions.get(wanted)
         if wanted not in self.published or session is None or session.closed:
             raise _fail(web.HTTPNotFound, f"no WHIP session {wanted!r}")
+        self._may_watch(request, session)  # its publisher holds the view key
         await session.close("the WHIP publisher ended it")
         return self._cors(request, web.Response(text="ended\n"))
 
     async def view(self, request: web.Request) -> web.StreamResponse:
-        self._authorize(request)
         offer = await self._offer(request, "video")
         session = self._session(request.match_info["session"])
+        self._may_watch(request, session)
         try:
             pc, answer = await session.add_viewer(offer, self.server.max_viewers)
         except ProtocolError as exc:
@@ -159,15 +164,12 @@ class WhipEndpoints:
         return self._created(request, answer.sdp, f"/whep/{session.id}/{viewer}")
 
     async def end_view(self, request: web.Request) -> web.StreamResponse:
-        self._authorize(request)
         key = (request.match_info["session"], request.match_info["viewer"])
-        pc = self.viewers.pop(key, None)
-        if pc is None:
-            raise _fail(web.HTTPNotFound, f"no viewer {key[1]!r} of session {key[0]!r}")
         session = self.server.sessions.get(key[0])
-        if session is not None:
-            session.viewers.discard(pc)
-        await pc.close()
+        if key not in self.viewers or session is None:
+            raise _fail(web.HTTPNotFound, f"no viewer {key[1]!r} of session {key[0]!r}")
+        self._may_watch(request, session)
+        await session.remove_viewer(self.viewers.pop(key))
         return self._cors(request, web.Response(text="ended\n"))
 
     async def no_trickle(self, request: web.Request) -> web.StreamResponse:
