@@ -69,7 +69,11 @@ def test_whip_speaker_and_whep_viewer_see_and_hear_the_avatar(server, resources,
             await WhipPublisher(whip, FileMicrophone(speech_wav)).start()
         publisher = await WhipPublisher(whip, FileMicrophone(speech_wav, lead_silence_s=0.5), token=TOKEN).start()
         listed = [s.describe() for s in server.server.sessions.values()]
-        viewer = await WhepViewer(whep, token=TOKEN, frame_format="gray", on_frame=lambda f, t: frames.append((t, f)),
+        with pytest.raises(WhipError, match="401"):  # viewing has the rights of `view`
+            await WhepViewer(whep).start()
+        assert publisher.view_key  # the session's view key is enough to watch it
+        viewer = await WhepViewer(whep, token=publisher.view_key, frame_format="gray",
+                                  on_frame=lambda f, t: frames.append((t, f)),
                                   on_audio=lambda pcm, t: voice.append((t, pcm))).start()
         await asyncio.wait_for(viewer.first_frame.wait(), 20)
         start = time.monotonic()
