@@ -639,8 +639,6 @@ def test_end_to_end_ngircd_and_avatar_server(ngircd, avatar_resources, monkeypat
             await alice.wait_for(lambda: alice.replies(r"^@StreamerGal ok: smile warmly$"))
             twitch(TWITCH_BROADCASTER.replace("!emote smile warmly", "!say hello chat"))  # speech, exempt too
             await alice.wait_for(lambda: alice.replies(r"^@StreamerGal saying: hello chat$"))
-            mallory.say("!say hello")
-            await mallory.wait_for(lambda: mallory.replies(r"^@mallory sorry, that command is for"))
             twitch(TWITCH_VIP)  # !intensity 0.3
             await alice.wait_for(lambda: alice.replies(r"^@VeryImportant intensity 0.30$"))
             assert (await avatar.sessions())[0] == {"session": session, "instruction": "smile warmly", "intensity": 0.3}

@@ -44,7 +44,7 @@ class _Instruct:
 # they stay closed while the generator, whose motion prefix still holds the open mouth, settles on the silence.
 _OPENING = [INDEX[name] for name in SPEECH_AXES if name not in ("lips_close", "lip_press")]
 _LIPS_CLOSE = INDEX["lips_close"]
-CUT_FRAMES, SETTLE_FRAMES, RELEASE_FRAMES = 1, 8, 3
+CUT_FRAMES, SETTLE_FRAMES, RELEASE_FRAMES = 1, 12, 3
 
 
 def closing(values: np.ndarray, closed: float) -> np.ndarray:
