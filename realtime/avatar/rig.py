@@ -38,6 +38,13 @@ INNER_UPPER = [61, 62, 63]
 INNER_LOWER = [67, 66, 65]  # below 61, 62, 63
 OUTER_UPPER = [50, 51, 52]
 OUTER_LOWER = [58, 57, 56]  # below 50, 51, 52
+EYE = {"left": list(range(36, 42)), "right": list(range(42, 48))}  # image-left / image-right eye
+EYE_CORNERS = {"left": [36, 39], "right": [42, 45]}
+MOUTH = list(range(48, 68))
+# margins from corner to corner, (upper, lower): the per-column curves the eye and mouth remaps follow
+LID_LINES = {side: ([c0, *UPPER_LID[side], c1], [c0, *LOWER_LID[side], c1])
+             for side, (c0, c1) in EYE_CORNERS.items()}
+INNER_LIP_LINES = ([60, *INNER_UPPER, 64], [60, *INNER_LOWER, 64])
 # points that expression moves least: pose is estimated from them first
 RIGID_POINTS = [0, 1, 2, 14, 15, 16, 27, 28, 29, 30, 31, 33, 35, 36, 39, 42, 45]
 
@@ -63,7 +70,7 @@ class HeadModel:
         from skimage.draw import polygon
 
         lm = np.asarray(landmarks, np.float64)
-        eyes = (lm[36:42].mean(0) + lm[42:48].mean(0)) / 2
+        eyes = (lm[EYE["left"]].mean(0) + lm[EYE["right"]].mean(0)) / 2
         chin = lm[8]
         face_half_width = (lm[16, 0] - lm[0, 0]) / 2
         top = eyes[1] - 2.05 * iod
