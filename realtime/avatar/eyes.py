@@ -95,9 +95,12 @@ class Eyes:
         d_lo = l_t - l_g
         t = clamp_np(((l_t + reach_down) - y) / reach_down)
         new_y = np.where(y >= l_t, y - d_lo * t * t * (3 - 2 * t), new_y)
-        # eyeball: fixed; where a lid opened wider than in the portrait, repeat the row at the margin
+        # eyeball: fixed under a closing lid; where a lid opened wider than in the portrait the visible
+        # eyeball stretches to fill the opening (repeating the margin row would paint a dark band of lashes)
         ball = (y >= u_t) & (y < l_t)
-        opened = np.where(y < u_g, u_g + 1, np.where(y > l_g, l_g - 1, y))
+        src_top = np.where(u_t < u_g, u_g + 1, u_t)
+        src_bottom = np.where(l_t > l_g, l_g - 1, l_t)
+        opened = src_top + (y - u_t) * (src_bottom - src_top) / np.maximum(l_t - u_t, np.float32(1.0))
         new_y = np.where(ball, opened, new_y)
         new_y = np.where(inside, new_y, y)
         # gaze moves the iris disc inside the opening (painted by iris)

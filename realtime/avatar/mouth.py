@@ -7,8 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .curves import (LINES, by_column_np, clamp_np, lip_offset_np, polyline_np, ramp, ramp_np, soft_inside,
-                     soft_inside_np)
+from .curves import LINES, by_column_np, clamp_np, lip_offset_np, polyline_np, ramp_np, soft_inside_np
 
 
 def count_teeth_pixels(image: np.ndarray, landmarks: np.ndarray) -> int:
@@ -32,6 +31,7 @@ class Mouth:
         self.rest = torch.from_numpy(rest).to(device, dtype)
         self.lip_margin, self.upper_teeth_share = lip_margin, upper_teeth_share
         self.shows_teeth = count_teeth_pixels(image, rest) >= 0.05 * iod ** 2 * 0.1
+        self.colors = {k: np.asarray(v, np.float32) for k, v in mouth_colors(image, rest, self.shows_teeth).items()}
 
     def remap(self, face, targets, coeffs, expression, curves_g, sample):
         """Lips slide over fixed upper teeth and jaw-borne lower teeth; a cavity fills what opens.
@@ -87,14 +87,13 @@ class Mouth:
         local = torch.from_numpy(np.stack([xn, ly], -1)).to(dev).view(n, hc, wc, 2)
         source = local + sample(expression, local).permute(0, 2, 3, 1)
         # where the lips meet, a soft shadow line
-        arg = -(((y - (u_t + l_t) / np.float32(2)) / np.float32(1.2)) ** 2)
-        seam = closing * torch.exp(torch.from_numpy(arg)).numpy() * inside * np.float32(0.35)
+        arg = -(((y - (u_t + l_t) / np.float32(2)) / np.float32(1.3)) ** 2)
+        seam = closing * np.exp(arg) * inside * np.float32(0.25) * clamp_np((1 - np.abs(across)) / np.float32(0.2))
 
         # teeth: upper row fixed in the face, lower row carried by the jaw (chin displacement)
         jaw = (coeffs @ self.rig_bases[:, 8, 1]).unsqueeze(1).cpu().numpy()  # (n, 1) px
         split = u0 + np.float32(self.upper_teeth_share) * (l0 - u0)
         opening = (y >= u_t) & (y < l_t) & inside
-        f = 0.75
         tops = np.float32(0.06 * iod)  # just above the rest lip line the teeth continue (their tops), then gum
         upper_y = np.minimum(np.where(y < u0, u0 + np.float32(1.5), y), split)
         teeth_y = np.where(y < split + jaw / np.float32(2), upper_y, np.maximum(y - jaw, split))
@@ -103,56 +102,98 @@ class Mouth:
         source = torch.where(in_opening, teeth_src, source)
 
         # paint: gum above the fixed teeth, cavity between the teeth rows (or the lips), soft edges
-        def band(lo, hi):
-            return soft_inside_np(y, lo, hi, f) * clamp_np((hi - lo) / np.float32(f))
-
-        cav_top = np.where(in_rest, np.maximum(u_t, split), u_t)
-        cav_bot = np.where(in_rest, np.minimum(l_t, split + jaw), l_t)
-        cavity = band(cav_top, cav_bot) * inside
-        gum = band(u_t, u0 - tops) * (in_rest & inside)
-        gap_t = np.maximum(l_t - u_t, np.float32(1.0))
-        depth = clamp_np(ramp_np(y, u_t, l_t))  # 0 at the upper lip, 1 at the lower lip
-        # the colour layer stays in torch (its sin/pow must match torch's to the bit), and is computed
-        # only where it is painted (alpha > 0): elsewhere the paint adds alpha * (colour - frame) = 0
+        f = 1.2  # px of feather on every painted edge: lips end softly, never as a cut-out
+        if self.shows_teeth:  # the photograph's teeth show between the rows' edges; paint only the gap
+            cav_top = np.where(in_rest, np.maximum(u_t, split), u_t)
+            cav_bot = np.where(in_rest, np.minimum(l_t, split + jaw), l_t)
+        else:  # nothing of the photograph belongs in the opening: paint all of it below the gum
+            tops = np.float32(0.12 * iod)  # synthesized upper teeth reach this far above the rest lip line
+            cav_top, cav_bot = np.maximum(u_t, u0 - tops), l_t
+        corner_fade = clamp_np((1 - np.abs(across)) / np.float32(0.12))  # corners blend into the lips
+        cavity = _band(y, cav_top, cav_bot, f) * inside * corner_fade
+        gum = _band(y, u_t, u0 - tops, f) * (in_rest & inside)
         painted = np.flatnonzero((cavity + gum + seam).ravel() > 0)
-        jaw = np.broadcast_to(jaw, y.shape)
-        to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a.reshape(-1)[painted])[None]).to(dev)
-        x, y, u_t, l_t, u0, split, jaw, across, cavity, gum, seam, gap_t, depth = map(
-            to_t, (xn, y, u_t, l_t, u0, split, jaw, across, cavity, gum, seam, gap_t, depth))
-        tops = float(tops)
-        side = across.abs()
-        col = lambda r, g, b: torch.tensor([r, g, b], device=dev, dtype=dt).view(1, 3, 1)
-        deep = ((1 - side ** 2) * torch.sin(torch.pi * depth)).unsqueeze(1)  # 0 at the lips, 1 deep inside
-        color = col(92, 38, 40) + (col(30, 10, 12) - col(92, 38, 40)) * deep
-        color = color * (1 - 0.4 * side.unsqueeze(1) ** 4)  # corners in shadow
-        # tongue: a soft dome on the floor of the mouth once it is well open
-        dome = ((depth - 0.7) / 0.3).clamp(0, 1) * (1 - (side / 0.7).clamp(0, 1) ** 2)
-        dome = dome * ((gap_t - 0.2 * iod) / (0.2 * iod)).clamp(0, 1)
-        color = color + (col(155, 72, 76) * (0.75 + 0.25 * depth.unsqueeze(1)) - color) * (0.85 * dome).unsqueeze(1)
-        if not self.shows_teeth:  # synthesize rows where the portrait's teeth would be
-            rest = self.rest
-            width = rest[right_corner, 0] - rest[left_corner, 0]
-            u = (x - rest[62, 0]) / (0.55 * width)
-            row = (1 - (u ** 2).clamp(0, 1)) ** 0.5
-            tooth = (x - rest[62, 0]) / (0.09 * iod)  # tooth gaps every ~0.09 IOD, one on the midline
-            gaps = 1 - 0.2 * torch.exp(-(((tooth - torch.round(tooth)) / 0.07) ** 2))
-            side = (1 - 0.45 * u.abs().clamp(max=1) ** 2)
-            height = 0.09 * iod
-            v = ((y - split) / height).clamp(0, 1)
-            top_row = soft_inside(y, split - 1, split + height) * row
-            top_shade = (gaps * side * (0.8 + 0.2 * torch.sin(torch.pi * v))).unsqueeze(1)
-            v = ((split + jaw - y) / (0.06 * iod)).clamp(0, 1)
-            low_row = soft_inside(y, split + jaw - 0.06 * iod, split + jaw + 1) * row
-            low_shade = (gaps * side * (0.7 + 0.2 * torch.sin(torch.pi * v))).unsqueeze(1)
-            color = color + (col(238, 230, 216) * top_shade - color) * top_row.unsqueeze(1)
-            color = color + (col(225, 217, 203) * low_shade - color) * (0.9 * low_row).unsqueeze(1)
-        gum_color = col(176, 86, 90) * (0.75 + 0.25 * ramp(y, u_t, u0 - tops).clamp(0, 1).unsqueeze(1))
-        g = gum
-        shadow = col(70, 30, 32)
-        alpha = (cavity + g + seam).clamp_max(1)
-        color = (color * cavity.unsqueeze(1) + gum_color * g.unsqueeze(1) + shadow * seam.unsqueeze(1)) \
-            / (cavity + g + seam).clamp_min(1e-6).unsqueeze(1)
-        index = torch.from_numpy(painted).to(dev)
-        color_full = torch.zeros(3, n * hc * wc, device=dev, dtype=dt).index_copy_(1, index, color[0])
-        alpha_full = torch.zeros(n * hc * wc, device=dev, dtype=dt).index_copy_(0, index, alpha[0])
-        return source, (color_full.view(3, n, hc, wc).transpose(0, 1), alpha_full.view(n, 1, hc, wc))
+        pick = lambda a: np.ascontiguousarray(np.broadcast_to(a, y.shape).reshape(-1)[painted])
+        layer = self._paint(*map(pick, (xn, y, u_t, l_t, u0, cav_top, cav_bot, split, across, cavity, gum, seam)))
+        color = np.zeros((3, n * hc * wc), np.float32)
+        alpha = np.zeros(n * hc * wc, np.float32)
+        color[:, painted], alpha[painted] = layer
+        color = torch.from_numpy(color).to(dev, dt).view(3, n, hc, wc).transpose(0, 1)
+        return source, (color, torch.from_numpy(alpha).to(dev, dt).view(n, 1, hc, wc))
+
+    def _paint(self, x, y, u_t, l_t, u0, top, bottom, split, across, cavity, gum, seam):
+        """Colour (3, P) and alpha (P,) of the painted mouth pixels, in the portrait's own colours: the
+        cavity shaded from the lips inward, a tongue on its floor, the lower teeth rising behind the lower
+        lip as the jaw opens, synthesized upper teeth where the photograph shows none, gum, a lip seam."""
+        iod, c = np.float32(self.iod), self.colors
+        side = np.abs(across)
+        gap = np.maximum(bottom - top, np.float32(1.0))
+        # the cavity: the lips' wet inner surface at each edge, dark inside, darkest in the corners and in
+        # the shadow right under the upper teeth or lip
+        edge = np.minimum(y - top, bottom - y)
+        shade = 1 - np.exp(-np.maximum(edge, 0) / (np.float32(0.035) * iod))
+        shade = np.maximum(shade, clamp_np((side - np.float32(0.55)) / np.float32(0.45)))
+        under_top = np.exp(-np.maximum(y - top, 0) / (np.float32(0.06) * iod))
+        color = c["inner"][:, None] + (c["deep"] - c["inner"])[:, None] * shade
+        color = color * (1 - np.float32(0.35) * under_top * shade)
+        # tongue: a dome on the floor, higher in the middle, its back in shadow, once the mouth is open
+        dome = np.sqrt(clamp_np(1 - (across / np.float32(0.85)) ** 2))
+        height = clamp_np((gap - np.float32(0.12) * iod) * np.float32(0.4), 0, np.float32(0.1) * iod) * dome
+        tongue_top = bottom - height
+        on_tongue = soft_inside_np(y, tongue_top, bottom + 2, 2.5) * clamp_np(height - 1)
+        lit = np.float32(0.55) + np.float32(0.45) * clamp_np((y - tongue_top) / np.maximum(height, 1))
+        color = color + (c["tongue"][:, None] * lit - color) * on_tongue * np.float32(0.9)
+        # lower teeth: carried by the jaw behind the lower lip, their tops showing as the mouth opens
+        row = np.sqrt(clamp_np(1 - (across / np.float32(0.62)) ** 2))
+        low = clamp_np((gap - np.float32(0.1) * iod) * np.float32(0.25), 0, np.float32(0.045) * iod) * row
+        on_low = soft_inside_np(y, bottom - low, bottom + 2, 1.2) * clamp_np(low - 0.5)
+        lit = np.float32(0.62) + np.float32(0.18) * clamp_np((y - (bottom - low)) / np.maximum(low, 1))
+        color = color + (c["teeth"][:, None] * lit * self._tooth_gaps(x) - color) * on_low
+        if not self.shows_teeth:  # upper teeth where the photograph's would be, partly under the upper lip
+            height, above = np.float32(0.09) * iod, np.float32(0.12) * iod
+            row = np.sqrt(clamp_np(1 - (across / np.float32(0.78)) ** 2))
+            on_up = soft_inside_np(y, split - above, split + height * row, 1.0) * clamp_np(row * 3)
+            v = clamp_np((y - split + above) / (height + above))
+            # in the upper lip's shadow at the top, receding towards the corners
+            lit = (np.float32(0.6) + np.float32(0.4) * np.sqrt(v)) * (1 - np.float32(0.35) * across ** 2) \
+                * self._tooth_gaps(x)
+            color = color + (c["teeth"][:, None] * lit - color) * on_up
+        ramp_gum = np.float32(0.8) + np.float32(0.2) * clamp_np(ramp_np(y, u_t, u0 - np.float32(0.06) * iod))
+        total = cavity + gum + seam
+        color = (color * cavity + c["gum"][:, None] * ramp_gum * gum + c["deep"][:, None] * seam) \
+            / np.maximum(total, np.float32(1e-6))
+        return color, np.minimum(total, np.float32(1.0))
+
+    def _tooth_gaps(self, x: np.ndarray) -> np.ndarray:
+        """Slightly darker lines between teeth, every ~0.09 IOD, one on the midline."""
+        tooth = (x - self.rest_np[62, 0]) / (np.float32(0.09) * np.float32(self.iod))
+        return np.float32(1) - np.float32(0.1) * np.exp(-(((tooth - np.round(tooth)) / np.float32(0.06)) ** 2))
+
+
+def _band(y: np.ndarray, lo: np.ndarray, hi: np.ndarray, feather: float) -> np.ndarray:
+    """Soft inside-[lo, hi] mask that also fades out as the band gets thinner than the feather."""
+    return soft_inside_np(y, lo, hi, feather) * clamp_np((hi - lo) / np.float32(feather))
+
+
+def mouth_colors(image: np.ndarray, landmarks: np.ndarray, shows_teeth: bool) -> dict[str, np.ndarray]:
+    """The mouth's paint colours from the portrait: lips (the ring between outer and inner lip), teeth (the
+    photograph's own when it shows them, else ivory at the face's brightness) and what is derived from them."""
+    from skimage.draw import polygon
+
+    lm = np.asarray(landmarks, np.float64)
+    h, w = image.shape[:2]
+    outer = np.zeros((h, w), bool)
+    outer[polygon(lm[48:60, 1], lm[48:60, 0], (h, w))] = True
+    inner = np.zeros((h, w), bool)
+    inner[polygon(lm[60:68, 1], lm[60:68, 0], (h, w))] = True
+    pixels = image.astype(np.float32)
+    lips = pixels[outer & ~inner]
+    lip = np.median(lips, 0) if len(lips) > 20 else np.array([170.0, 95.0, 95.0], np.float32)
+    cheeks = pixels[int(lm[33, 1]):int(lm[48, 1]), int(lm[48, 0]):int(lm[54, 0])].reshape(-1, 3)
+    brightness = float(np.clip(np.median(cheeks.mean(1)) / 170.0, 0.8, 1.05)) if len(cheeks) else 1.0
+    bright = pixels[inner & (pixels[..., 2] > 150) & (pixels[..., 0] - pixels[..., 2] < 40)] if shows_teeth else []
+    ivory = np.array([238.0, 228.0, 206.0]) * 0.9 + 0.1 * lip
+    teeth = np.median(bright, 0) if len(bright) > 20 else ivory * brightness
+    return {"lip": lip, "inner": lip * np.array([0.6, 0.4, 0.42]), "deep": lip * np.array([0.2, 0.09, 0.1]),
+            "tongue": lip * np.array([0.78, 0.5, 0.52]),
+            "gum": lip * np.array([1.0, 0.82, 0.85]), "teeth": np.minimum(teeth, 255.0)}

@@ -8,9 +8,10 @@ own smile, blinks bring each upper lid down onto its lower lid. Head pose rotate
 orthographically; the same head model drives the renderer's dense warp, so rig landmarks and
 rendered pixels agree.
 
-Internally the rig works on "rig coefficients" (`RIG_NAMES`): the motion axes with two non-linear
-conveniences made linear: `mouth_asym` splits into a right and a left corner raise, and the lip
-closure is `min(1, lips_close + lip_press)` so a press never pushes the lips through each other.
+Internally the rig works on "rig coefficients" (`RIG_NAMES`): the motion axes with three non-linear
+conveniences made linear: `mouth_asym` splits into a right and a left corner raise, `smile` into a
+smile (AU12, > 0) and `smile_relax` (< 0: the photograph's own smile undone, a relaxed mouth), and
+the lip closure is `min(1, lips_close + lip_press)` so a press never pushes the lips through each other.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from .enrol import Portrait
 POSE_NAMES = ("head_yaw", "head_pitch", "head_roll", "head_x", "head_y")
 GAZE_NAMES = ("gaze_x", "gaze_y")
 EXPRESSION_NAMES = tuple(n for n in INDEX if n not in POSE_NAMES + GAZE_NAMES and n != "mouth_asym")
-RIG_NAMES = EXPRESSION_NAMES + ("mouth_asym_right", "mouth_asym_left")
+RIG_NAMES = EXPRESSION_NAMES + ("mouth_asym_right", "mouth_asym_left", "smile_relax")
 RIG_INDEX = {n: i for i, n in enumerate(RIG_NAMES)}
 RIG_LO = np.zeros(len(RIG_NAMES), np.float32)
 RIG_HI = np.ones(len(RIG_NAMES), np.float32)
@@ -45,6 +46,10 @@ MOUTH = list(range(48, 68))
 LID_LINES = {side: ([c0, *UPPER_LID[side], c1], [c0, *LOWER_LID[side], c1])
              for side, (c0, c1) in EYE_CORNERS.items()}
 INNER_LIP_LINES = ([60, *INNER_UPPER, 64], [60, *INNER_LOWER, 64])
+# smile_relax moves the corners this many times the photographed smile's height: the photograph's corner
+# texture (creases, cheek bulge) lags the landmarks, so the corners read level on the output pixels
+# (dlib, both enrolled test portraits) only at about 1.6
+RELAX_GAIN = 1.6
 # points that expression moves least: pose is estimated from them first
 RIGID_POINTS = [0, 1, 2, 14, 15, 16, 27, 28, 29, 30, 31, 33, 35, 36, 39, 42, 45]
 
@@ -140,6 +145,9 @@ def motion_to_rig(motion: np.ndarray) -> np.ndarray:
     out = np.zeros((len(motion), len(RIG_NAMES)), np.float32)
     for name in EXPRESSION_NAMES:
         out[:, RIG_INDEX[name]] = motion[:, INDEX[name]]
+    smile = motion[:, INDEX["smile"]]
+    out[:, RIG_INDEX["smile"]] = np.maximum(smile, 0)
+    out[:, RIG_INDEX["smile_relax"]] = np.maximum(-smile, 0)
     out[:, RIG_INDEX["lips_close"]] = np.minimum(1.0, motion[:, INDEX["lips_close"]] + motion[:, INDEX["lip_press"]])
     asym = motion[:, INDEX["mouth_asym"]]
     out[:, RIG_INDEX["mouth_asym_right"]] = np.maximum(asym, 0)
@@ -155,6 +163,7 @@ def rig_to_motion(coeffs: np.ndarray, pose: np.ndarray) -> np.ndarray:
     # the rig sees only the total closure; attribute what the press does not explain to lips_close
     motion[:, INDEX["lips_close"]] = np.clip(coeffs[:, RIG_INDEX["lips_close"]] - coeffs[:, RIG_INDEX["lip_press"]], 0, 1)
     motion[:, INDEX["mouth_asym"]] = coeffs[:, RIG_INDEX["mouth_asym_right"]] - coeffs[:, RIG_INDEX["mouth_asym_left"]]
+    motion[:, INDEX["smile"]] = coeffs[:, RIG_INDEX["smile"]] - coeffs[:, RIG_INDEX["smile_relax"]]
     for i, name in enumerate(POSE_NAMES):
         motion[:, INDEX[name]] = pose[:, i]
     return np.clip(motion, LO, HI)
@@ -251,14 +260,24 @@ def build_bases(landmarks: np.ndarray, iod: float) -> np.ndarray:
     mirror(b, [50, 58], [52, 56], 0.025, -0.03)
     mirror(b, [31], [35], 0.025, -0.02)
     mirror(b, [3, 4], [13, 12], 0.015, -0.015)
-    # --- frown: undo the portrait's smile, then corners down; the lips bend into an arch together
-    b = "frown"
-    drop, narrow = 0.65 * smile0 + 0.08, 0.12 * smile0 + 0.01
+    # --- smile_relax: the photograph's own smile undone: corners down to the lip midline and in a
+    # little, the lips and the cheeks beside the nose follow
+    b = "smile_relax"
     for ids, (lc, rc) in ((range(48, 60), (48, 54)), (range(60, 68), (60, 64))):
         for p in ids:
-            u = (lm[p, 0] - (lm[lc, 0] + lm[rc, 0]) / 2) / max((lm[rc, 0] - lm[lc, 0]) / 2, 1e-3)
-            u = float(np.clip(u, -1, 1))
-            move(b, p, dx=-narrow * u, dy=drop * abs(u) ** 1.5)
+            u = float(np.clip((lm[p, 0] - (lm[lc, 0] + lm[rc, 0]) / 2) / max((lm[rc, 0] - lm[lc, 0]) / 2, 1e-3), -1, 1))
+            move(b, p, dx=-0.35 * smile0 * u, dy=RELAX_GAIN * smile0 * abs(u) ** 2)
+    mirror(b, [31], [35], -0.1 * smile0, 0.1 * smile0)
+    mirror(b, [3, 4], [13, 12], -0.06 * smile0, 0.06 * smile0)
+    for up, lo, g in zip(INNER_UPPER, INNER_LOWER, gap):  # a relaxed mouth rests (nearly) closed
+        move(b, up, dy=0.25 * g)
+        move(b, lo, dy=-0.45 * g)
+    # --- frown (AU15): corners pulled down from wherever they are; the lips bend into an arch together
+    b = "frown"
+    for ids, (lc, rc) in ((range(48, 60), (48, 54)), (range(60, 68), (60, 64))):
+        for p in ids:
+            u = float(np.clip((lm[p, 0] - (lm[lc, 0] + lm[rc, 0]) / 2) / max((lm[rc, 0] - lm[lc, 0]) / 2, 1e-3), -1, 1))
+            move(b, p, dx=-0.02 * u, dy=0.13 * abs(u) ** 1.5)
     move(b, [5, 6, 10, 11], dy=0.02)
     for up, lo, g in zip(INNER_UPPER, INNER_LOWER, gap):  # a sad mouth closes over the teeth
         move(b, up, dy=0.3 * g)
@@ -280,7 +299,7 @@ def build_bases(landmarks: np.ndarray, iod: float) -> np.ndarray:
     mirror(b, [31], [35], 0.02, 0.0)
     move(b, [29, 30], dy=-0.04)
     move(b, [28], dy=-0.02)
-    move(b, OUTER_UPPER, dy=-0.03)
+    move(b, OUTER_UPPER + INNER_UPPER, dy=-0.03)  # the whole upper lip lifts with the nose
     move(b, [21, 22], dy=0.03)
     # --- cheek_raise: cheeks up, lower lids pushed up
     b = "cheek_raise"
@@ -302,10 +321,12 @@ def build_bases(landmarks: np.ndarray, iod: float) -> np.ndarray:
     for p, dy in zip([17, 18, 19, 20, 21], (-0.15, -0.14, -0.1, -0.05, -0.01)):
         move(b, [p, 43 - p], dy=dy)
     b = "brow_down"
-    for p, dy in zip([17, 18, 19, 20, 21], (0.05, 0.08, 0.1, 0.11, 0.12)):
+    for p, dy in zip([17, 18, 19, 20, 21], (0.03, 0.05, 0.07, 0.085, 0.095)):  # the inner ends most (corrugator)
         move(b, [p, 43 - p], dy=dy)
-    mirror(b, [20, 21], [23, 22], -0.05, 0.0)
-    mirror(b, [19], [24], -0.03, 0.0)
+    mirror(b, [21], [22], -0.07, 0.0)
+    mirror(b, [20], [23], -0.055, 0.0)
+    mirror(b, [19], [24], -0.035, 0.0)
+    mirror(b, [18], [25], -0.015, 0.0)
     # --- eyelids
     for b, side in (("blink_left", "left"), ("blink_right", "right")):
         for up, lo in zip(UPPER_LID[side], LOWER_LID[side]):

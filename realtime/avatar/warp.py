@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .rig import (EYE, EYE_CORNERS, INNER_LOWER, INNER_UPPER, LOWER_LID, OUTER_LOWER, OUTER_UPPER, RIG_INDEX, RIG_NAMES,
+from .rig import (EYE, EYE_CORNERS, INNER_LOWER, LID_LINES, INNER_UPPER, LOWER_LID, OUTER_LOWER, OUTER_UPPER, RIG_INDEX, RIG_NAMES,
                   UPPER_LID, Rig, rotation_matrices)
 
 
@@ -45,6 +45,24 @@ def _anchor_points(rig: Rig, radii: tuple[float, float, float], size: int) -> np
     return np.concatenate([ring, border])
 
 
+def _lid_skin(rig: Rig, basis: np.ndarray, rise: float = 0.06) -> tuple[np.ndarray, np.ndarray]:
+    """Points a little above each upper lid margin (rest positions, displacements in px) that move with
+    the lid: the lashes and the lid fold stay one rigid band, so raising or lowering the brows stretches
+    the skin between fold and brow instead of smearing the lashes upwards."""
+    ids = [p for side in EYE_CORNERS for p in LID_LINES[side][0]]
+    rest = rig.rest[ids] - np.array([0.0, rise * rig.iod])
+    return rest, basis[ids] * rig.iod
+
+
+def _forehead(rig: Rig, basis: np.ndarray, rise: float = 0.4, up: float = 0.6, down: float = 0.25):
+    """Points above the brows that follow them in part (rest positions, displacements in px): raised brows
+    push the forehead up with them, lowered ones leave it (and the hairline) nearly in place."""
+    ids = list(range(17, 27))
+    moved = basis[ids] * rig.iod
+    share = np.where(moved[:, 1:] < 0, up, down)
+    return rig.rest[ids] - np.array([0.0, rise * rig.iod]), share * moved
+
+
 def coarse_axis(size: int, step: int) -> np.ndarray:
     """Coarse grid positions 0, step, ... covering [0, size - 1] (the last may lie past the edge)."""
     return np.arange(int(np.ceil((size - 1) / step)) + 1, dtype=np.float64) * step
@@ -63,8 +81,13 @@ def expression_fields(rig: Rig, size: int, step: int, radii) -> np.ndarray:
         moved = basis * rig.iod
         if not np.any(moved):
             continue
-        centres = np.concatenate([rig.rest + moved, anchors])
-        values = np.concatenate([-moved, np.zeros_like(anchors)])
+        skin, skin_moved = _lid_skin(rig, basis)
+        brow, brow_moved = _forehead(rig, basis)
+        # the inner lips are left to the mouth remap: on a closed mouth the upper and lower ones coincide,
+        # and moving them apart through a smooth field would fold it over (a torn mouth)
+        keep = [p for p in range(68) if p not in INNER_UPPER + INNER_LOWER]
+        centres = np.concatenate([rig.rest[keep] + moved[keep], skin + skin_moved, brow + brow_moved, anchors])
+        values = np.concatenate([-moved[keep], -skin_moved, -brow_moved, np.zeros_like(anchors)])
         spline = RBFInterpolator(centres, values, kernel="thin_plate_spline", smoothing=1e-3)
         fields[k] = spline(grid).T.reshape(2, field_size, field_size)
     return fields

@@ -33,8 +33,9 @@ AXES: tuple[Axis, ...] = (
     Axis("lip_pucker", 0.0, 1.0, "narrows the mouth into a pout/kiss (AU18)", "48-67"),
     Axis("lower_lip_tuck", 0.0, 1.0, "lifts the lower lip under the upper teeth, as on /f v/ (AU28-like)", "55-59, 64-67"),
     Axis("mouth_stretch", 0.0, 1.0, "widens the mouth horizontally, as on /i/ (AU20)", "48, 54, 60, 64"),
-    Axis("smile", 0.0, 1.0, "pulls the mouth corners up and out (AU12)", "48-54, 60-64, 31-35"),
-    Axis("frown", 0.0, 1.0, "pulls the mouth corners down; removes the portrait's smile first (AU15)", "48, 54, 55-59, 60, 64"),
+    Axis("smile", -1.0, 1.0, "> 0 pulls the mouth corners up and out (AU12); < 0 undoes the photograph's own smile: "
+         "-1 = a relaxed mouth, corners level with the lip midline and the lips (nearly) closed", "48-68, 31, 35, 3, 4, 12, 13"),
+    Axis("frown", 0.0, 1.0, "pulls the mouth corners down from wherever they are, the lips arched (AU15)", "48-68, 5, 6, 10, 11"),
     Axis("upper_lip_raise", 0.0, 1.0, "raises the upper lip, baring the teeth, as in disgust (AU10)", "49-53, 61-63"),
     Axis("mouth_asym", -1.0, 1.0, "one-sided corner raise: +1 the image-right corner (contempt/smirk, AU14)", "48, 54"),
     Axis("nose_wrinkle", 0.0, 1.0, "wrinkles and lifts the nose (AU9)", "31-35, 27-30"),
