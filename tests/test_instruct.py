@@ -197,7 +197,7 @@ def _blinks(onsets_s: list[float], seconds: float = 4.0, **eyes: float) -> np.nd
 
 @pytest.mark.parametrize("motion, expected", [
     (_hold(smile=0.8, cheek_raise=0.7, eye_squint=0.15), {"happy": 1.0}),
-    (_hold(frown=0.9 * 0.35, brow_inner_up=0.9 * 0.35, brow_down=0.25 * 0.35, gaze_y=0.35 * 0.35,
+    (_hold(smile=-0.7, frown=0.35, brow_inner_up=0.9 * 0.35, brow_down=0.3 * 0.35, gaze_y=0.35 * 0.35,
            head_pitch=4.0 * 0.35), {"sad": 0.35}),
     (_hold(brow_inner_up=1.0, brow_outer_up=1.0), {"raise_eyebrows": 1.0}),
     (_hold(blink_left=1.0, blink_right=1.0), {"close_eyes": 1.0}),

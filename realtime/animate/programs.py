@@ -66,7 +66,7 @@ PROGRAMS: dict[str, Program] = {p.name: p for p in (
     _hold("sad", "emotion", "AU1+4+15: inner brows up, corners down, gaze and chin lowered",
           smile=-1.0, frown=1.0, brow_inner_up=0.9, brow_down=0.3, gaze_y=0.35, head_pitch=4.0),
     _hold("angry", "emotion", "AU4+7+24: brows down and together, lids tight, lips pressed",
-          smile=-1.0, brow_down=1.0, eye_squint=0.45, lip_press=0.6, lips_close=0.3, frown=0.2, nose_wrinkle=0.15),
+          smile=-1.0, brow_down=1.0, eye_squint=0.45, lip_press=0.7, frown=0.2, nose_wrinkle=0.15),
     _hold("surprised", "emotion", "AU1+2+5+26: brows up, eyes wide, jaw dropped",
           smile=-1.0, brow_inner_up=1.0, brow_outer_up=1.0, eye_wide=1.0, jaw_open=0.45),
     _hold("disgusted", "emotion", "AU9+10+4+15: nose wrinkled, upper lip raised, corners down",

@@ -128,6 +128,7 @@ class Mouth:
         iod, c = np.float32(self.iod), self.colors
         side = np.abs(across)
         gap = np.maximum(bottom - top, np.float32(1.0))
+        teeth_show = clamp_np((gap - np.float32(2.0)) / np.float32(2.0))  # no teeth glinting through a lip seam
         # the cavity: the lips' wet inner surface at each edge, dark inside, darkest in the corners and in
         # the shadow right under the upper teeth or lip
         edge = np.minimum(y - top, bottom - y)
@@ -148,7 +149,7 @@ class Mouth:
         low = clamp_np((gap - np.float32(0.1) * iod) * np.float32(0.25), 0, np.float32(0.045) * iod) * row
         on_low = soft_inside_np(y, bottom - low, bottom + 2, 1.2) * clamp_np(low - 0.5)
         lit = np.float32(0.62) + np.float32(0.18) * clamp_np((y - (bottom - low)) / np.maximum(low, 1))
-        color = color + (c["teeth"][:, None] * lit * self._tooth_gaps(x) - color) * on_low
+        color = color + (c["teeth"][:, None] * lit * self._tooth_gaps(x) - color) * on_low * teeth_show
         if not self.shows_teeth:  # upper teeth where the photograph's would be, partly under the upper lip
             height, above = np.float32(0.09) * iod, np.float32(0.12) * iod
             row = np.sqrt(clamp_np(1 - (across / np.float32(0.78)) ** 2))
@@ -157,7 +158,7 @@ class Mouth:
             # in the upper lip's shadow at the top, receding towards the corners
             lit = (np.float32(0.6) + np.float32(0.4) * np.sqrt(v)) * (1 - np.float32(0.35) * across ** 2) \
                 * self._tooth_gaps(x)
-            color = color + (c["teeth"][:, None] * lit - color) * on_up
+            color = color + (c["teeth"][:, None] * lit - color) * on_up * teeth_show
         ramp_gum = np.float32(0.8) + np.float32(0.2) * clamp_np(ramp_np(y, u_t, u0 - np.float32(0.06) * iod))
         total = cavity + gum + seam
         color = (color * cavity + c["gum"][:, None] * ramp_gum * gum + c["deep"][:, None] * seam) \
@@ -192,7 +193,7 @@ def mouth_colors(image: np.ndarray, landmarks: np.ndarray, shows_teeth: bool) ->
     cheeks = pixels[int(lm[33, 1]):int(lm[48, 1]), int(lm[48, 0]):int(lm[54, 0])].reshape(-1, 3)
     brightness = float(np.clip(np.median(cheeks.mean(1)) / 170.0, 0.8, 1.05)) if len(cheeks) else 1.0
     bright = pixels[inner & (pixels[..., 2] > 150) & (pixels[..., 0] - pixels[..., 2] < 40)] if shows_teeth else []
-    ivory = np.array([238.0, 228.0, 206.0]) * 0.9 + 0.1 * lip
+    ivory = np.array([236.0, 230.0, 212.0]) * 0.92 + 0.08 * lip
     teeth = np.median(bright, 0) if len(bright) > 20 else ivory * brightness
     return {"lip": lip, "inner": lip * np.array([0.6, 0.4, 0.42]), "deep": lip * np.array([0.2, 0.09, 0.1]),
             "tongue": lip * np.array([0.78, 0.5, 0.52]),

@@ -68,6 +68,7 @@ class HeadModel:
     nose_sigma: float
     iod: float
     weight: np.ndarray  # (H, W) float32 in [0, 1]
+    neck: float = 0.0  # y of the roll pivot (the chin): a tilted head leaves the collar where it is
 
     @classmethod
     def from_landmarks(cls, landmarks: np.ndarray, iod: float, size: int = 512) -> "HeadModel":
@@ -95,7 +96,8 @@ class HeadModel:
         return cls(centre=(float(eyes[0]), float((top + chin[1]) / 2)),
                    skull_radii=(float(1.15 * face_half_width), float((chin[1] - top) / 2)),
                    depth=float(1.1 * iod), nose=(float(lm[30, 0]), float(lm[30, 1])),
-                   nose_height=float(0.3 * iod), nose_sigma=float(0.28 * iod), iod=float(iod), weight=weight)
+                   nose_height=float(0.3 * iod), nose_sigma=float(0.28 * iod), iod=float(iod), weight=weight,
+                   neck=float(chin[1]))
 
     def depth_at(self, xy: np.ndarray) -> np.ndarray:
         """Height of the head surface above the pivot plane at image points (..., 2)."""
@@ -120,10 +122,19 @@ class HeadModel:
         z = self.depth_at(xy)
         w = self.weight_at(xy)
         rel = np.stack([xy[:, 0] - self.centre[0], xy[:, 1] - self.centre[1], z], axis=-1)  # (P, 3)
-        rot = rotation_matrices(np.asarray(pose, np.float64)[:, :3])  # (N, 3, 3)
-        moved = np.einsum("nij,pj->npi", rot, rel)[..., :2] - rel[None, :, :2]
+        rot, offset = self.rotation(np.asarray(pose, np.float64)[:, :3])
+        moved = (np.einsum("nij,pj->npi", rot, rel) + offset[:, None])[..., :2] - rel[None, :, :2]
         shift = np.asarray(pose, np.float64)[:, None, 3:5] * self.iod
         return w[None, :, None] * (moved + shift)
+
+    def rotation(self, angles_deg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 3) yaw, pitch, roll -> rotation (N, 3, 3) and offset (N, 3) of points relative to the pivot:
+        yaw and pitch turn about the pivot inside the head, roll about the chin (the neck)."""
+        angles = np.asarray(angles_deg, np.float64)
+        rot = rotation_matrices(angles)
+        roll = rotation_matrices(np.stack([np.zeros(len(angles)), np.zeros(len(angles)), angles[:, 2]], 1))
+        neck = np.array([0.0, self.neck - self.centre[1], 0.0])
+        return rot, neck - roll @ neck
 
 
 def rotation_matrices(angles_deg: np.ndarray) -> np.ndarray:
@@ -400,6 +411,9 @@ class Rig:
         k = len(RIG_NAMES)
         design = self.bases.reshape(k, -1).T.astype(np.float64) * self.iod  # (136, K)
         lam = np.sqrt(self.ridge) * self.iod
+        # relaxing the photographed smile moves the corners much as a frown does: prefer the frown, which
+        # real footage shows far more often than a portrait's smile wiped off
+        prior = np.diag(np.where(np.array(RIG_NAMES) == "smile_relax", 4.0, 1.0))
         coeffs = np.zeros((len(landmarks), k))
         poses = np.zeros((len(landmarks), 5))
         for n, observed in enumerate(landmarks):
@@ -413,7 +427,7 @@ class Rig:
                     np.clip(pose, pose_lo, pose_hi), bounds=(pose_lo, pose_hi), x_scale=[10, 10, 10, 0.1, 0.1]).x
                 flat = self.unposed(observed[None], pose[None])[0]
                 target = (flat - self.rest).ravel()
-                solution = lsq_linear(np.vstack([design, lam * np.eye(k)]), np.concatenate([target, np.zeros(k)]),
+                solution = lsq_linear(np.vstack([design, lam * prior]), np.concatenate([target, np.zeros(k)]),
                                       bounds=(RIG_LO, RIG_HI))
                 coeffs[n] = solution.x
                 expressed = self.rest + self.expression_displacement(solution.x[None])[0]

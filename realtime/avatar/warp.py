@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .rig import (EYE, EYE_CORNERS, INNER_LOWER, LID_LINES, INNER_UPPER, LOWER_LID, OUTER_LOWER, OUTER_UPPER, RIG_INDEX, RIG_NAMES,
-                  UPPER_LID, Rig, rotation_matrices)
+                  UPPER_LID, Rig)
 
 
 def warp_bases(rig: Rig) -> np.ndarray:
@@ -76,6 +76,8 @@ def expression_fields(rig: Rig, size: int, step: int, radii) -> np.ndarray:
     field_size = len(axis)
     grid = np.stack(np.meshgrid(axis, axis, indexing="xy"), -1).reshape(-1, 2)
     anchors = _anchor_points(rig, radii, size)
+    gap = rig.rest[INNER_LOWER, 1] - rig.rest[INNER_UPPER, 1]
+    closed = [p for pair, g in zip(zip(INNER_UPPER, INNER_LOWER), gap) if g < 0.05 * rig.iod for p in pair]
     fields = np.zeros((len(RIG_NAMES), 2, field_size, field_size), np.float32)
     for k, basis in enumerate(warp_bases(rig)):
         moved = basis * rig.iod
@@ -83,9 +85,9 @@ def expression_fields(rig: Rig, size: int, step: int, radii) -> np.ndarray:
             continue
         skin, skin_moved = _lid_skin(rig, basis)
         brow, brow_moved = _forehead(rig, basis)
-        # the inner lips are left to the mouth remap: on a closed mouth the upper and lower ones coincide,
-        # and moving them apart through a smooth field would fold it over (a torn mouth)
-        keep = [p for p in range(68) if p not in INNER_UPPER + INNER_LOWER]
+        # inner lips that meet in the photograph are left to the mouth remap: upper and lower coincide
+        # there, and moving them apart through a smooth field would fold it over (a torn mouth)
+        keep = [p for p in range(68) if p not in closed]
         centres = np.concatenate([rig.rest[keep] + moved[keep], skin + skin_moved, brow + brow_moved, anchors])
         values = np.concatenate([-moved[keep], -skin_moved, -brow_moved, np.zeros_like(anchors)])
         spline = RBFInterpolator(centres, values, kernel="thin_plate_spline", smoothing=1e-3)
@@ -136,8 +138,8 @@ class CoarseWarp:
         if not np.any(pose_np):
             return None
         dev, dt, h = self.device, self.dtype, self.coarse_size
-        rot = torch.from_numpy(rotation_matrices(pose_np[:, :3])).to(dev, dt)  # (n, 3, 3)
-        moved = torch.einsum("nij,pj->npi", rot, self.head_rel)[..., :2] - self.head_rel[None, :, :2]
+        rot, offset = (torch.from_numpy(a).to(dev, dt) for a in self.rig.head.rotation(pose_np[:, :3]))
+        moved = (torch.einsum("nij,pj->npi", rot, self.head_rel) + offset[:, None])[..., :2] - self.head_rel[None, :, :2]
         shift = torch.from_numpy(pose_np[:, 3:5] * self.rig.iod).to(dev, dt)[:, None, :]
         forward = (self.head_weight[None, :, None] * (moved + shift)).view(-1, h, h, 2).permute(0, 3, 1, 2)
         back = -forward
