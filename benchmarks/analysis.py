@@ -12,8 +12,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-VIDEO_CLOCK = 90_000
-FPS = 25
+from realtime.vocab import FPS, VIDEO_CLOCK
 
 
 def summary(values, digits: int = 1) -> dict[str, float | int | None]:

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from realtime.motion.space import FPS
+from realtime.vocab import FPS, LEVELS
 
-LEVELS = (0.35, 0.65, 1.0)
 COLUMNS = 8
 FACE = (slice(96, 480), slice(96, 416))  # rows, cols of the aligned 512² frame that hold head and neck
 SCALE = 0.6
@@ -41,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from realtime.animate import PROGRAMS, Animator, AnimatorConfig
-    from realtime.avatar import Renderer, RenderConfig, enrol
+    from realtime.avatar import RenderConfig, Renderer, enrol
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -53,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, program in PROGRAMS.items():
         if args.only and name not in args.only:
             continue
-        levels = LEVELS if program.kind == "emotion" else (1.0,)
+        levels = tuple(LEVELS.values()) if program.kind == "emotion" else (1.0,)
         tiles, labels = [], []
         for level in levels:
             motion = animator(None, frames, programs=[(name, level)], seed=0).values

@@ -6,18 +6,19 @@ Held-out corpus (held-out sentences x held-out instruction paraphrases; built wi
 `avatar corpus --out data/corpus_heldout --items 200 --seed 1 --split heldout` if missing):
   - mouth error vs the animator (mean |generated - teacher| over the mouth axes) and jaw_open correlation
   - lip closure rate on /p b m/: a bilabial viseme run counts as closed if lips_close reaches 0.5 in it
-  - instructed action units: precision / recall / F1 of the non-speech AUs that realtime.instruct.describe
+  - instructed action units: precision / recall / F1 of the non-speech AUs that realtime.training.annotate.describe
     detects in the generated motion vs those it detects in the teacher's, per instruction segment (after a
     12-frame settling time; mid-item instruction changes are streamed with set_instruction); the same at the
     level of describe()'s programs
   - emotion recall: the instructed emotion program is among describe()'s programs of the generated motion
   - jitter (mean |second difference| per axis, generated vs teacher) and seam score (mean |velocity| at
     chunk borders / mean |velocity| inside chunks; 1.0 = no seam)
-Real human speech (realtime.corpus.human_speech): the mouth opens with the voice (jaw_open mean in voiced vs
+Real human speech (realtime.training.corpus.human_speech): the mouth opens with the voice (jaw_open mean in voiced vs
 silent frames, correlation with log energy), closes in silence, and closes at the start of words that begin
 with /p b m/ (KLettres words and letters; weak: silence before a word closes the lips anyway); and on
 every /p b m/ of the transcript, located by aligning espeak-ng's rendering of the text (exact phoneme
-timings) to the recording with dynamic time warping of log-mel features. "Closed in silence" = jaw_open < 0.1 and lips_close >= 0.5
+timings) to the recording with dynamic time warping of log-mel features.
+"Closed in silence" = jaw_open < 0.1 and lips_close >= 0.5
 (the teacher rests the lips closed in silence).
 Writes benchmarks/results/eval_generator.json.
 """
@@ -31,17 +32,14 @@ from pathlib import Path
 
 import numpy as np
 
-from realtime.motion.space import INDEX, SCALE
+from realtime.vocab import EMOTIONS, INDEX, MODEL_RATE, SAMPLES_PER_FRAME, SCALE, SPEECH_AXES, Viseme
 
 RESULTS = Path(__file__).parent / "results"
-MOUTH = ["jaw_open", "lips_close", "lip_press", "lip_funnel", "lip_pucker", "lower_lip_tuck", "mouth_stretch"]
 CLOSED = 0.5  # lips_close level that counts as a closure
 BILABIAL_ONSET = {"me", "my", "pet", "ball", "b", "p"}  # KLettres words/letters that begin with /p b m/
 
 
 def _bilabial_class() -> int:
-    from realtime.animate import Viseme
-
     return int(Viseme.BILABIAL)
 
 
@@ -64,13 +62,13 @@ def jitter(values: np.ndarray) -> float:
 
 def _speech_free_aus(motion: np.ndarray) -> set[str]:
     """Action units describe.py detects in a stretch of motion, leaving out those speech moves anyway."""
-    from realtime.instruct.describe import AU_AXES, SPEECH_AXES as DESCRIBE_SPEECH, detect_aus
+    from realtime.training.annotate.describe import AU_AXES, SPOKEN_AXES, detect_aus
 
-    return {au for au in detect_aus(motion) if AU_AXES[au] not in DESCRIBE_SPEECH}
+    return {au for au in detect_aus(motion) if AU_AXES[au] not in SPOKEN_AXES}
 
 
 def _programs(motion: np.ndarray) -> set[str]:
-    from realtime.instruct.describe import describe
+    from realtime.training.annotate.describe import describe
 
     return {name for name, _ in describe(motion).programs}
 
@@ -89,20 +87,19 @@ def stream_item(model, encoder, item, seed: int, intensity: float = 1.0, use_ins
         stop = segments[k + 1][0] if k + 1 < len(segments) else item.frames
         # the sampler applies an instruction from its next chunk: give it when that chunk starts
         sampler.set_instruction(text or None, intensity)
-        frames.append(sampler.push(item.audio[start * 640: stop * 640]))
+        frames.append(sampler.push(item.audio[start * SAMPLES_PER_FRAME: stop * SAMPLES_PER_FRAME]))
     frames.append(sampler.flush())
     return np.concatenate(frames)[: item.frames]
 
 
 def evaluate_corpus(model, encoder, corpus_path: Path, items: int, seed: int, bilabial: int | None,
                     intensity: float = 1.0, sampler_config=None) -> dict:
-    from realtime.animate import EMOTIONS
-    from realtime.corpus.format import Corpus
+    from realtime.training.corpus.format import Corpus
 
     corpus = Corpus(corpus_path)
     rng = np.random.default_rng(seed)
     picks = rng.choice(len(corpus), size=min(items, len(corpus)), replace=False)
-    mouth_idx = [INDEX[n] for n in MOUTH]
+    mouth_idx = [INDEX[n] for n in SPEECH_AXES]
     mae, corr, closures, closures_teacher, seams, jit_gen, jit_teacher = [], [], [], [], [], [], []
     au = {"tp": 0, "fp": 0, "fn": 0}
     prog = {"tp": 0, "fp": 0, "fn": 0}
@@ -161,7 +158,8 @@ def evaluate_corpus(model, encoder, corpus_path: Path, items: int, seed: int, bi
         "bilabial_closure_rate_teacher": float(np.mean(closures_teacher)) if closures_teacher else None,
         "instructed_aus": prf(au), "instructed_programs": prf(prog),
         "emotion_recall": emotion_hits / emotion_total if emotion_total else None, "emotion_items": emotion_total,
-        "seam_score": float(np.mean(seams)), "seam_score_teacher": float(np.mean([seam_score(corpus[int(i)].motion, window) for i in picks])),
+        "seam_score": float(np.mean(seams)),
+        "seam_score_teacher": float(np.mean([seam_score(corpus[int(i)].motion, window) for i in picks])),
         "jitter_generated": float(np.mean(jit_gen)), "jitter_teacher": float(np.mean(jit_teacher)),
         "per_item": per_item,
     }
@@ -191,12 +189,12 @@ def _dtw_path(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def bilabial_times(audio16k: np.ndarray, text: str, model, espeak) -> list[tuple[float, float]]:
     """(start, end) seconds of every /p b m/ in a human recording of `text`: espeak-ng says the text with
     exact phoneme timings, and dynamic time warping of the two log-mel sequences carries them across."""
-    from realtime.animate import Viseme, viseme_of
+    from realtime.animate import viseme_of
     from realtime.media import resample
     from realtime.motion.features import log_mel
 
     speech = espeak(text, voice="en-us")
-    synth = resample(speech.audio, speech.sample_rate, 16_000)
+    synth = resample(speech.audio, speech.sample_rate, MODEL_RATE)
     fa = log_mel(audio16k, model.cfg.features).numpy()
     fb = log_mel(synth, model.cfg.features).numpy()
     path = _dtw_path(fb, fa)  # synthetic frame -> human frame
@@ -213,11 +211,10 @@ def bilabial_times(audio16k: np.ndarray, text: str, model, espeak) -> list[tuple
 
 
 def evaluate_human_speech(model, seed: int, sampler_config=None) -> dict:
-    from realtime.corpus.human_speech import recordings
     from realtime.media import load_audio
     from realtime.motion.sampler import generate
-
     from realtime.speech import Espeak
+    from realtime.training.corpus.human_speech import recordings
 
     espeak = Espeak()
     espeak.setup()
@@ -226,10 +223,11 @@ def evaluate_human_speech(model, seed: int, sampler_config=None) -> dict:
     aligned_closed: list[float] = []
     for rec in recordings():
         audio = load_audio(rec.path)
-        audio = np.concatenate([np.zeros(8000, np.float32), audio, np.zeros(8000, np.float32)])  # 0.5 s silence each side
+        silence = np.zeros(MODEL_RATE // 2, np.float32)  # 0.5 s each side
+        audio = np.concatenate([silence, audio, silence])
         gen = generate(model, None, audio, None, seed=seed, config=sampler_config).values
-        T = min(len(gen), len(audio) // 640)
-        frames = audio[: T * 640].reshape(T, 640)
+        T = min(len(gen), len(audio) // SAMPLES_PER_FRAME)
+        frames = audio[: T * SAMPLES_PER_FRAME].reshape(T, SAMPLES_PER_FRAME)
         energy_db = 10 * np.log10((frames ** 2).mean(1) + 1e-10)
         voiced = energy_db > energy_db.max() - 30
         near_voice = np.convolve(voiced.astype(float), np.ones(7), "same") > 0  # within 3 frames of voice
@@ -280,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", default="data/corpus_heldout", help="held-out corpus (built if missing)")
     parser.add_argument("--items", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--bilabial-class", type=int, default=None, help="viseme id of /p b m/ (default: the animator's)")
+    parser.add_argument("--bilabial-class", type=int, default=None,
+                        help="viseme id of /p b m/ (default: the vocabulary's)")
     parser.add_argument("--no-encoder", action="store_true", help="skip instructions (no InstructionEncoder)")
     parser.add_argument("--steps", type=int, default=None, help="DDIM steps (default: SamplerConfig's)")
     parser.add_argument("--out", default=str(RESULTS / "eval_generator.json"))
@@ -301,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         encoder.setup()
     corpus_path = Path(args.corpus)
     if not (corpus_path / "index.json").is_file():
-        from realtime.corpus.build import BuildConfig, build_corpus
+        from realtime.training.corpus.build import BuildConfig, build_corpus
 
         build_corpus(corpus_path, 200, seed=1, config=BuildConfig(split="heldout"))
     sampler_config = SamplerConfig() if args.steps is None else SamplerConfig(steps=args.steps)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.face_metrics import SIGNATURES, against, check, clip_signature
-from realtime.motion.space import FPS
+from realtime.vocab import FPS
 
 RESULTS = Path(__file__).parent / "results"
 PORTRAITS = {"default": None, "grace_hopper": Path(__file__).parent / "portraits" / "grace_hopper.jpg"}
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from realtime.animate import Animator, AnimatorConfig
-    from realtime.avatar import DlibLandmarkDetector, Renderer, RenderConfig, enrol
+    from realtime.avatar import DlibLandmarkDetector, RenderConfig, Renderer, enrol
     from realtime.instruct import InstructionEncoder, ProgramMatcher
     from realtime.speech import Espeak
 
@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
                              "judged": level == 1.0 and label in SIGNATURES, "failed": failed})
                 print(f"  {text!r:28} {level:.2f} {programs} " + " ".join(f"{k} {v:+.3f}" for k, v in changes.items())
                       + (f"  FAILED {failed}" if failed else ""), flush=True)
-        rows.append({"portrait": portrait_name, "label": "uninstructed", "base": {k: round(v, 4) for k, v in base.items()}})
+        rows.append({"portrait": portrait_name, "label": "uninstructed",
+                     "base": {k: round(v, 4) for k, v in base.items()}})
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "expressions.json").write_text(json.dumps({"sentence": SENTENCE, "onset_s": ONSET_S, "rows": rows},

@@ -18,12 +18,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from realtime.vocab import MODEL_RATE, SAMPLES_PER_FRAME
+
 RESULTS = Path(__file__).parent / "results"
 
 
 def _speech(seconds: float, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * 16_000)) / 16_000
+    t = np.arange(int(seconds * MODEL_RATE)) / MODEL_RATE
     envelope = (np.sin(2 * np.pi * 3.3 * t) > 0.2).astype(np.float32)
     tone = sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate([140, 280, 700, 1200], 1))
     return (0.2 * envelope * tone + 0.003 * rng.standard_normal(len(t))).astype(np.float32)
@@ -64,7 +66,7 @@ def time_case(model, encoder, audio: np.ndarray, instruction: str | None, switch
 
     sampler = StreamingSampler(model, encoder, SamplerConfig(steps=steps, transition_s=1e9 if switch_to else 0.48))
     sampler.set_instruction(instruction)
-    step = model.cfg.window * 640
+    step = model.cfg.window * SAMPLES_PER_FRAME
     times = []
     for i, start in enumerate(range(0, len(audio), step)):
         if switch_to and i == 3:
@@ -102,13 +104,15 @@ def main(argv: list[str] | None = None) -> int:
             "instruction_crossfade": time_case(model, encoder, audio, "smile warmly", "look furious", steps),
         }
     result = {"model": source, "params": model.num_params(), "ddim_steps": steps, "threads": 1,
-              "instruction_tokens": enc_source, "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
+              "instruction_tokens": enc_source, "torch": torch.__version__,
+              "cpu": platform.processor() or platform.machine(),
               "budget_fraction": 0.25, "cases": cases,
               "within_budget": all(c["median_fraction_of_audio"] <= 0.25 for c in cases.values())}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "generator_speed.json").write_text(json.dumps(result, indent=1))
     for name, c in cases.items():
-        print(f"{name:24s} median {c['median_ms']:6.1f} ms  p90 {c['p90_ms']:6.1f} ms  per {c['chunk_ms']:.0f} ms chunk "
+        print(f"{name:24s} median {c['median_ms']:6.1f} ms  p90 {c['p90_ms']:6.1f} ms  "
+              f"per {c['chunk_ms']:.0f} ms chunk "
               f"-> {100 * c['median_fraction_of_audio']:.1f} % of real time (budget 25 %)")
     print(f"wrote {RESULTS / 'generator_speed.json'}")
     return 0

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from realtime.vocab import MODEL_RATE
+
 RESULTS = Path(__file__).parent / "results"
 TEXT = ("The moon is bright tonight and we can walk along the river for a while before dinner. "
         "Then we go home and read a book together.")
@@ -30,10 +32,10 @@ def _held(progress: np.ndarray, level: float, hold: int = 3) -> int | None:
 
 def response(model, encoder, audio: np.ndarray, text: str, axes: tuple[str, ...], seed: int) -> dict:
     from realtime.motion.sampler import StreamingSampler
-    from realtime.motion.space import INDEX
+    from realtime.vocab import INDEX
 
     sampler = StreamingSampler(model, encoder, seed=seed)
-    send = int(SEND_S * 16_000)
+    send = int(SEND_S * MODEL_RATE)
     frames = []
     for start in range(0, len(audio), PUSH):
         if start == send:
@@ -69,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     encoder = InstructionEncoder()
     encoder.setup()
     speech = Espeak().setup()(TEXT, voice="en-us")
-    audio = resample(speech.audio, speech.sample_rate, 16_000).astype(np.float32)
+    audio = resample(speech.audio, speech.sample_rate, MODEL_RATE).astype(np.float32)
     if args.silent:
         audio = np.zeros_like(audio)
     rows = {}

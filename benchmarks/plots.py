@@ -92,7 +92,8 @@ def instruction_plot(report: dict, path: Path) -> Path | None:
     for rec in inst["per_instruction"]:
         c = colours.get(rec["text"], "k")
         ax.plot(np.asarray(rec["progress_t"]) * 1000, rec["progress"], color=c, lw=0.8,
-                label=rec["text"] if rec is next(r for r in inst["per_instruction"] if r["text"] == rec["text"]) else None)
+                label=rec["text"] if rec is next(r for r in inst["per_instruction"] if r["text"] == rec["text"])
+                else None)
         if rec["visible_ms"] is not None:
             ax.plot(rec["visible_ms"], 0.2, "o", color=c)
         if rec["complete_ms"] is not None:
@@ -120,7 +121,8 @@ def throughput_plot(report: dict, path: Path) -> Path | None:
     axes[0].legend()
     axes[1].plot(n, [lv["cpu"]["server_cpu_pct"] for lv in levels], "o-", label="server")
     axes[1].plot(n, [lv["cpu"]["client_cpu_pct"] for lv in levels], "s-", label="client (this process)")
-    axes[1].plot(n, [100 * (lv["cpu"]["other_processes_cores"] or 0) for lv in levels], "^-", label="other processes (and kernel)")
+    axes[1].plot(n, [100 * (lv["cpu"]["other_processes_cores"] or 0) for lv in levels], "^-",
+                 label="other processes (and kernel)")
     axes[1].set(xlabel="concurrent sessions", ylabel="% of one core", title="CPU")
     axes[1].legend()
     axes[2].plot(n, [lv["server_rss_mb"] for lv in levels], "o-")

@@ -19,7 +19,7 @@ class Region:
     cols: slice
 
     @classmethod
-    def around(cls, name: str, landmarks: np.ndarray, points: list[int], margin: float) -> "Region":
+    def around(cls, name: str, landmarks: np.ndarray, points: list[int], margin: float) -> Region:
         xy = np.asarray(landmarks)[points]
         (x0, y0), (x1, y1) = xy.min(0) - margin, xy.max(0) + margin
         return cls(name, slice(int(max(0, y0)), int(np.ceil(y1))), slice(int(max(0, x0)), int(np.ceil(x1))))

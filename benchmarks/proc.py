@@ -54,7 +54,7 @@ class CpuWindow:
     _client0: float | None = None
     _system0: tuple[float, float] | None = None
 
-    def start(self) -> "CpuWindow":
+    def start(self) -> CpuWindow:
         self._t0 = time.monotonic()
         self._server0 = cpu_seconds(self.server_pid) if self.server_pid else None
         self._client0 = cpu_seconds()

@@ -18,16 +18,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from realtime.motion.space import DIM, INDEX
+from realtime.vocab import DIM, FPS, INDEX
 
 RESULTS = Path(__file__).parent / "results"
 
 
 def talking_motion(frames: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    t = np.arange(frames) / 25.0
+    t = np.arange(frames) / FPS
     m = np.zeros((frames, DIM), np.float32)
-    m[:, INDEX["jaw_open"]] = np.clip(0.35 + 0.35 * np.sin(2 * np.pi * 3.1 * t) + 0.05 * rng.standard_normal(frames), 0, 1)
+    jaw = 0.35 + 0.35 * np.sin(2 * np.pi * 3.1 * t) + 0.05 * rng.standard_normal(frames)
+    m[:, INDEX["jaw_open"]] = np.clip(jaw, 0, 1)
     m[:, INDEX["lips_close"]] = np.clip(np.sin(2 * np.pi * 1.3 * t), 0, 1) ** 4
     m[:, INDEX["smile"]] = 0.3 + 0.3 * np.sin(2 * np.pi * 0.2 * t)
     blink = (np.arange(frames) % 60) < 4

@@ -44,7 +44,7 @@ class BenchConfig:
     stages: StagesConfig = field(default_factory=StagesConfig)
 
     @classmethod
-    def preset(cls, quick: bool, **overrides) -> "BenchConfig":
+    def preset(cls, quick: bool, **overrides) -> BenchConfig:
         if quick:
             return cls(quick=True, latency=LatencyConfig(onsets=6, instruction_count=2),
                        throughput=ThroughputConfig(max_sessions=2, measure_s=4.0, warmup_s=1.5),
@@ -116,7 +116,8 @@ def _live_parts(report: dict, artifacts: dict, live: list[str], config: BenchCon
     max_sessions = config.throughput.max_sessions if "throughput" in live else 1
     with ServerProcess(max_sessions, config.checkpoint, config.image) as server:
         report["server"] = {"trained": server.trained, "startup_s": server.startup_s,
-                            "checkpoint": str(config.checkpoint or "shipped"), "command": " ".join(server.command()[1:])}
+                            "checkpoint": str(config.checkpoint or "shipped"),
+                            "command": " ".join(server.command()[1:])}
         portrait = _portrait(config.image)
         if "latency" in live:
             spy = _start_profile(report, server.pid, config) if config.profile else None
@@ -229,7 +230,8 @@ def markdown(report: dict) -> str:
     m = report["machine"]
     lines = [f"Machine: {m.get('cpu_model')}, {m.get('cores')} cores, {m.get('ram_gb')} GB RAM; "
              f"load average {m.get('load_average')} at start, {m.get('load_average_end')} at end; "
-             f"torch {m.get('torch')}. Generator: {'trained' if (report.get('server') or {}).get('trained') else 'UNTRAINED'}.",
+             f"torch {m.get('torch')}. "
+             f"Generator: {'trained' if (report.get('server') or {}).get('trained') else 'UNTRAINED'}.",
              f"Command: `{report['command']}` ({report['duration_s']} s).", "",
              "| Target | Goal | Measured | Met |", "|---|---|---|---|"]
     for t in report["targets"]:
@@ -250,7 +252,8 @@ def markdown(report: dict) -> str:
         lines.append(f"| A/V offset per onset, video - voice (ms) | {_fmt(off.get('p50'))} | {_fmt(off.get('p95'))} | "
                      f"{_fmt(off.get('max'))} | {off.get('n')} |")
         lines.append(f"| time to first frame from offer (ms) | {_fmt(ttff['from_offer'])} | | | 1 |")
-        lines.append(f"| A/V cross-correlation | best lag {_fmt(av.get('xcorr_lag_ms'))} ms | r {_fmt(av.get('xcorr_r'))} | | |")
+        lines.append(f"| A/V cross-correlation | best lag {_fmt(av.get('xcorr_lag_ms'))} ms "
+                     f"| r {_fmt(av.get('xcorr_r'))} | | |")
     stages = ((report.get("server_call") or {}).get("stages")) or {}
     if stages:
         lines += ["", "| Server stage (ms) | " + " | ".join(stages) + " |", "|---|" + "---|" * len(stages),
@@ -271,7 +274,8 @@ def markdown(report: dict) -> str:
                   f"frames (pixels); server: {pacing.get('server_counts')}."]
     tp = report.get("throughput")
     if tp:
-        lines += ["", "| Sessions | fps received (min / mean) | new pictures/s (min) | lost frames | server CPU % | client CPU % | other procs (cores) "
+        lines += ["", "| Sessions | fps received (min / mean) | new pictures/s (min) | lost frames | server CPU % "
+                  "| client CPU % | other procs (cores) "
                   "| server RSS MiB (per session) | latency p95 ms (max) | holds 25 fps |", "|---" * 10 + "|"]
         for lv in tp["levels"]:
             cpu = lv["cpu"]

@@ -64,7 +64,7 @@ class ServerProcess:
             cmd += ["--image", str(self.image)]
         return cmd
 
-    def start(self) -> "ServerProcess":
+    def start(self) -> ServerProcess:
         t0 = time.monotonic()
         env = {**os.environ, "AVATAR_TOKEN": ""}  # no token: this loopback client may list sessions
         self.process = subprocess.Popen(self.command(), cwd=REPO, env=env, stdout=subprocess.PIPE,
@@ -101,7 +101,7 @@ class ServerProcess:
             self.process.kill()
             self.process.wait()
 
-    def __enter__(self) -> "ServerProcess":
+    def __enter__(self) -> ServerProcess:
         return self.start()
 
     def __exit__(self, *exc) -> None:

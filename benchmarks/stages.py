@@ -15,9 +15,8 @@ import numpy as np
 
 from benchmarks.analysis import FPS, summary
 from benchmarks.server_process import has_checkpoint
-from benchmarks.stimulus import running_speech
-
-MODEL_RATE = 16_000
+from benchmarks.stimulus import RATE, running_speech
+from realtime.vocab import MODEL_RATE
 
 
 @dataclass
@@ -56,7 +55,7 @@ def stage_costs(config: StagesConfig) -> dict:
         features = StreamingLogMel(model.cfg.features)
         encoder = Vp8Encoder()
         chunk = int(MODEL_RATE * model.cfg.window / FPS)
-        speech = resample(running_speech(chunk * (config.chunks + 4) / MODEL_RATE), 48_000, MODEL_RATE)
+        speech = resample(running_speech(chunk * (config.chunks + 4) / MODEL_RATE), RATE, MODEL_RATE)
         costs: dict[str, list[tuple[float, float]]] = {k: [] for k in ("features", "sample", "render", "yuv", "vp8")}
         sampler.push(speech[: 4 * chunk])  # first calls of torch are slow: not part of the steady state
         features.push(speech[: 4 * chunk])

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from realtime.media import load_audio
+from realtime.vocab import WEBRTC_AUDIO_RATE as RATE  # what a microphone sends over WebRTC
 
-RATE = 48_000
 SYLLABLES = ("pa", "ba", "ma", "ah")
 SPEECH = ("Hello there. My name is Eileen, and I would like to talk to you about the moon, the stars and "
           "some beautiful music. Maybe we can meet tomorrow at the park, or have a cup of coffee together.")

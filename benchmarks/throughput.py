@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchmarks.analysis import VIDEO_CLOCK, FPS, summary
+from benchmarks.analysis import FPS, VIDEO_CLOCK, summary
 from benchmarks.probe import TimedMicrophone
 from benchmarks.proc import CpuWindow, rss_bytes
 from benchmarks.stimulus import RATE, running_speech
@@ -85,7 +85,8 @@ async def run_level(ws_url: str, n: int, speech: np.ndarray, server_pid: int | N
         pts = np.asarray(client.video.pts[mark:], np.int64)
         inside = (times >= t_start) & (times < t_end)
         fps = float(inside.sum()) / (t_end - t_start)
-        ticks = np.rint(np.diff(pts[inside]) / (VIDEO_CLOCK / FPS)).astype(np.int64) if inside.sum() > 1 else np.zeros(0)
+        ticks = (np.rint(np.diff(pts[inside]) / (VIDEO_CLOCK / FPS)).astype(np.int64) if inside.sum() > 1
+                 else np.zeros(0))
         counts = {k: _delta(a, b, k) for k in ("frames_shown", *LOSS_COUNTS, "audio_skipped_ms", "audio_dropped_ms")}
         counts["missing_ticks"] = int(np.clip(ticks - 1, 0, None).sum())
         new_fps = counts["frames_shown"] / (t_end - t_start)  # frames shown for the first time (no repeats)

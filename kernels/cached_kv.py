@@ -47,7 +47,7 @@ class CachedKV:
         key_padding_mask: torch.Tensor | None = None,
         *,
         scale: float | None = None,
-    ) -> "CachedKV":
+    ) -> CachedKV:
         check_inputs(k, k, v, key_padding_mask)
         scale = k.shape[-1] ** -0.5 if scale is None else float(scale)
         return cls(k=k, v=v, key_padding_mask=key_padding_mask, scale=scale)

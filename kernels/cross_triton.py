@@ -19,6 +19,7 @@ import triton
 import triton.language as tl
 
 from kernels.layout import key_block, padded_head_dim
+
 INTERPRETED = bool(triton.knobs.runtime.interpret)  # decided now, at decoration time
 
 
@@ -79,9 +80,9 @@ def _cached_cross_attention_fwd(
     m = tl.max(s, 1)
     m = tl.where(m == float("-inf"), 0.0, m)  # a batch row with every token masked: p = 0, output zeros
     p = tl.exp2(s - m[:, None])
-    l = tl.sum(p, 1)
+    denom = tl.sum(p, 1)
     acc = tl.dot(p.to(v.dtype), v, input_precision=DOT_PRECISION)
-    out = acc / tl.where(l > 0.0, l, 1.0)[:, None]
+    out = acc / tl.where(denom > 0.0, denom, 1.0)[:, None]
     tl.store(
         Out + off_b * stride_ob + off_h * stride_oh + offs_m[:, None] * stride_om + offs_d[None, :] * stride_od,
         out.to(Out.dtype.element_ty),

@@ -36,9 +36,9 @@ def _delegate(module: str, argv: list[str]) -> int:
 
 DELEGATED = {
     "serve": ("realtime.server", "run the real-time WebRTC avatar server"),
-    "train": ("realtime.motion.train", "train the motion generator on a corpus"),
-    "corpus": ("realtime.corpus.build", "build the synthetic instruction/speech/motion corpus"),
-    "annotate": ("realtime.annotate", "annotate real videos: landmarks → motion → AUs → instruction text"),
+    "train": ("realtime.training.generator.loop", "train the motion generator on a corpus"),
+    "corpus": ("realtime.training.corpus.build", "build the synthetic instruction/speech/motion corpus"),
+    "annotate": ("realtime.training.annotate", "annotate real videos: landmarks → motion → AUs → instruction text"),
     "chat-bridge": ("clients.chat_bridge", "drive the avatar from IRC/Twitch chat"),
     "bench": ("benchmarks.run", "run the latency/throughput benchmark suite"),
 }

@@ -7,10 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from realtime.media import load_audio, resample
-from realtime.media.audio import MODEL_RATE
-from realtime.motion.space import FPS, MotionSequence
+from realtime.vocab import FPS, MODEL_RATE, SAMPLES_PER_FRAME, MotionSequence
 
-SAMPLES_PER_FRAME = MODEL_RATE // FPS
 RENDER_BATCH = 8
 
 
@@ -86,7 +84,7 @@ def render(job: RenderJob) -> RenderResult:
     import torch
     from tqdm import tqdm
 
-    from realtime.avatar import Renderer, RenderConfig, enrol, set_cpu_threads
+    from realtime.avatar import RenderConfig, Renderer, enrol, set_cpu_threads
     from realtime.media import VideoWriter
 
     if job.text is None and job.audio is None:

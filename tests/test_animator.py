@@ -2,17 +2,20 @@
 import numpy as np
 import pytest
 
-from realtime.animate import (EMOTIONS, MOTIONS, PROGRAMS, AnimationError, Animator, UnknownProgramError,
-                              Viseme, animate_segments, program_track, viseme_labels, viseme_of, viseme_track)
-from realtime.motion.space import DIM, FPS, INDEX
-from realtime.speech import Espeak
+from realtime.animate import (
+    PROGRAMS,
+    AnimationError,
+    Animator,
+    UnknownProgramError,
+    animate_segments,
+    program_track,
+    viseme_labels,
+    viseme_of,
+    viseme_track,
+)
+from realtime.vocab import DIM, EMOTIONS, FPS, INDEX, MOTIONS, Viseme
 
 CLOSURE_AXES = ("lips_close", "lip_press", "jaw_open")
-
-
-@pytest.fixture(scope="module")
-def espeak():
-    return Espeak().setup()
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from realtime.annotate import AnnotateConfig, Annotator, VideoError, annotate_videos, decode_video, main
-from realtime.corpus.format import SAMPLES_PER_FRAME, Corpus
 from realtime.media.video import write_video
-from realtime.motion.space import DIM, INDEX, vector
+from realtime.training.annotate import AnnotateConfig, Annotator, VideoError, annotate_videos, decode_video, main
+from realtime.training.corpus.format import Corpus
+from realtime.vocab import DIM, INDEX, SAMPLES_PER_FRAME
 
 FRAMES = 100
 pytestmark = pytest.mark.slow  # renders and annotates two clips end to end (~20 s of CPU)
@@ -50,7 +50,7 @@ def _brows_motion() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
-    from realtime.avatar import Renderer, RenderConfig, enrol
+    from realtime.avatar import RenderConfig, Renderer, enrol
 
     portrait = enrol()
     renderer = Renderer(portrait, RenderConfig(device="cpu"))

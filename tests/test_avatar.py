@@ -8,10 +8,21 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from realtime.avatar import (DlibLandmarkDetector, FaceTooSmallError, ImageReadError, MotionShapeError, NoFaceError,
-                             PortraitCache, RenderConfig, Renderer, Rig, contact_sheet, enrol)
+from realtime.avatar import (
+    DlibLandmarkDetector,
+    FaceTooSmallError,
+    ImageReadError,
+    MotionShapeError,
+    NoFaceError,
+    PortraitCache,
+    RenderConfig,
+    Renderer,
+    Rig,
+    contact_sheet,
+    enrol,
+)
 from realtime.avatar.enrol import EnrolmentError
-from realtime.motion.space import DIM, INDEX, vector
+from realtime.vocab import DIM, INDEX, vector
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +57,8 @@ def _lip_gap(lm: np.ndarray, iod: float) -> float:
 
 def _eye_aspect(lm: np.ndarray) -> float:
     def one(p):
-        return (np.linalg.norm(lm[p[1]] - lm[p[5]]) + np.linalg.norm(lm[p[2]] - lm[p[4]])) / (2 * np.linalg.norm(lm[p[0]] - lm[p[3]]))
+        vertical = np.linalg.norm(lm[p[1]] - lm[p[5]]) + np.linalg.norm(lm[p[2]] - lm[p[4]])
+        return vertical / (2 * np.linalg.norm(lm[p[0]] - lm[p[3]]))
     return float((one(range(36, 42)) + one(range(42, 48))) / 2)
 
 
@@ -68,7 +80,8 @@ def test_text_file_is_an_image_read_error(tmp_path):
         enrol(path, cache=False)
 
 
-@pytest.mark.parametrize("image", [np.full((256, 256, 3), 128, np.uint8), skimage.data.coffee()], ids=["grey", "coffee"])
+@pytest.mark.parametrize("image", [np.full((256, 256, 3), 128, np.uint8), skimage.data.coffee()],
+                         ids=["grey", "coffee"])
 def test_image_without_a_face(image):
     with pytest.raises(NoFaceError, match="no face"):
         enrol(image, cache=False)

@@ -51,7 +51,8 @@ def test_voice_onsets_and_av_lag():
     rms = np.where(((t - 100) % 1.5) < 0.3, 0.2, 0.0005)  # loud 300 ms every 1.5 s
     onsets = voice_onsets(t, rms, [100.9, 102.4])
     assert onsets == [pytest.approx(101.5), pytest.approx(103.0)]
-    assert voice_onsets(t, rms, [101.6], window_s=1.5) == [pytest.approx(103.0)]  # opens on a tail: the next rise counts
+    # opens on a tail: the next rise counts
+    assert voice_onsets(t, rms, [101.6], window_s=1.5) == [pytest.approx(103.0)]
     frame_t = frames(6.0)
     mouth = np.interp(frame_t - 0.08, t, rms)  # the mouth follows the voice 80 ms later
     lag = av_lag(t, rms, frame_t, mouth, 100.5, 105.5)

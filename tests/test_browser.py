@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -14,15 +13,11 @@ import urllib.request
 
 import pytest
 
+import helpers
+from helpers import free_port, wait_until
 from realtime.server import ServerConfig, ServerThread
 
 pytestmark = pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def tabs(debug_port: int) -> list[dict]:
@@ -45,15 +40,6 @@ def evaluate(debug_port: int, url_part: str, expression: str) -> None:
         assert "exceptionDetails" not in reply.get("result", {}), reply
 
 
-def wait_until(predicate, timeout_s: float) -> bool:
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
-
-
 def wait_for_tab(debug_port: int, url_part: str, done, timeout_s: float) -> dict[str, str]:
     end, state = time.monotonic() + timeout_s, {}
     while time.monotonic() < end:
@@ -71,12 +57,8 @@ def wait_for_tab(debug_port: int, url_part: str, done, timeout_s: float) -> dict
 
 @pytest.fixture(scope="module")
 def speech_wav(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("browser")
-    raw, wav = folder / "speech22k.wav", folder / "speech48k.wav"
-    subprocess.run(["espeak-ng", "-w", str(raw), "Good morning. The weather is lovely today, isn't it?"],
-                   check=True)
-    subprocess.run(["sox", str(raw), "-r", "48000", "-c", "1", str(wav)], check=True)
-    return wav
+    text = "Good morning. The weather is lovely today, isn't it?"
+    return helpers.speech_wav(tmp_path_factory.mktemp("browser"), text)
 
 
 def test_page_calls_and_viewer_receives(tmp_path, speech_wav):

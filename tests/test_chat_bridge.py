@@ -16,14 +16,24 @@ from pathlib import Path
 import pytest
 
 from clients.chat_bridge import BridgeConfig, ChatBridge, ConfigError, load_config
-from clients.chat_bridge.bridge import ChatRequest, newest_session
+from clients.chat_bridge.bridge import newest_session
 from clients.chat_bridge.cli import build_parser, config_from_args
 from clients.chat_bridge.commands import CommandParser
 from clients.chat_bridge.config import CommandConfig, LimitConfig, PermissionConfig, Preset, ReplyConfig
-from clients.chat_bridge.irc import (IrcFormatError, IrcMessage, IrcParseError, LineFramer, Source,
-                                     escape_tag_value, parse_line, safe_chat_text, unescape_tag_value)
+from clients.chat_bridge.irc import (
+    IrcFormatError,
+    IrcMessage,
+    IrcParseError,
+    LineFramer,
+    Source,
+    escape_tag_value,
+    parse_line,
+    safe_chat_text,
+    unescape_tag_value,
+)
 from clients.chat_bridge.permissions import Policy, roles_of
 from clients.chat_bridge.replies import ChatReplies
+from helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -408,12 +418,6 @@ def test_twitch_handshake_replayed():
 
 # ------------------------------------------------------------------------------------- end to end helpers
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _config(channel: str = "#stream", port: int = 1, server: str = "ws://127.0.0.1:1/ws", **limits) -> BridgeConfig:
     config = BridgeConfig()
     config.irc.host, config.irc.port, config.irc.nick, config.irc.channel = "127.0.0.1", port, "avatarbot", channel
@@ -431,8 +435,8 @@ class NgIrcd:
     """Debian's ngircd in the foreground on a free loopback port (penalties off, so test clients may flood)."""
 
     def __init__(self, workdir: Path, password: str = "", tls_cert: Path | None = None):
-        self.port, self.workdir, self.proc = _free_port(), workdir, None
-        self.tls_port = _free_port() if tls_cert else None
+        self.port, self.workdir, self.proc = free_port(), workdir, None
+        self.tls_port = free_port() if tls_cert else None
         self.conf = workdir / "ngircd.conf"
         ssl = f"[SSL]\nCertFile = {tls_cert}\nKeyFile = {tls_cert}\nPorts = {self.tls_port}\n" if tls_cert else ""
         self.conf.write_text(textwrap.dedent(f"""\

@@ -14,8 +14,8 @@ from realtime.motion.diffusion import DenoiseRequest, ddim_sample, ddim_sample_m
 from realtime.motion.features import FeatureConfig, FeatureError, StreamingLogMel, log_mel
 from realtime.motion.model import GeneratorConfig, InstructionCache, MotionGenerator
 from realtime.motion.sampler import SamplerConfig, SamplerError, StreamingSampler, generate
-from realtime.motion.space import DIM, HI, INDEX, LO
-from realtime.motion.train import MODEL_PRESETS, TrainConfig, train
+from realtime.training.generator import MODEL_PRESETS, TrainConfig, train
+from realtime.vocab import DIM, HI, INDEX, LO
 
 SR = 16_000
 TEXT_DIM = 384
@@ -201,7 +201,8 @@ def test_streams_denoised_together_get_what_each_would_alone(model):
               InstructionCache.stack([null, model.instruction_cache(enc("smile warmly and nod slowly")),
                                       model.instruction_cache(enc("close your eyes"))])]
     requests = [DenoiseRequest(torch.randn(1, W, DIM, generator=g), torch.randn(1, P, DIM, generator=g),
-                               torch.rand(1, P, generator=g) > 0.3, torch.randn(1, P + W, model.cfg.audio_dim, generator=g),
+                               torch.rand(1, P, generator=g) > 0.3,
+                               torch.randn(1, P + W, model.cfg.audio_dim, generator=g),
                                cache, weights) for cache, weights in zip(caches, ([], [1.5], [0.4, 1.1]))]
     together = ddim_sample_many(model, requests, 3)
     for request, result in zip(requests, together):
@@ -220,7 +221,8 @@ def test_shared_denoiser_batches_windows_that_wait_together(model):
     P, W = model.cfg.prefix, model.cfg.window
     g = torch.Generator().manual_seed(1)
     requests = [DenoiseRequest(torch.randn(1, W, DIM, generator=g), torch.randn(1, P, DIM, generator=g),
-                               torch.ones(1, P, dtype=torch.bool), torch.randn(1, P + W, model.cfg.audio_dim, generator=g),
+                               torch.ones(1, P, dtype=torch.bool),
+                               torch.randn(1, P + W, model.cfg.audio_dim, generator=g),
                                model.instruction_cache(None), []) for _ in range(4)]
     release, calls = threading.Event(), []
 
@@ -369,7 +371,7 @@ def test_checkpoint_roundtrip(model, tmp_path):
 def write_tiny_corpus(path, items: int = 12) -> None:
     """Speech-like bursts whose envelope drives jaw_open, visemes = voiced/unvoiced, two instructions that
     set a constant smile or brow raise (so the instruction is learnable)."""
-    from realtime.corpus.format import CorpusItem, CorpusWriter
+    from realtime.training.corpus.format import CorpusItem, CorpusWriter
 
     with CorpusWriter(path) as writer:
         for i in range(items):
@@ -409,7 +411,7 @@ def test_tiny_training_reduces_loss_and_resumes(tmp_path):
 def test_real_instruction_encoder_feeds_the_model(model):
     """The project's MiniLM InstructionEncoder plugs into instruction_cache, the sampler and the trainer."""
     from realtime.instruct import InstructionEncoder
-    from realtime.motion.train import minilm_embedder
+    from realtime.training.generator import minilm_embedder
 
     encoder = InstructionEncoder().setup()
     cache = model.instruction_cache(encoder("smile warmly"))
@@ -437,9 +439,10 @@ def test_shipped_generator_rests_in_silence_with_idle_life(shipped):
 
 
 def test_shipped_generator_opens_the_mouth_with_speech_and_closes_it_on_bilabials(shipped):
-    from realtime.animate import Viseme, viseme_labels
+    from realtime.animate import viseme_labels
     from realtime.media import resample
     from realtime.speech import Espeak
+    from realtime.vocab import Viseme
 
     speech = Espeak().setup()("Mama made my money, but Bob paid the bill.", voice="en-us")
     pad = 15  # frames of silence (0.6 s) either side, as a live call has

@@ -7,13 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from realtime.instruct import (InstructionEncoder, InstructionError, InstructionNotUnderstood, ProgramMatcher,
-                               build_catalogue)
-from realtime.instruct.catalogue import (HELD_OUT_WORDS, MODERATE, SLIGHT, STRONG, heldout, intensity_from_words,
-                                         program_names, reference_texts, train)
-from realtime.instruct.describe import DescriptionError, describe, detect_aus
+from realtime.instruct import InstructionEncoder, InstructionError, InstructionNotUnderstood, ProgramMatcher
+from realtime.instruct.catalogue import HELD_OUT_WORDS, intensity_from_words, reference_texts
 from realtime.instruct.matcher import evaluate
-from realtime.motion.space import FPS, INDEX, vector
+from realtime.training.annotate.describe import DescriptionError, describe, detect_aus
+from realtime.training.catalogue import build_catalogue, heldout, train
+from realtime.vocab import FPS, INDEX, MODERATE, PROGRAM_NAMES, SLIGHT, STRONG, vector
 
 
 @pytest.fixture(scope="session")
@@ -85,7 +84,7 @@ def test_catalogue_covers_every_program_and_is_deterministic(programs):
     catalogue = build_catalogue()
     assert len(catalogue) > 5000 and len({i.text for i in catalogue}) == len(catalogue)
     named = {name for item in catalogue for name, _ in item.programs}
-    assert named == program_names() == set(programs)
+    assert named == set(PROGRAM_NAMES) == set(programs)
     assert all(0 < level <= 1 for item in catalogue for _, level in item.programs)
     assert [i.text for i in build_catalogue(0)] == [i.text for i in catalogue]
     assert any(len(i.programs) == 2 for i in catalogue)  # combinations

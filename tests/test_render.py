@@ -81,9 +81,10 @@ def test_cli_refuses_bad_inputs_clearly(tmp_path):
 
 def test_animated_speech_closes_and_opens_the_rendered_mouth(teacher_clip):
     """The teacher's /m/ closures and open vowels, read back by dlib from the rendered frames."""
-    from realtime.animate import Animator, Viseme, viseme_of
-    from realtime.avatar import DlibLandmarkDetector, Renderer, RenderConfig, enrol
+    from realtime.animate import Animator, viseme_of
+    from realtime.avatar import DlibLandmarkDetector, RenderConfig, Renderer, enrol
     from realtime.speech import Espeak
+    from realtime.vocab import Viseme
 
     speech = Espeak().setup()("Mama, papa, ah.")
     motion = Animator()(speech, None, seed=0)

@@ -18,7 +18,9 @@ import msgpack
 import numpy as np
 import pytest
 
+import helpers
 from clients.avatar_client import AvatarClient, AvatarError, FileMicrophone
+from helpers import wait_until
 from realtime.server import ServerConfig, ServerThread
 from realtime.server.playout import Playout, RenderedFrame
 from realtime.server.protocol import ProtocolError, decode, parse_instruction
@@ -208,26 +210,13 @@ def open_server(resources):
 
 @pytest.fixture(scope="module")
 def speech_wav(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("speech")
-    raw, wav = folder / "speech22k.wav", folder / "speech48k.wav"
     text = ("Hello there. My name is Eileen, and I would like to talk to you about the moon, "
             "the stars and some beautiful music.")
-    subprocess.run(["espeak-ng", "-s", "150", "-w", str(raw), text], check=True)
-    subprocess.run(["sox", str(raw), "-r", "48000", str(wav)], check=True)
-    return wav
+    return helpers.speech_wav(tmp_path_factory.mktemp("speech"), text, words_per_minute=150)
 
 
 def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 120))
-
-
-def wait_until(predicate, timeout_s: float = 5.0) -> bool:
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def region(landmarks: np.ndarray, points: range, margin: float) -> tuple[slice, slice]:

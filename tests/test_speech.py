@@ -7,11 +7,6 @@ import pytest
 from realtime.speech import PAUSE, Espeak, SpeechError
 
 
-@pytest.fixture(scope="module")
-def espeak():
-    return Espeak().setup()
-
-
 def _envelope(speech, window_s=0.01):
     """RMS over a sliding window, one value per sample."""
     w = int(window_s * speech.sample_rate)

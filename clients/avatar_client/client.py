@@ -23,6 +23,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from realtime.media.jitter import MarkerFrameBuffer, replace_jitter_buffer
+from realtime.vocab import WEBRTC_AUDIO_RATE
 
 # (pixels, arrival time.monotonic()); pixels are (H, W, 3) RGB, or (H, W) luma with frame_format="gray"
 FrameCallback = Callable[[np.ndarray, float], None]
@@ -73,12 +74,12 @@ class AvatarClient:
         self.call_started: float | None = None
 
     # --- connection --------------------------------------------------------------------------------------
-    async def connect(self) -> "AvatarClient":
+    async def connect(self) -> AvatarClient:
         self.ws = await connect(self.url, max_size=1 << 22, open_timeout=self.timeout_s)
         self._reader = asyncio.ensure_future(self._read())
         return self
 
-    async def __aenter__(self) -> "AvatarClient":
+    async def __aenter__(self) -> AvatarClient:
         return await self.connect()
 
     async def __aexit__(self, *exc) -> None:
@@ -191,7 +192,7 @@ class AvatarClient:
     async def _consume_audio(self, track: MediaStreamTrack, on_audio: AudioCallback | None) -> None:
         import av
 
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=48_000)
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=WEBRTC_AUDIO_RATE)
         try:
             while True:
                 frame = await track.recv()

@@ -11,9 +11,8 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from realtime.media import load_audio
 from realtime.media.stream import audio_frame
-
-RATE = 48_000
-PTIME = 0.02
+from realtime.vocab import AUDIO_PTIME_S as PTIME
+from realtime.vocab import WEBRTC_AUDIO_RATE as RATE
 
 
 class PacedAudioTrack(MediaStreamTrack):

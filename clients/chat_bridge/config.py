@@ -12,9 +12,10 @@ try:
 except ModuleNotFoundError:  # Python 3.10: the same parser, from PyPI
     import tomli as tomllib
 
+from realtime.vocab import MAX_INSTRUCTION_CHARS  # the avatar server refuses longer instructions
+
 ROLES = ("broadcaster", "moderator", "vip", "subscriber", "allowed", "viewer")
 COMMANDS = ("emote", "intensity", "reset", "preset", "mood", "help")
-MAX_INSTRUCTION_CHARS = 200  # the avatar server refuses longer instructions
 
 
 class ConfigError(ValueError):

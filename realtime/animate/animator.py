@@ -13,21 +13,20 @@ How the layers combine, axis by axis:
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
 from realtime.animate.idle import IdleConfig, idle_track
 from realtime.animate.programs import PROGRAMS, UnknownProgramError, program_track, smoothstep
 from realtime.animate.visemes import apply_closure, bilabial_closure, viseme_track
-from realtime.motion.space import DIM, FPS, INDEX, MotionSequence, clip
+from realtime.vocab import DIM, EYELID_AXES, FPS, INDEX, LIP_AXES, MotionSequence, clip
 
 Programs = Sequence[tuple[str, float]]
 Segment = tuple[int, Programs]  # (first frame, programs active from there on)
 
-_EYELIDS = ("blink_left", "blink_right")
-_ADDED_MOUTH_AXES = ("lip_press", "lip_funnel", "lip_pucker", "lower_lip_tuck", "mouth_stretch")
+_ADDED_MOUTH_AXES = LIP_AXES[1:]  # offsets that add to the visemes (lips_close is speech's alone)
 
 
 class AnimationError(ValueError):
@@ -49,7 +48,7 @@ class Animator:
     def __init__(self, config: AnimatorConfig | None = None):
         self.config = config or AnimatorConfig()
 
-    def setup(self) -> "Animator":
+    def setup(self) -> Animator:
         return self
 
     def __call__(self, speech=None, n_frames: int | None = None, programs: Programs = (), seed: int = 0,
@@ -74,7 +73,7 @@ class Animator:
         """Instructions that change over time: segments[k] = (start_frame, programs), each active until the next
         segment starts; the outgoing programs fade out over `transition_s` while the new ones ease in."""
         n_frames = self._length(speech, n_frames)
-        for start, programs in segments:
+        for _, programs in segments:
             _check_programs(list(programs))
         # Programs and idle life draw from separate streams: the same seed gives the same idle under any instruction.
         layer = self._segments_layer(n_frames, segments, np.random.default_rng([seed, 1]))
@@ -112,7 +111,7 @@ class Animator:
                 else np.zeros((n, DIM), np.float32))
 
         out = idle + programs
-        for eye in _EYELIDS:
+        for eye in EYELID_AXES:
             out[:, INDEX[eye]] = np.maximum(idle[:, INDEX[eye]], programs[:, INDEX[eye]])
         jaw_speech, jaw_program = mouth[:, INDEX["jaw_open"]], programs[:, INDEX["jaw_open"]]
         out[:, INDEX["jaw_open"]] = np.maximum(jaw_speech, jaw_program) + 0.5 * np.minimum(jaw_speech, jaw_program)

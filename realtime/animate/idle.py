@@ -7,14 +7,14 @@ a slight nod with (sometimes) a brow flash on stressed syllables.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from scipy.ndimage import uniform_filter1d
 
 from realtime.animate.programs import _lowpass_noise, eyelid_pulse
-from realtime.motion.space import DIM, FPS, INDEX
+from realtime.vocab import DIM, FPS, INDEX
 
 
 @dataclass

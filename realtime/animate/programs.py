@@ -18,9 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from realtime.motion.space import DIM, FPS, INDEX
-
-LEVELS = {"slight": 0.35, "moderate": 0.65, "strong": 1.0}
+from realtime.vocab import DIM, EMOTIONS, FPS, INDEX, MOTIONS
 
 
 @dataclass(frozen=True)
@@ -98,8 +96,9 @@ PROGRAMS: dict[str, Program] = {p.name: p for p in (
     _gesture("wink", "the image-right eye winks", {"blink_right": 1, "cheek_raise": 1, "mouth_asym": 1}),
 )}
 
-EMOTIONS = tuple(n for n, p in PROGRAMS.items() if p.kind == "emotion")
-MOTIONS = tuple(n for n, p in PROGRAMS.items() if p.kind == "motion")
+# The vocabulary names every program; here is how each one moves the face.
+assert tuple(n for n, p in PROGRAMS.items() if p.kind == "emotion") == EMOTIONS
+assert tuple(n for n, p in PROGRAMS.items() if p.kind == "motion") == MOTIONS
 
 
 class UnknownProgramError(KeyError):

@@ -10,33 +10,9 @@ portrait was photographed with parted lips).
 """
 from __future__ import annotations
 
-from enum import IntEnum
-
 import numpy as np
 
-from realtime.motion.space import DIM, FPS, INDEX
-
-
-class Viseme(IntEnum):
-    """Viseme classes (the auxiliary head's labels). The ids are stored in corpora: append, never renumber."""
-
-    SIL = 0  # silence / pause: lips rest closed
-    BILABIAL = 1  # p b m: full closure
-    LABIODENTAL = 2  # f v: lower lip to the upper teeth
-    DENTAL = 3  # T D (th)
-    ALVEOLAR = 4  # t d n s z l
-    POSTALVEOLAR = 5  # S Z tS dZ: slightly rounded, protruded
-    VELAR = 6  # k g N h
-    R = 7  # r and r-coloured vowels
-    W = 8  # w: tight rounding
-    OPEN = 9  # a A aI aU: jaw drops
-    MID = 10  # e E @ V 3 eI: half open
-    SPREAD = 11  # i I j: spread lips
-    ROUNDED = 12  # u U oU O 0 OI: rounded vowels
-
-
-MOUTH_AXES = ("jaw_open", "lips_close", "lip_press", "lip_funnel", "lip_pucker", "lower_lip_tuck",
-              "mouth_stretch")
+from realtime.vocab import DIM, FPS, INDEX, LIP_AXES, SPEECH_AXES, Viseme
 
 # Targets on the mouth axes; `lips_close` 1 means the portrait's parted lips meet.
 TARGETS: dict[Viseme, dict[str, float]] = {
@@ -63,7 +39,6 @@ JAW_DOMINANCE = {Viseme.OPEN: 3.0, Viseme.MID: 2.0, Viseme.ROUNDED: 2.0, Viseme.
 # silence spread further (the vowel-to-vowel jaw movement runs through the consonants between them).
 DECAY_S = {Viseme.SIL: 0.05, Viseme.OPEN: 0.04, Viseme.MID: 0.04, Viseme.SPREAD: 0.04, Viseme.ROUNDED: 0.045}
 CONSONANT_DECAY_S = 0.02
-LIP_AXES = {"lips_close", "lip_press", "lip_funnel", "lip_pucker", "lower_lip_tuck", "mouth_stretch"}
 
 _CONSONANTS = {
     "p": Viseme.BILABIAL, "b": Viseme.BILABIAL, "m": Viseme.BILABIAL,
@@ -126,7 +101,8 @@ def _units(phonemes, long_pause: float) -> list[tuple[float, float, Viseme, int]
     units = [u for u in units if u[2] is not Viseme.SIL or u[1] - u[0] >= long_pause]
     if not units:
         return []
-    return [(units[0][0] - 1e3, units[0][0], Viseme.SIL, 0)] + units + [(units[-1][1], units[-1][1] + 1e3, Viseme.SIL, 0)]
+    before, after = (units[0][0] - 1e3, units[0][0], Viseme.SIL, 0), (units[-1][1], units[-1][1] + 1e3, Viseme.SIL, 0)
+    return [before] + units + [after]
 
 
 def bilabial_closure(phonemes, n_frames: int, fps: int = FPS, lead: float = 0.08) -> np.ndarray:
@@ -171,21 +147,21 @@ def viseme_track(phonemes, n_frames: int, fps: int = FPS, lead: float = 0.08, lo
         return motion
     offsets = (np.arange(subsamples) + 0.5) / subsamples - 0.5
     t = (_frame_times(n_frames, fps)[:, None] + offsets[None, :] / fps).ravel() + lead
-    num = np.zeros((len(t), len(MOUTH_AXES)))
-    den = np.zeros((len(t), len(MOUTH_AXES)))
-    lip_axis = np.array([axis in LIP_AXES for axis in MOUTH_AXES])
+    num = np.zeros((len(t), len(SPEECH_AXES)))
+    den = np.zeros((len(t), len(SPEECH_AXES)))
+    lip_axis = np.array([axis in LIP_AXES for axis in SPEECH_AXES])
     for start, end, v, stress in units:
         decay = DECAY_S.get(v, CONSONANT_DECAY_S)
         falloff = np.exp(-np.maximum(np.maximum(start - t, t - end), 0.0) / decay)
-        target = np.array([TARGETS[v].get(axis, 0.0) for axis in MOUTH_AXES])
+        target = np.array([TARGETS[v].get(axis, 0.0) for axis in SPEECH_AXES])
         if v in _VOWELS:  # stressed vowels open wider; unstressed ones are reduced
             target[0] *= 0.75 + 0.125 * min(stress, 2)
         strength = np.where(lip_axis, LIP_DOMINANCE.get(v, 1.0), JAW_DOMINANCE.get(v, 1.0))
         d = falloff[:, None] * strength[None, :]
         num += d * target[None, :]
         den += d
-    blended = (num / np.maximum(den, 1e-12)).reshape(n_frames, subsamples, len(MOUTH_AXES)).mean(axis=1)
-    for k, axis in enumerate(MOUTH_AXES):
+    blended = (num / np.maximum(den, 1e-12)).reshape(n_frames, subsamples, len(SPEECH_AXES)).mean(axis=1)
+    for k, axis in enumerate(SPEECH_AXES):
         motion[:, INDEX[axis]] = blended[:, k]
     return apply_closure(motion, bilabial_closure(phonemes, n_frames, fps, lead))
 

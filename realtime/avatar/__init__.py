@@ -1,6 +1,5 @@
 """Portrait enrolment, landmark rig and renderer: motion vectors -> frames of one face."""
-from .enrol import (EnrolmentError, FaceTooSmallError, ImageReadError, NoFaceError, Portrait, PortraitCache,
-                    enrol)
+from .enrol import EnrolmentError, FaceTooSmallError, ImageReadError, NoFaceError, Portrait, PortraitCache, enrol
 from .landmarks import DlibLandmarkDetector, Face, LandmarkDetector
 from .renderer import MotionShapeError, RenderConfig, Renderer, set_cpu_threads
 from .rig import Rig

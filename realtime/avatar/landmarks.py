@@ -39,7 +39,8 @@ def dlib_model_path(name: str = "shape_predictor_68_face_landmarks.dat") -> Path
     pkg_resources, which current setuptools no longer ships)."""
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
-        raise LandmarkModelMissing("package face-recognition-models is not installed (pip install face-recognition-models)")
+        raise LandmarkModelMissing("package face-recognition-models is not installed "
+                                   "(pip install face-recognition-models)")
     for folder in spec.submodule_search_locations:
         path = Path(folder) / "models" / name
         if path.is_file():

@@ -113,7 +113,9 @@ class Mouth:
         cavity = _band(y, cav_top, cav_bot, f) * inside * corner_fade
         gum = _band(y, u_t, u0 - tops, f) * (in_rest & inside)
         painted = np.flatnonzero((cavity + gum + seam).ravel() > 0)
-        pick = lambda a: np.ascontiguousarray(np.broadcast_to(a, y.shape).reshape(-1)[painted])
+        def pick(a):
+            return np.ascontiguousarray(np.broadcast_to(a, y.shape).reshape(-1)[painted])
+
         layer = self._paint(*map(pick, (xn, y, u_t, l_t, u0, cav_top, cav_bot, split, across, cavity, gum, seam)))
         color = np.zeros((3, n * hc * wc), np.float32)
         alpha = np.zeros(n * hc * wc, np.float32)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from realtime.motion.space import DIM, INDEX
+from realtime.vocab import DIM, INDEX
 
 from .curves import rest_knots, rest_lines
 from .enrol import Portrait
@@ -68,7 +68,7 @@ class Renderer:
         self.ready = False
 
     # -- setup -----------------------------------------------------------------------------------
-    def setup(self) -> "Renderer":
+    def setup(self) -> Renderer:
         cfg = self.config
         if cfg.threads is not None:
             set_cpu_threads(cfg.threads)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from realtime.motion.space import DIM, HI, INDEX, LO
+from realtime.vocab import DIM, HI, INDEX, LO
 
 from .enrol import Portrait
 
@@ -71,7 +71,7 @@ class HeadModel:
     neck: float = 0.0  # y of the roll pivot (the chin): a tilted head leaves the collar where it is
 
     @classmethod
-    def from_landmarks(cls, landmarks: np.ndarray, iod: float, size: int = 512) -> "HeadModel":
+    def from_landmarks(cls, landmarks: np.ndarray, iod: float, size: int = 512) -> HeadModel:
         from scipy.ndimage import distance_transform_edt
         from skimage.draw import polygon
 
@@ -145,7 +145,8 @@ def rotation_matrices(angles_deg: np.ndarray) -> np.ndarray:
     one, zero = np.ones(n), np.zeros(n)
     cy, sy, cp, sp, cr, sr = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch), np.cos(roll), np.sin(roll)
     r_yaw = np.stack([np.stack([cy, zero, sy], -1), np.stack([zero, one, zero], -1), np.stack([-sy, zero, cy], -1)], 1)
-    r_pitch = np.stack([np.stack([one, zero, zero], -1), np.stack([zero, cp, sp], -1), np.stack([zero, -sp, cp], -1)], 1)
+    r_pitch = np.stack([np.stack([one, zero, zero], -1), np.stack([zero, cp, sp], -1),
+                        np.stack([zero, -sp, cp], -1)], 1)
     r_roll = np.stack([np.stack([cr, -sr, zero], -1), np.stack([sr, cr, zero], -1), np.stack([zero, zero, one], -1)], 1)
     return r_roll @ r_pitch @ r_yaw
 
@@ -172,7 +173,8 @@ def rig_to_motion(coeffs: np.ndarray, pose: np.ndarray) -> np.ndarray:
     for name in EXPRESSION_NAMES:
         motion[:, INDEX[name]] = coeffs[:, RIG_INDEX[name]]
     # the rig sees only the total closure; attribute what the press does not explain to lips_close
-    motion[:, INDEX["lips_close"]] = np.clip(coeffs[:, RIG_INDEX["lips_close"]] - coeffs[:, RIG_INDEX["lip_press"]], 0, 1)
+    closing = coeffs[:, RIG_INDEX["lips_close"]] - coeffs[:, RIG_INDEX["lip_press"]]
+    motion[:, INDEX["lips_close"]] = np.clip(closing, 0, 1)
     motion[:, INDEX["mouth_asym"]] = coeffs[:, RIG_INDEX["mouth_asym_right"]] - coeffs[:, RIG_INDEX["mouth_asym_left"]]
     motion[:, INDEX["smile"]] = coeffs[:, RIG_INDEX["smile"]] - coeffs[:, RIG_INDEX["smile_relax"]]
     for i, name in enumerate(POSE_NAMES):
@@ -301,7 +303,8 @@ def build_bases(landmarks: np.ndarray, iod: float) -> np.ndarray:
     move(b, [31, 32, 33, 34, 35], dy=-0.04)
     mirror(b, [48, 60], [54, 64], 0.0, -0.03)
     # --- mouth_asym: one corner up and out
-    for b, corner, near, sign in (("mouth_asym_right", [54, 64], [53, 55, 63, 65], 1), ("mouth_asym_left", [48, 60], [49, 59, 61, 67], -1)):
+    for b, corner, near, sign in (("mouth_asym_right", [54, 64], [53, 55, 63, 65], 1),
+                                  ("mouth_asym_left", [48, 60], [49, 59, 61, 67], -1)):
         move(b, corner, dx=0.06 * sign, dy=-0.13)
         move(b, near, dx=0.03 * sign, dy=-0.06)
     # --- nose_wrinkle
@@ -422,9 +425,9 @@ class Rig:
             for it in range(iterations):
                 points = RIGID_POINTS if it == 0 else list(range(68))
                 pose = least_squares(
-                    lambda p: (expressed[points] + self.head.displacement(expressed[points], p[None])[0]
-                               - observed[points]).ravel() / self.iod,
-                    np.clip(pose, pose_lo, pose_hi), bounds=(pose_lo, pose_hi), x_scale=[10, 10, 10, 0.1, 0.1]).x
+                    lambda p, e, o: (e + self.head.displacement(e, p[None])[0] - o).ravel() / self.iod,
+                    np.clip(pose, pose_lo, pose_hi), args=(expressed[points], observed[points]),
+                    bounds=(pose_lo, pose_hi), x_scale=[10, 10, 10, 0.1, 0.1]).x
                 flat = self.unposed(observed[None], pose[None])[0]
                 target = (flat - self.rest).ravel()
                 solution = lsq_linear(np.vstack([design, lam * prior]), np.concatenate([target, np.zeros(k)]),

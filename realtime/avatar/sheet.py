@@ -1,7 +1,7 @@
 """Contact sheets: a grid of frames with a label under each, for eyeballing renders and for docs."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw

@@ -12,8 +12,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .rig import (EYE, EYE_CORNERS, INNER_LOWER, LID_LINES, INNER_UPPER, LOWER_LID, OUTER_LOWER, OUTER_UPPER, RIG_INDEX, RIG_NAMES,
-                  UPPER_LID, Rig)
+from .rig import (
+    EYE,
+    EYE_CORNERS,
+    INNER_LOWER,
+    INNER_UPPER,
+    LID_LINES,
+    LOWER_LID,
+    OUTER_LOWER,
+    OUTER_UPPER,
+    RIG_INDEX,
+    RIG_NAMES,
+    UPPER_LID,
+    Rig,
+)
 
 
 def warp_bases(rig: Rig) -> np.ndarray:
@@ -139,7 +151,8 @@ class CoarseWarp:
             return None
         dev, dt, h = self.device, self.dtype, self.coarse_size
         rot, offset = (torch.from_numpy(a).to(dev, dt) for a in self.rig.head.rotation(pose_np[:, :3]))
-        moved = (torch.einsum("nij,pj->npi", rot, self.head_rel) + offset[:, None])[..., :2] - self.head_rel[None, :, :2]
+        moved = torch.einsum("nij,pj->npi", rot, self.head_rel) + offset[:, None]
+        moved = moved[..., :2] - self.head_rel[None, :, :2]
         shift = torch.from_numpy(pose_np[:, 3:5] * self.rig.iod).to(dev, dt)[:, None, :]
         forward = (self.head_weight[None, :, None] * (moved + shift)).view(-1, h, h, 2).permute(0, 3, 1, 2)
         back = -forward

@@ -1,20 +1,19 @@
-"""The instruction catalogue: emotion-label expansion × intensity × paraphrase, facial and head motions,
-and combinations, with a held-out split by wording.
+"""The instruction wordings: synonyms per emotion, phrases per motion, intensity cues.
 
-Held-out wordings are listed explicitly (one paraphrase template, one synonym per emotion, one phrase per
-motion, one combiner): a held-out text always contains a wording that no training text contains, so
-evaluating on it measures generalisation to new phrasings, not recall of seen ones.
+The matcher compares free text with these (`reference_texts`, `intensity_from_words`); the training catalogue
+(`realtime.training.catalogue`) expands them into every instruction text of the corpus, and the annotator words
+what it finds in footage with them (`canonical_phrase`). The last synonym or phrase of each list is held out
+of training, so held-out texts measure generalisation to new phrasings.
 """
 from __future__ import annotations
 
-import itertools
-import random
 import re
 from dataclasses import dataclass
 
+from realtime.vocab import EMOTIONS, MODERATE, MOTIONS, SLIGHT, STRONG
+
 Programs = tuple[tuple[str, float], ...]
 
-SLIGHT, MODERATE, STRONG = 0.35, 0.65, 1.0
 INTENSITY_WORDS: dict[float, tuple[str, ...]] = {
     SLIGHT: ("slightly", "a little", "a bit", "somewhat"),
     MODERATE: ("", "quite", "moderately"),
@@ -52,11 +51,6 @@ EMOTION_NOUNS: dict[str, tuple[str, ...]] = {
     "disgusted": ("disgust", "revulsion", "distaste"), "fearful": ("fear", "terror", "dread"),
     "contemptuous": ("contempt", "scorn", "disdain"), "neutral": ("no emotion", "calm", "composure"),
 }
-ADJ_TEMPLATES = ("look {i} {a}", "be {i} {a}", "you are {i} {a}", "act {i} {a}", "{i} {a}, please",
-                 "appear {i} {a}", "feel {i} {a}", "make a {i} {a} face", "now look {i} {a}", "try to look {i} {a}",
-                 "put on a {i} {a} expression", "give me a {i} {a} look", "seem {i} {a}")
-NOUN_TEMPLATES = ("show {n}", "express {n}", "look full of {n}", "your face shows {n}")
-
 # Phrases per motion program (intensity 1); the last one of each list is held out.
 MOTION_PHRASES: dict[str, tuple[str, ...]] = {
     "raise_eyebrows": ("raise your eyebrows", "lift your brows", "raise your brows", "eyebrows up",
@@ -97,19 +91,13 @@ MOTION_GERUNDS: dict[str, str] = {
     "turn_head_right": "turning your head to the right", "tilt_head": "tilting your head", "nod": "nodding",
     "shake_head": "shaking your head",
 }
-FACE_MOTIONS = ("raise_eyebrows", "frown", "smile", "grin", "pout", "open_mouth_wide", "close_eyes", "wink")
-HEAD_MOTIONS = ("look_left", "look_right", "look_up", "look_down", "turn_head_left", "turn_head_right",
-                "tilt_head", "nod", "shake_head", "blink")
-# Emotions already move these; combining them would ask for the same axes twice.
-MOTIONS_THAT_CLASH_WITH_EMOTIONS = ("smile", "grin", "frown")
-COMBINERS = ("{a} and {b}", "{a} while you {b}", "{a} while {g}", "{b} and {a}", "{a}, {b}", "{a} whilst you {b}")
-
 NEUTRAL_PHRASES = ("stay neutral", "no expression", "keep a straight face", "relax your face", "back to normal",
                    "stop that", "look at me", "look at the camera", "eyes on me", "a straight face", "stop smiling",
                    "don't smile", "no smile", "wipe the smile off your face")
-HELD_OUT_TEMPLATES = frozenset({"seem {i} {a}", "your face shows {n}", "{a} whilst you {b}"})
 HELD_OUT_WORDS = frozenset([words[-1] for words in EMOTION_ADJECTIVES.values()] +
                            [phrases[-1] for phrases in MOTION_PHRASES.values()])
+assert tuple(EMOTION_ADJECTIVES) == tuple(EMOTION_NOUNS) and set(EMOTION_ADJECTIVES) == set(EMOTIONS)
+assert set(MOTION_PHRASES) == set(MOTION_GERUNDS) == set(MOTIONS)
 
 
 @dataclass(frozen=True)
@@ -119,87 +107,9 @@ class Instruction:
     split: str  # "train" | "heldout"
 
 
-def _clean(text: str) -> str:
-    text = " ".join(text.split()).replace(" ,", ",")
-    return re.sub(r"\ba (?=[aeiou])", "an ", text)
-
-
-def _split(*wordings: str) -> str:
-    return "heldout" if any(w in HELD_OUT_TEMPLATES or w in HELD_OUT_WORDS for w in wordings) else "train"
-
-
-def emotion_instructions() -> list[Instruction]:
-    out = []
-    for emotion, adjectives in EMOTION_ADJECTIVES.items():
-        for level, words in INTENSITY_WORDS.items():
-            if emotion == "neutral" and level != MODERATE:
-                continue  # "very neutral" means nothing
-            for template, adj, word in itertools.product(ADJ_TEMPLATES, adjectives, words):
-                out.append(Instruction(_clean(template.format(i=word, a=adj)), ((emotion, level),),
-                                       _split(template, adj)))
-        for template, noun in itertools.product(NOUN_TEMPLATES, EMOTION_NOUNS[emotion]):
-            out.append(Instruction(template.format(n=noun), ((emotion, MODERATE),), _split(template)))
-    return out
-
-
-def motion_instructions() -> list[Instruction]:
-    out = []
-    for program, phrases in MOTION_PHRASES.items():
-        for phrase in phrases:
-            split = _split(phrase)
-            out.append(Instruction(phrase, ((program, STRONG),), split))
-            out.append(Instruction(f"slightly {phrase}", ((program, SLIGHT),), split))
-            out.append(Instruction(f"{phrase} a little", ((program, SLIGHT),), split))
-    return out
-
-
-def combination_instructions(seed: int = 0, count: int = 600) -> list[Instruction]:
-    """Emotion + motion ("look sad and close your eyes") and face + head motion ("smile while nodding")."""
-    rng = random.Random(seed)
-    emotions = [e for e in EMOTION_ADJECTIVES if e != "neutral"]
-    out = []
-    for _ in range(count):
-        if rng.random() < 0.6:
-            first = rng.choice(emotions)
-            adj = rng.choice(EMOTION_ADJECTIVES[first])
-            word = rng.choice(("", "", "very", "a little"))
-            a, a_wording = _clean(f"look {word} {adj}"), adj
-            level = {"": MODERATE, "very": STRONG, "a little": SLIGHT}[word]
-            second = rng.choice([m for m in MOTION_PHRASES if m not in MOTIONS_THAT_CLASH_WITH_EMOTIONS])
-        else:
-            first = rng.choice(FACE_MOTIONS)
-            a = a_wording = rng.choice(MOTION_PHRASES[first])
-            level = STRONG
-            second = rng.choice([m for m in HEAD_MOTIONS
-                                 if not (first in ("close_eyes", "wink") and m in ("blink", "look_up", "look_down",
-                                                                                   "look_left", "look_right"))])
-        b = rng.choice(MOTION_PHRASES[second])
-        combiner = rng.choice(COMBINERS)
-        text = _clean(combiner.format(a=a, b=b, g=MOTION_GERUNDS[second]))
-        b_wording = b if "{b}" in combiner else MOTION_GERUNDS[second]
-        out.append(Instruction(text, ((first, level), (second, STRONG)), _split(combiner, a_wording, b_wording)))
-    return list({i.text: i for i in out}.values())
-
-
-def build_catalogue(seed: int = 0) -> list[Instruction]:
-    """Every instruction text with its programs and split; texts are unique. No instruction at all (idle life
-    only) is the callers' None / empty text, which the encoder refuses; its wordings here map to neutral."""
-    items = [Instruction(text, (("neutral", MODERATE),), "train") for text in NEUTRAL_PHRASES]
-    items += emotion_instructions() + motion_instructions() + combination_instructions(seed)
-    return list({i.text: i for i in items}.values())
-
-
-def train(seed: int = 0) -> list[Instruction]:
-    return [i for i in build_catalogue(seed) if i.split == "train"]
-
-
-def heldout(seed: int = 0) -> list[Instruction]:
-    return [i for i in build_catalogue(seed) if i.split == "heldout"]
-
-
-def program_names() -> set[str]:
-    """Every program the catalogue asks the animator for."""
-    return set(EMOTION_ADJECTIVES) | set(MOTION_PHRASES)
+def canonical_phrase(program: str) -> str:
+    """The plain wording of a motion program (its first phrase), e.g. "turn your head left"."""
+    return MOTION_PHRASES[program][0]
 
 
 def reference_texts() -> list[Instruction]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-MAX_CHARS = 200
+from realtime.vocab import MAX_INSTRUCTION_CHARS
 
 
 class InstructionError(ValueError):
@@ -36,8 +36,8 @@ def normalise(text: str) -> str:
 def validate(text: str | None) -> str:
     if text is None or not text.strip():
         raise InstructionError("the instruction is empty")
-    if len(text) > MAX_CHARS:
-        raise InstructionError(f"the instruction is {len(text)} characters long; the limit is {MAX_CHARS}")
+    if len(text) > MAX_INSTRUCTION_CHARS:
+        raise InstructionError(f"the instruction is {len(text)} characters long; the limit is {MAX_INSTRUCTION_CHARS}")
     return text
 
 
@@ -51,7 +51,7 @@ class InstructionEncoder:
         self._model = None
         self._tokenizer = None
 
-    def setup(self) -> "InstructionEncoder":
+    def setup(self) -> InstructionEncoder:
         if self._model is not None:
             return self
         # the weights ship inside the package: never let transformers reach for the network

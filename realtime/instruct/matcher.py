@@ -19,9 +19,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from realtime.instruct.catalogue import (MODERATE, MODERATE_CUES, SLIGHT_CUES, STRONG_CUES, Instruction, Programs,
-                                         intensity_from_words, reference_texts)
+from realtime.instruct.catalogue import (
+    MODERATE_CUES,
+    SLIGHT_CUES,
+    STRONG_CUES,
+    Instruction,
+    Programs,
+    intensity_from_words,
+    reference_texts,
+)
 from realtime.instruct.encoder import InstructionEncoder, InstructionError, validate
+from realtime.vocab import MODERATE
 
 
 class InstructionNotUnderstood(InstructionError):
@@ -68,7 +76,7 @@ class ProgramMatcher:
         key = hashlib.sha256(json.dumps(content).encode()).hexdigest()[:16]
         return cache_dir() / f"instruction-matrix-{key}.pt"
 
-    def setup(self) -> "ProgramMatcher":
+    def setup(self) -> ProgramMatcher:
         """Pooled embeddings of every catalogue text, from the disk cache when this catalogue was seen before."""
         if self._matrix is not None:
             return self

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import resample_poly
 
-MODEL_RATE = 16_000
+from realtime.vocab import MODEL_RATE
 
 
 class AudioError(ValueError):

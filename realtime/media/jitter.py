@@ -7,8 +7,15 @@ replaced (`replace_jitter_buffer`).
 """
 from __future__ import annotations
 
+import logging
+
+import aiortc
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.utils import uint16_add, uint16_gt
+
+log = logging.getLogger(__name__)
+# Where aiortc's RTCRtpReceiver keeps its jitter buffer (a name-mangled private attribute).
+_BUFFER_ATTRIBUTE = "_RTCRtpReceiver__jitter_buffer"
 
 
 class AudioPacketBuffer(JitterBuffer):
@@ -56,10 +63,21 @@ class MarkerFrameBuffer(JitterBuffer):
 
 
 def replace_jitter_buffer(pc, track, buffer: JitterBuffer) -> bool:
-    """Give the receiver of `track` on `pc` this buffer; call from the "track" event, before packets flow."""
+    """Give the receiver of `track` on `pc` this buffer; call from the "track" event, before packets flow.
+
+    The receiver keeps its buffer in a private attribute (aiortc is pinned to the version this was checked on).
+    Returns whether the buffer is in place; if another aiortc lays its receiver out differently, the receiver
+    keeps aiortc's own buffer (correct, one packet interval slower) and a warning says so."""
     for transceiver in pc.getTransceivers():
         receiver = transceiver.receiver
-        if receiver.track is track and hasattr(receiver, "_RTCRtpReceiver__jitter_buffer"):
-            receiver._RTCRtpReceiver__jitter_buffer = buffer
+        if receiver.track is not track:
+            continue
+        if not isinstance(getattr(receiver, _BUFFER_ATTRIBUTE, None), JitterBuffer):
+            break
+        setattr(receiver, _BUFFER_ATTRIBUTE, buffer)
+        if getattr(receiver, _BUFFER_ATTRIBUTE) is buffer:
             return True
+        break
+    log.warning("aiortc %s: could not replace the %s receiver's jitter buffer; it keeps aiortc's own, which "
+                "holds every frame back one packet interval", aiortc.__version__, getattr(track, "kind", "?"))
     return False

@@ -1,14 +1,14 @@
 """Write frames plus an audio track to an mp4 (H.264 + AAC) with PyAV."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable
 
 import av
 import numpy as np
 
-from realtime.motion.space import FPS
+from realtime.vocab import FPS, MODEL_RATE
 
 
 class VideoWriter:
@@ -38,7 +38,7 @@ class VideoWriter:
             self.frames += 1
             self.container.mux(self.video.encode(frame))
 
-    def close(self, audio: np.ndarray | None = None, rate: int = 16_000) -> None:
+    def close(self, audio: np.ndarray | None = None, rate: int = MODEL_RATE) -> None:
         self.container.mux(self.video.encode(None))
         if self.audio is not None:
             self._mux_audio(np.zeros(0, np.float32) if audio is None else np.asarray(audio, np.float32), rate)
@@ -59,7 +59,7 @@ class VideoWriter:
 
 
 def write_video(path: str | Path, frames: Iterable[np.ndarray], audio: np.ndarray | None = None,
-                rate: int = 16_000, fps: int = FPS) -> Path:
+                rate: int = MODEL_RATE, fps: int = FPS) -> Path:
     """Write batches of frames (each (N, H, W, 3) uint8) and the audio as one mp4."""
     writer = None
     for batch in frames:

@@ -2,7 +2,7 @@
 
 `features` (causal log-mel), `model` (audio encoder + two-branch conformer denoiser), `diffusion` (cosine
 schedule, DDIM, guidance), `sampler` (streaming chunks; offline `generate`), `checkpoint`, `train`.
-Heavy names are imported lazily so that `realtime.motion.space` stays free of torch.
+Heavy names are imported lazily so that `realtime.vocab` stays free of torch.
 """
 from __future__ import annotations
 

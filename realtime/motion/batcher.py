@@ -45,7 +45,7 @@ class SharedDenoiser:
         self.batches = 0  # model batches run, and windows in them (batching efficiency = windows / batches)
         self.windows = 0
 
-    def start(self) -> "SharedDenoiser":
+    def start(self) -> SharedDenoiser:
         self._thread.start()
         return self
 

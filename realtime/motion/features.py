@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-SAMPLE_RATE = 16_000
+from realtime.vocab import MODEL_RATE, SAMPLES_PER_FRAME
+
 HOP = 160  # 10 ms
 WINDOW = 400  # 25 ms
 N_FFT = 512
-FEATURES_PER_MOTION_FRAME = 4  # 640 samples per motion frame at 25 fps
+FEATURES_PER_MOTION_FRAME = SAMPLES_PER_FRAME // HOP  # 4
 LOG_FLOOR = 1e-6
 
 
@@ -50,7 +51,7 @@ def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
 
 def mel_filterbank(n_mels: int, fmin: float, fmax: float) -> np.ndarray:
     """(N_FFT//2+1, n_mels) triangular HTK-mel filters, area-normalised (Slaney style)."""
-    freqs = np.linspace(0, SAMPLE_RATE / 2, N_FFT // 2 + 1)
+    freqs = np.linspace(0, MODEL_RATE / 2, N_FFT // 2 + 1)
     edges = _mel_to_hz(np.linspace(_hz_to_mel(np.array(fmin)), _hz_to_mel(np.array(fmax)), n_mels + 2))
     lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     rising = (freqs[None] - lower) / (centre - lower)

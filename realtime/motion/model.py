@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from realtime.motion.features import FEATURES_PER_MOTION_FRAME, FeatureConfig
-from realtime.motion.space import DIM
+from realtime.vocab import DIM
 
 
 @dataclass
@@ -50,7 +50,7 @@ class GeneratorConfig:
     features: FeatureConfig = field(default_factory=FeatureConfig)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "GeneratorConfig":
+    def from_dict(cls, d: dict) -> GeneratorConfig:
         d = dict(d)
         d["features"] = FeatureConfig(**d.get("features", {}))
         d["audio_dilations"] = tuple(d.get("audio_dilations", cls.audio_dilations))
@@ -139,7 +139,7 @@ class InstructionCache:
         return self.mask.shape[0]
 
     @staticmethod
-    def stack(caches: list["InstructionCache"]) -> "InstructionCache":
+    def stack(caches: list[InstructionCache]) -> InstructionCache:
         """Concatenate along the batch, padding the token axis (padding is masked out)."""
         length = max(c.mask.shape[1] for c in caches)
 
@@ -233,7 +233,8 @@ class ConformerBlock(nn.Module):
         self.norm = nn.LayerNorm(cfg.d_model)
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor,
-                kv: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], text_mask: torch.Tensor) -> torch.Tensor:
+                kv: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+                text_mask: torch.Tensor) -> torch.Tensor:
         x = x + 0.5 * self.ff1(x)
         x = x + self.attn(self.attn_norm(x), valid)
         x = x + self.emotion(x, kv[0], kv[1], text_mask)

@@ -16,11 +16,20 @@ import numpy as np
 import torch
 
 from realtime.motion.diffusion import DenoiseRequest, ddim_sample_many
-from realtime.motion.features import FEATURES_PER_MOTION_FRAME, HOP, SAMPLE_RATE, LogMel, StreamingLogMel
+from realtime.motion.features import FEATURES_PER_MOTION_FRAME, HOP, LogMel, StreamingLogMel
 from realtime.motion.model import InstructionCache, MotionGenerator
-from realtime.motion.space import FPS, HI, LO, SCALE, MotionSequence
-
-SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
+from realtime.vocab import (
+    EYELID_AXES,
+    FPS,
+    HI,
+    INDEX,
+    LO,
+    MODEL_RATE,
+    SAMPLES_PER_FRAME,
+    SCALE,
+    SPEECH_AXES,
+    MotionSequence,
+)
 
 
 class SamplerError(ValueError):
@@ -89,7 +98,7 @@ class StreamingSampler:
     @property
     def latency_s(self) -> float:
         """How far the motion emitted so far lags the audio pushed so far."""
-        return self.samples_pushed / SAMPLE_RATE - self.frames_emitted / FPS
+        return self.samples_pushed / MODEL_RATE - self.frames_emitted / FPS
 
     @property
     def chunk_s(self) -> float:
@@ -231,13 +240,10 @@ class StreamingSampler:
 
 
 # Axes that move fast and on cue (speech, blinks): never eased at chunk borders.
-FAST_AXES = ("jaw_open", "lips_close", "lip_press", "lip_funnel", "lip_pucker", "lower_lip_tuck", "mouth_stretch",
-             "smile", "frown", "upper_lip_raise", "mouth_asym", "blink_left", "blink_right")
+FAST_AXES = SPEECH_AXES + ("smile", "frown", "upper_lip_raise", "mouth_asym") + EYELID_AXES
 
 
 def _slow_axes_mask(dim: int) -> torch.Tensor:
-    from realtime.motion.space import INDEX
-
     mask = torch.ones(dim)
     mask[[INDEX[a] for a in FAST_AXES]] = 0.0
     return mask
@@ -252,7 +258,7 @@ def generate(model: MotionGenerator, encoder: Callable | None, audio16k: np.ndar
     sampler = StreamingSampler(model, encoder, config, seed=seed)
     sampler.set_instruction(instruction, intensity)
     audio = np.asarray(audio16k, dtype=np.float32)
-    step = SAMPLE_RATE  # push a second at a time (the result does not depend on it)
+    step = MODEL_RATE  # push a second at a time (the result does not depend on it)
     frames = []
     for start in tqdm(range(0, len(audio), step), desc="motion", unit="s", disable=not progress):
         frames.append(sampler.push(audio[start:start + step]))

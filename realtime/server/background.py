@@ -42,7 +42,7 @@ class ServerThread:
         finally:
             self._ready.set()
 
-    def start(self) -> "ServerThread":
+    def start(self) -> ServerThread:
         self._thread.start()
         if not self._ready.wait(self.start_timeout_s):
             raise TimeoutError(f"the avatar server did not start within {self.start_timeout_s:g} s")
@@ -76,7 +76,7 @@ class ServerThread:
     def ws_url(self) -> str:
         return self.url.replace("http://", "ws://", 1) + "/ws"
 
-    def __enter__(self) -> "ServerThread":
+    def __enter__(self) -> ServerThread:
         return self.start()
 
     def __exit__(self, *exc) -> None:

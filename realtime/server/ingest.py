@@ -16,14 +16,15 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from realtime.media.stream import StreamResampler
-from realtime.server.pipeline import MODEL_RATE, MotionPipeline
+from realtime.server.pipeline import MotionPipeline
 from realtime.server.stats import StageTimes
+from realtime.vocab import MODEL_RATE, WEBRTC_AUDIO_RATE
 
 log = logging.getLogger(__name__)
 
 
 class AudioIngest:
-    def __init__(self, pipeline: MotionPipeline, stats: StageTimes, voice_rate: int = 48_000,
+    def __init__(self, pipeline: MotionPipeline, stats: StageTimes, voice_rate: int = WEBRTC_AUDIO_RATE,
                  silence_fill_s: float = 0.12, tick_s: float = 0.02):
         self.pipeline, self.stats = pipeline, stats
         self.voice_rate = voice_rate

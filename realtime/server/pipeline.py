@@ -17,13 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from realtime.media.stream import rgb_to_yuv420
-from realtime.motion.space import FPS
 from realtime.server.playout import Playout, RenderedFrame
 from realtime.server.stats import StageTimes
+from realtime.vocab import FPS, MODEL_RATE, SAMPLES_PER_FRAME
 
 log = logging.getLogger(__name__)
-MODEL_RATE = 16_000
-SAMPLES_PER_FRAME = MODEL_RATE // FPS
 
 
 @dataclass

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from realtime.server.stats import StageTimes
+from realtime.vocab import FPS, WEBRTC_AUDIO_RATE
 
 
 @dataclass
@@ -61,7 +62,7 @@ class MediaClock:
 
 
 class Playout:
-    def __init__(self, still: object, stats: StageTimes, fps: int = 25, audio_rate: int = 48_000,
+    def __init__(self, still: object, stats: StageTimes, fps: int = FPS, audio_rate: int = WEBRTC_AUDIO_RATE,
                  jitter_frames: int = 0, max_buffered: int = 10, align_margin_s: float | None = 0.01,
                  trim_window_s: float = 1.0):
         self.fps, self.audio_rate = fps, audio_rate

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgpack
 
-MAX_INSTRUCTION_CHARS = 200
+from realtime.vocab import MAX_INSTRUCTION_CHARS
 
 
 class ProtocolError(ValueError):

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from realtime.server.config import ServerConfig
+from realtime.vocab import MODEL_RATE
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ class AvatarResources:
     _denoiser: Any = field(default=None, repr=False)  # realtime.motion.batcher.SharedDenoiser, started on first use
 
     @classmethod
-    def load(cls, config: ServerConfig) -> "AvatarResources":
+    def load(cls, config: ServerConfig) -> AvatarResources:
         import torch
 
         from realtime.avatar import enrol
@@ -63,7 +64,7 @@ class AvatarResources:
         from realtime.motion.sampler import StreamingSampler
 
         sampler = StreamingSampler(self.model, self.encoder, denoiser=self.denoiser())
-        motion = sampler.push(np.zeros(16_000 // 2, np.float32))
+        motion = sampler.push(np.zeros(MODEL_RATE // 2, np.float32))
         self.renderer()(motion[:1])
 
     def renderer(self):

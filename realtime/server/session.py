@@ -51,12 +51,12 @@ class SessionParts:
     still: Any  # yuv420p pixels of the portrait at rest, shown until the first rendered frame
 
     @classmethod
-    def build(cls, resources, config: ServerConfig, instruction: Instruction) -> "SessionParts":
+    def build(cls, resources, config: ServerConfig, instruction: Instruction) -> SessionParts:
         import numpy as np
 
         from realtime.media.stream import rgb_to_yuv420
         from realtime.motion.sampler import SamplerConfig, StreamingSampler
-        from realtime.motion.space import neutral
+        from realtime.vocab import neutral
 
         renderer = resources.renderer()
         still = rgb_to_yuv420(np.asarray(renderer(neutral(1)))[0])
@@ -68,7 +68,7 @@ class SessionParts:
 
 class Session:
     def __init__(self, config: ServerConfig, parts: SessionParts, instruction: Instruction,
-                 on_closed: Callable[["Session"], Awaitable[None]]):
+                 on_closed: Callable[[Session], Awaitable[None]]):
         self.id = secrets.token_urlsafe(8)
         self.config = config
         self.instruction = instruction

@@ -11,9 +11,9 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from realtime.media.stream import audio_frame, yuv420_frame
 from realtime.server.playout import Playout
 from realtime.server.stats import StageTimes
+from realtime.vocab import AUDIO_PTIME_S as AUDIO_PTIME
+from realtime.vocab import VIDEO_CLOCK
 
-VIDEO_CLOCK = 90_000
-AUDIO_PTIME = 0.02
 # A frame up to this late still goes out (receivers' jitter buffers absorb it); beyond it the ticks missed
 # are skipped, so a stalled loop never answers with a burst.
 CATCH_UP_S = 0.15

@@ -100,12 +100,12 @@ class Espeak:
     _lock = threading.Lock()
     _lib: ctypes.CDLL | None = None
     _rate = 0
-    _cache: "OrderedDict[tuple, Speech]" = OrderedDict()
+    _cache: OrderedDict[tuple, Speech] = OrderedDict()
 
     def __init__(self, cache_size: int = 64):
         self.cache_size = cache_size
 
-    def setup(self) -> "Espeak":
+    def setup(self) -> Espeak:
         with Espeak._lock:
             if Espeak._lib is None:
                 lib = ctypes.CDLL(_find_library())

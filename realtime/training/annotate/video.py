@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from realtime.media.audio import MODEL_RATE, resample
-from realtime.motion.space import FPS
+from realtime.media.audio import resample
+from realtime.vocab import FPS, MODEL_RATE
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".mpg", ".mpeg", ".ogv"}
 

@@ -6,14 +6,15 @@ happen earlier, at synthesis (espeak rate, pitch and `!v` variants), where they 
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from math import gcd
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.signal import butter, fftconvolve, resample_poly, sosfilt
 
-RATE = 16_000
+from realtime.vocab import MODEL_RATE as RATE
 
 
 class AugmentError(ValueError):
@@ -167,7 +168,7 @@ class Augmenter:
     def __init__(self, config: AugmentConfig | None = None):
         self.config = config or AugmentConfig()
 
-    def setup(self) -> "Augmenter":
+    def setup(self) -> Augmenter:
         return self
 
     def __call__(self, audio: np.ndarray, rng: np.random.Generator,

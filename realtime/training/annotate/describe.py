@@ -1,6 +1,6 @@
 """Motion → action units with intensities → programs → instruction text (annotating real footage).
 
-Rules, calibrated against the programs in realtime/animate/programs.py (intensity 1 = the program's apex):
+Rules, calibrated against the teacher's programs (realtime/animate/programs.py) (intensity 1 = the program's apex):
 - AU intensities are the median of their axis over the window (robust to blinks and speech), clipped to 0..1;
   an AU is reported from `au_threshold` up.
 - Hold programs (emotions, brows, mouth shapes, gaze, head turns) are found by greedy non-negative matching
@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from realtime.motion.space import DIM, FPS, INDEX, SCALE
+from realtime.animate.programs import PROGRAMS
+from realtime.instruct.catalogue import EMOTION_ADJECTIVES, canonical_phrase
+from realtime.vocab import DIM, FPS, INDEX, SCALE, SPEECH_AXES
 
 AU_AXES = {
     "AU1": "brow_inner_up", "AU2": "brow_outer_up", "AU4": "brow_down", "AU5": "eye_wide", "AU6": "cheek_raise",
@@ -30,15 +32,10 @@ AU_AXES = {
     "AU15": "frown", "AU18": "lip_pucker", "AU20": "mouth_stretch", "AU24": "lip_press", "AU26": "jaw_open",
     "AU43": "eyes_closed",
 }
-SPEECH_AXES = ("jaw_open", "lips_close", "lip_press", "lip_funnel", "lower_lip_tuck", "mouth_stretch")
-ADJECTIVE = {"happy": "happy", "sad": "sad", "angry": "angry", "surprised": "surprised",
-             "disgusted": "disgusted", "fearful": "scared", "contemptuous": "contemptuous", "neutral": "calm"}
-PHRASE = {"raise_eyebrows": "raise your eyebrows", "frown": "frown", "smile": "smile", "grin": "grin",
-          "pout": "pout", "open_mouth_wide": "open your mouth wide", "close_eyes": "close your eyes",
-          "look_left": "look to the left", "look_right": "look to the right", "look_up": "look up",
-          "look_down": "look down", "turn_head_left": "turn your head to the left",
-          "turn_head_right": "turn your head to the right", "tilt_head": "tilt your head", "nod": "nod",
-          "shake_head": "shake your head", "blink": "blink", "wink": "wink"}
+# The speech axes, less the pucker: speech rounds the lips briefly, a held pucker is the pout program.
+SPOKEN_AXES = tuple(a for a in SPEECH_AXES if a != "lip_pucker")
+# The plain adjective per emotion: the catalogue's first synonym ("scared" for fearful).
+ADJECTIVE = {emotion: words[0] for emotion, words in EMOTION_ADJECTIVES.items()}
 
 
 class DescriptionError(ValueError):
@@ -102,10 +99,8 @@ def oscillation(track: np.ndarray) -> float:
 
 
 def _hold_programs(motion: np.ndarray, config: DescribeConfig) -> list[tuple[str, float]]:
-    from realtime.animate.programs import PROGRAMS
-
     keep = np.ones(DIM, np.float32)
-    keep[[INDEX[a] for a in SPEECH_AXES]] = 0.0
+    keep[[INDEX[a] for a in SPOKEN_AXES]] = 0.0
     residual = np.median(motion, axis=0) / SCALE * keep
     # a relaxed photographed smile (smile < 0) is not a degree of the emotion: it is left out of the fit
     candidates = {name: np.array([0.0 if a == "smile" and p.apex.get(a, 0.0) < 0 else p.apex.get(a, 0.0)
@@ -162,10 +157,9 @@ def _intensity_word(intensity: float) -> str:
 
 def instruction_text(programs: list[tuple[str, float]]) -> str:
     """Wording the ProgramMatcher maps back to the same programs and intensity levels."""
-    from realtime.animate.programs import PROGRAMS
-
     emotions = [f"look {_intensity_word(a)}{ADJECTIVE[n]}" for n, a in programs if PROGRAMS[n].kind == "emotion"]
-    motions = [PHRASE[n] + (" a little" if a < 0.5 else "") for n, a in programs if PROGRAMS[n].kind == "motion"]
+    motions = [canonical_phrase(n) + (" a little" if a < 0.5 else "")
+               for n, a in programs if PROGRAMS[n].kind == "motion"]
     parts = emotions + motions
     if not parts:
         return "stay calm"
@@ -176,8 +170,6 @@ def describe(motion: np.ndarray, config: DescribeConfig | None = None) -> Descri
     """AUs, programs (name, intensity 0..1) and an instruction text for a window of motion (T, DIM)."""
     config = config or DescribeConfig()
     motion = _checked(motion)
-    from realtime.animate.programs import PROGRAMS
-
     programs = _hold_programs(motion, config)
     # the jaw that the found programs (a surprised face) do not explain
     jaw = float(np.median(motion[:, INDEX["jaw_open"]])) - sum(a * PROGRAMS[n].apex.get("jaw_open", 0.0)

@@ -21,10 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from realtime.motion.space import DIM, FPS, NAMES
+from realtime.vocab import DIM, FPS, MODEL_RATE, NAMES, SAMPLES_PER_FRAME
 
-SAMPLE_RATE = 16_000
-SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
 FORMAT_VERSION = 1
 INDEX_FILE, AUDIO_FILE, MOTION_FILE, VISEME_FILE = "index.json", "audio.pcm16", "motion.f32", "visemes.i8"
 
@@ -129,7 +127,7 @@ class CorpusWriter:
         texts = {e["instruction"] for e in self._entries}
         texts |= {s[1] for e in self._entries for s in e["segments"]}
         index = {
-            "version": FORMAT_VERSION, "sample_rate": SAMPLE_RATE, "fps": FPS, "names": list(NAMES),
+            "version": FORMAT_VERSION, "sample_rate": MODEL_RATE, "fps": FPS, "names": list(NAMES),
             "items": self._entries, "instructions": sorted(texts),
         }
         tmp = self.path / (INDEX_FILE + ".tmp")
@@ -137,7 +135,7 @@ class CorpusWriter:
         os.replace(tmp, self.path / INDEX_FILE)  # the index appears last: a reader never sees half a corpus
         return self.path
 
-    def __enter__(self) -> "CorpusWriter":
+    def __enter__(self) -> CorpusWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -195,7 +193,7 @@ class Corpus(Sequence[CorpusItem]):
 
     @property
     def hours(self) -> float:
-        return sum(e["samples"] for e in self.entries) / SAMPLE_RATE / 3600
+        return sum(e["samples"] for e in self.entries) / MODEL_RATE / 3600
 
     def window(self, i: int, start: int, frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Frames [start, start+frames) of item i: (audio (frames*640,) float32, motion, visemes)."""

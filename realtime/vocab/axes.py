@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-FPS = 25
+from realtime.vocab.timebase import FPS
 
 
 @dataclass(frozen=True)
@@ -27,19 +27,25 @@ class Axis:
 AXES: tuple[Axis, ...] = (
     # --- mouth and jaw -------------------------------------------------------------------------
     Axis("jaw_open", 0.0, 1.0, "drops the jaw and lower lip; 1 = mouth wide open (AU26/27)", "5-11, 55-59, 64-67"),
-    Axis("lips_close", 0.0, 1.0, "brings the inner lips together from the portrait's rest gap; 1 = lips meet (AU24 without press)", "48-67, mostly 60-67"),
+    Axis("lips_close", 0.0, 1.0,
+         "brings the inner lips together from the portrait's rest gap; 1 = lips meet (AU24 without press)",
+         "48-67, mostly 60-67"),
     Axis("lip_press", 0.0, 1.0, "presses and thins the closed lips, as on /p b m/ (AU24)", "48-67"),
     Axis("lip_funnel", 0.0, 1.0, "rounds and protrudes the lips, as on /u/ /w/ (AU22)", "48-67"),
     Axis("lip_pucker", 0.0, 1.0, "narrows the mouth into a pout/kiss (AU18)", "48-67"),
-    Axis("lower_lip_tuck", 0.0, 1.0, "lifts the lower lip under the upper teeth, as on /f v/ (AU28-like)", "55-59, 64-67"),
+    Axis("lower_lip_tuck", 0.0, 1.0, "lifts the lower lip under the upper teeth, as on /f v/ (AU28-like)",
+         "55-59, 64-67"),
     Axis("mouth_stretch", 0.0, 1.0, "widens the mouth horizontally, as on /i/ (AU20)", "48, 54, 60, 64"),
-    Axis("smile", -1.0, 1.0, "> 0 pulls the mouth corners up and out (AU12); < 0 undoes the photograph's own smile: "
-         "-1 = a relaxed mouth, corners level with the lip midline and the lips (nearly) closed", "48-68, 31, 35, 3, 4, 12, 13"),
-    Axis("frown", 0.0, 1.0, "pulls the mouth corners down from wherever they are, the lips arched (AU15)", "48-68, 5, 6, 10, 11"),
+    Axis("smile", -1.0, 1.0, "> 0 pulls the mouth corners up and out (AU12); < 0 undoes the photograph's own "
+         "smile: -1 = a relaxed mouth, corners level with the lip midline, the lips (nearly) closed",
+         "48-68, 31, 35, 3, 4, 12, 13"),
+    Axis("frown", 0.0, 1.0, "pulls the mouth corners down from wherever they are, the lips arched (AU15)",
+         "48-68, 5, 6, 10, 11"),
     Axis("upper_lip_raise", 0.0, 1.0, "raises the upper lip, baring the teeth, as in disgust (AU10)", "49-53, 61-63"),
     Axis("mouth_asym", -1.0, 1.0, "one-sided corner raise: +1 the image-right corner (contempt/smirk, AU14)", "48, 54"),
     Axis("nose_wrinkle", 0.0, 1.0, "wrinkles and lifts the nose (AU9)", "31-35, 27-30"),
-    Axis("cheek_raise", 0.0, 1.0, "lifts the cheeks and narrows the eyes from below (AU6)", "1-3, 13-15, 40, 41, 46, 47"),
+    Axis("cheek_raise", 0.0, 1.0, "lifts the cheeks and narrows the eyes from below (AU6)",
+         "1-3, 13-15, 40, 41, 46, 47"),
     # --- brows and eyes ------------------------------------------------------------------------
     Axis("brow_inner_up", 0.0, 1.0, "raises the inner brows (AU1)", "19-24, mostly 21, 22"),
     Axis("brow_outer_up", 0.0, 1.0, "raises the outer brows (AU2)", "17-19, 24-26"),
@@ -49,7 +55,8 @@ AXES: tuple[Axis, ...] = (
     Axis("eye_wide", 0.0, 1.0, "widens the eyes, upper lids up (AU5)", "37, 38, 43, 44"),
     Axis("eye_squint", 0.0, 1.0, "narrows the eyes, lower lids up (AU7)", "40, 41, 46, 47"),
     # --- gaze ------------------------------------------------------------------------------------
-    Axis("gaze_x", -1.0, 1.0, "moves both irises; +1 = towards image right by about a third of the eye width", "irises"),
+    Axis("gaze_x", -1.0, 1.0, "moves both irises; +1 = towards image right by about a third of the eye width",
+         "irises"),
     Axis("gaze_y", -1.0, 1.0, "moves both irises; +1 = down", "irises"),
     # --- head pose -------------------------------------------------------------------------------
     Axis("head_yaw", -20.0, 20.0, "turns the head, degrees; + = towards image right", "all face"),
@@ -66,6 +73,15 @@ LO = np.array([a.lo for a in AXES], dtype=np.float32)
 HI = np.array([a.hi for a in AXES], dtype=np.float32)
 # Per-axis scale that brings every axis to roughly unit range; the learned model works in these units.
 SCALE = np.maximum(np.abs(LO), np.abs(HI)).astype(np.float32)
+
+
+# Axis groups.
+# The mouth shapes of speech: the visemes drive these, so instructions and annotation treat them apart.
+SPEECH_AXES: tuple[str, ...] = ("jaw_open", "lips_close", "lip_press", "lip_funnel", "lip_pucker", "lower_lip_tuck",
+                                "mouth_stretch")
+LIP_AXES: tuple[str, ...] = SPEECH_AXES[1:]  # the speech axes the lips carry (all but the jaw)
+EYELID_AXES: tuple[str, ...] = ("blink_left", "blink_right")
+assert set(SPEECH_AXES + EYELID_AXES) <= set(NAMES)
 
 
 def neutral(frames: int = 1) -> np.ndarray:
@@ -111,7 +127,7 @@ class MotionSequence:
         np.savez_compressed(path, values=self.values, fps=self.fps, names=np.array(NAMES))
 
     @classmethod
-    def load(cls, path: str | Path) -> "MotionSequence":
+    def load(cls, path: str | Path) -> MotionSequence:
         with np.load(path) as data:
             names = tuple(str(n) for n in data["names"])
             if names != NAMES:

@@ -11,15 +11,15 @@ import shutil
 import sys
 from pathlib import Path
 
-from realtime.annotate.pipeline import (
+from realtime.training.annotate.pipeline import (
     VISEME_UNKNOWN,
     AnnotateConfig,
     AnnotatedVideo,
     AnnotationError,
     Annotator,
 )
-from realtime.annotate.video import VideoError, decode_video, find_videos
-from realtime.corpus.format import CorpusWriter
+from realtime.training.annotate.video import VideoError, decode_video, find_videos
+from realtime.training.corpus.format import CorpusWriter
 
 __all__ = ["VISEME_UNKNOWN", "AnnotateConfig", "AnnotatedVideo", "AnnotationError", "Annotator", "VideoError",
            "annotate_videos", "decode_video", "find_videos", "main"]

@@ -1,6 +1,6 @@
 """Real human speech recordings that exist offline, for evaluating a model trained on synthetic voices.
 
-See realtime/corpus/README.md for where each set comes from and its licence. Missing sets are skipped:
+See realtime/training/corpus/README.md for where each set comes from and its licence. Missing sets are skipped:
 `paths()` returns what is installed (possibly nothing), and `require()` says what to install.
 """
 from __future__ import annotations
@@ -55,5 +55,5 @@ def require() -> list[Recording]:
     found = recordings()
     if not found:
         raise HumanSpeechMissing("no real speech recordings found: install the Debian packages alsa-utils and "
-                                 "klettres-data, and the PyPI package pysptk (see realtime/corpus/README.md)")
+                                 "klettres-data, and the PyPI package pysptk (see realtime/training/corpus/README.md)")
     return found

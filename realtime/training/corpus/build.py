@@ -14,17 +14,17 @@ import multiprocessing
 import shutil
 import time
 from dataclasses import dataclass
-from math import gcd
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.signal import resample_poly
 from tqdm import tqdm
 
-from realtime.corpus.augment import AugmentConfig, Augmenter
-from realtime.corpus.format import SAMPLE_RATE, SAMPLES_PER_FRAME, Corpus, CorpusItem, CorpusWriter
-from realtime.corpus.sentences import Sentence, sentences_for
+from realtime.media.audio import resample
+from realtime.training.corpus.augment import AugmentConfig, Augmenter
+from realtime.training.corpus.format import Corpus, CorpusItem, CorpusWriter
+from realtime.training.corpus.sentences import Sentence, sentences_for
+from realtime.vocab import EMOTIONS, MODEL_RATE, SAMPLES_PER_FRAME
 
 # en-us weighted up: most users of the product will be heard through US-trained ears and models.
 ACCENTS = ("en-us", "en-us", "en-us", "en-us-nyc", "en", "en-gb-x-rp", "en-029", "en-gb-scotland",
@@ -76,8 +76,8 @@ _TOOLS: _Tools | None = None  # one per worker process (a Pool initializer canno
 
 def setup_tools(config: BuildConfig, seed: int) -> _Tools:
     from realtime.animate import Animator, AnimatorConfig
-    from realtime.instruct.catalogue import build_catalogue
     from realtime.speech.espeak import Espeak
+    from realtime.training.catalogue import build_catalogue
 
     espeak = Espeak().setup()
     sentences = sentences_for(config.split)
@@ -121,13 +121,13 @@ def _build_in_worker(index: int) -> CorpusItem:
 def _voice(tools: _Tools, rng: np.random.Generator) -> tuple[str, str | None, int, int]:
     c = tools.config
     voice = tools.accents[int(rng.integers(len(tools.accents)))]
-    variant = tools.variants[int(rng.integers(len(tools.variants)))] if tools.variants and rng.random() < c.p_variant else None
+    variant = (tools.variants[int(rng.integers(len(tools.variants)))]
+               if tools.variants and rng.random() < c.p_variant else None)
     return voice, variant, int(rng.integers(c.rate[0], c.rate[1] + 1)), int(rng.integers(c.pitch[0], c.pitch[1] + 1))
 
 
 def _to_model_rate(speech: Any) -> np.ndarray:
-    g = gcd(SAMPLE_RATE, int(speech.sample_rate))
-    return resample_poly(speech.audio, SAMPLE_RATE // g, int(speech.sample_rate) // g).astype(np.float32)
+    return resample(speech.audio, int(speech.sample_rate), MODEL_RATE)
 
 
 def _join(parts: list[Any], silences: list[float]) -> Any:
@@ -171,8 +171,6 @@ def _fill_pauses(phonemes: list[Any], duration: float) -> list[Any]:
 def _group_instructions(instructions: list[Any]) -> dict[str, list[list[Any]]]:
     """Group texts by their programs, and groups by kind, so that sampling is balanced over programs and
     intensities rather than over texts (emotions have many more paraphrases than head motions)."""
-    from realtime.animate import EMOTIONS
-
     groups: dict[tuple, list[Any]] = {}
     for ins in instructions:
         groups.setdefault(tuple(ins.programs), []).append(ins)

@@ -16,11 +16,9 @@ import numpy as np
 from scipy.signal import savgol_filter
 from skimage.transform import SimilarityTransform
 
-from realtime.annotate.video import DecodedVideo, VideoError, decode_video
-from realtime.corpus.format import SAMPLES_PER_FRAME, CorpusItem
-from realtime.motion.space import DIM, clip
-
-VISEME_UNKNOWN = -1  # real footage has no phoneme timings; the trainer masks these frames out
+from realtime.training.annotate.video import DecodedVideo, VideoError, decode_video
+from realtime.training.corpus.format import CorpusItem
+from realtime.vocab import DIM, SAMPLES_PER_FRAME, VISEME_UNKNOWN, clip
 
 
 class AnnotationError(VideoError):
@@ -86,7 +84,7 @@ class Annotator:
         self.config = config or AnnotateConfig()
         self.detector = detector
 
-    def setup(self) -> "Annotator":
+    def setup(self) -> Annotator:
         if self.detector is None:
             from realtime.avatar import DlibLandmarkDetector
 
@@ -175,7 +173,7 @@ class Annotator:
     def describe_items(self, motion: np.ndarray, audio: np.ndarray) -> list[AnnotatedItem]:
         """Cut into items of at most `max_item_s`; describe each item as a whole (AUs) and in windows of
         `window_s`, so an expression that changes inside an item becomes instruction segments."""
-        from realtime.instruct.describe import describe
+        from realtime.training.annotate.describe import describe
 
         items = []
         for a, b in _even_cuts(len(motion), self.config.max_item_s):
