@@ -33,16 +33,16 @@ INSTRUCTIONS = (
 ONSET_S = 0.7  # programs reach their apex within 0.5 s; measure after
 
 
-def clip_frames(renderer, animator, matcher, speech, instruction: str | None, intensity: float, seed: int = 0,
-                stride: int = 2):
-    """The rendered frames after onset, and the programs the instruction was matched to."""
-    programs = []
-    if instruction:
-        programs = [(name, intensity) for name, _ in matcher(instruction).programs]
+def matched(matcher, instruction: str | None, intensity: float) -> list[tuple[str, float]]:
+    """The programs `render --teacher --instruction TEXT --intensity I` animates."""
+    return [(name, intensity) for name, _ in matcher(instruction).programs] if instruction else []
+
+
+def clip_frames(renderer, animator, speech, programs, seed: int = 0, stride: int = 2) -> np.ndarray:
+    """The rendered frames after the programs' onset, every `stride`-th."""
     n = int(np.ceil(speech.duration * FPS))
     motion = animator(speech, n, programs=programs, seed=seed).values
-    picks = np.arange(int(ONSET_S * FPS), n, stride)
-    return np.asarray(renderer(motion[picks])), programs
+    return np.asarray(renderer(motion[np.arange(int(ONSET_S * FPS), n, stride)]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,12 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for portrait_name in args.portraits.split(","):
         renderer = Renderer(enrol(PORTRAITS[portrait_name]), RenderConfig()).setup()
-        frames, _ = clip_frames(renderer, animator, matcher, speech, None, 1.0, stride=stride)
-        base = clip_signature(detector, frames)
+        base = clip_signature(detector, clip_frames(renderer, animator, speech, [], stride=stride))
         print(f"{portrait_name}: uninstructed lift {base['lift']:+.3f}, brows {base['brow_height']:.3f}", flush=True)
         for label, text in INSTRUCTIONS:
             for level in levels:
-                frames, programs = clip_frames(renderer, animator, matcher, speech, text, level, stride=stride)
+                programs = matched(matcher, text, level)
+                frames = clip_frames(renderer, animator, speech, programs, stride=stride)
                 changes = against(clip_signature(detector, frames), base)
                 failed = check(label, changes) if level == 1.0 else []
                 rows.append({"portrait": portrait_name, "label": label, "instruction": text, "intensity": level,

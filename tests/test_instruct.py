@@ -140,6 +140,23 @@ def test_matcher_accepts_free_text(matcher, text, expected):
     assert match.similarity >= matcher.config.threshold and match.nearest_text
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("look serious", {"neutral": 0.65}),
+    ("keep a straight face", {"neutral": 0.65}),
+    ("look serious, no smile", {"neutral": 0.65}),
+    ("stop smiling", {"neutral": 0.65}),
+    ("no smile", {"neutral": 0.65}),
+    ("don't smile", {"neutral": 0.65}),
+    ("don't you dare smile", {"neutral": 0.65}),
+    ("nod, but don't smile", {"nod": 1.0}),
+    ("look happy, not sad", {"happy": 0.65}),
+    ("stop frowning", {"neutral": 0.65}),
+])
+def test_a_negation_never_adds_what_it_negates(matcher, text, expected):
+    """Sentence embeddings put "no smile" next to "smile": the words decide, and a smile is never added."""
+    assert dict(matcher(text).programs) == expected
+
+
 @pytest.mark.parametrize("text", ["asdf qwerty", "what is the capital of France", "compile the kernel",
                                   "make me a sandwich"])
 def test_matcher_refuses_what_it_does_not_know(matcher, text):

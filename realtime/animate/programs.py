@@ -68,7 +68,7 @@ PROGRAMS: dict[str, Program] = {p.name: p for p in (
     _hold("surprised", "emotion", "AU1+2+5+26: brows up, eyes wide, jaw dropped",
           smile=-1.0, brow_inner_up=1.0, brow_outer_up=1.0, eye_wide=1.0, jaw_open=0.45),
     _hold("disgusted", "emotion", "AU9+10+4+15: nose wrinkled, upper lip raised, corners down",
-          smile=-1.0, nose_wrinkle=1.0, upper_lip_raise=0.8, brow_down=0.5, frown=0.3, eye_squint=0.35),
+          smile=-1.0, nose_wrinkle=1.0, upper_lip_raise=1.0, brow_down=0.5, frown=0.3, eye_squint=0.35),
     _hold("fearful", "emotion", "AU1+2+4+5+20: brows up and drawn, eyes wide, lips stretched",
           smile=-1.0, brow_inner_up=1.0, brow_outer_up=0.5, brow_down=0.3, eye_wide=1.0, mouth_stretch=0.7,
           jaw_open=0.15),

@@ -15,13 +15,12 @@ the lip closure is `min(1, lips_close + lip_press)` so a press never pushes the 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from realtime.vocab import DIM, HI, INDEX, LO
 
 from .enrol import Portrait
+from .head import HeadModel
 
 POSE_NAMES = ("head_yaw", "head_pitch", "head_roll", "head_x", "head_y")
 GAZE_NAMES = ("gaze_x", "gaze_y")
@@ -48,107 +47,10 @@ LID_LINES = {side: ([c0, *UPPER_LID[side], c1], [c0, *LOWER_LID[side], c1])
 INNER_LIP_LINES = ([60, *INNER_UPPER, 64], [60, *INNER_LOWER, 64])
 # smile_relax moves the corners this many times the photographed smile's height: the photograph's corner
 # texture (creases, cheek bulge) lags the landmarks, so the corners read level on the output pixels
-# (dlib, both enrolled test portraits) only at about 1.6
-RELAX_GAIN = 1.6
+# (dlib on the default portrait, talking) only at about 1.8
+RELAX_GAIN = 1.8
 # points that expression moves least: pose is estimated from them first
 RIGID_POINTS = [0, 1, 2, 14, 15, 16, 27, 28, 29, 30, 31, 33, 35, 36, 39, 42, 45]
-
-
-@dataclass(eq=False)
-class HeadModel:
-    """Head geometry in the aligned frame, in pixels: the pose pivot, a depth surface and a weight
-    map that is 1 on the head (face and hair) and falls smoothly to 0 on the static background,
-    close under the jaw so collars and shoulders stay put."""
-
-    centre: tuple[float, float]  # pivot (x, y)
-    skull_radii: tuple[float, float]  # depth ellipsoid semi-axes (x, y)
-    depth: float  # ellipsoid depth at its centre
-    nose: tuple[float, float]  # nose tip
-    nose_height: float  # extra depth of the nose tip
-    nose_sigma: float
-    iod: float
-    weight: np.ndarray  # (H, W) float32 in [0, 1]
-    neck: float = 0.0  # y of the roll pivot (the chin): a tilted head leaves the collar where it is
-
-    @classmethod
-    def from_landmarks(cls, landmarks: np.ndarray, iod: float, size: int = 512) -> HeadModel:
-        from scipy.ndimage import distance_transform_edt
-        from skimage.draw import polygon
-
-        lm = np.asarray(landmarks, np.float64)
-        eyes = (lm[EYE["left"]].mean(0) + lm[EYE["right"]].mean(0)) / 2
-        chin = lm[8]
-        face_half_width = (lm[16, 0] - lm[0, 0]) / 2
-        top = eyes[1] - 2.05 * iod
-        # head mask: the face (hull of the landmarks, grown a little) united with a cranium/hair ellipse
-        mask = np.zeros((size, size), bool)
-        hull = lm[[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 26, 25, 24, 19, 18, 17]]
-        centre = hull.mean(0)
-        hull = centre + (hull - centre) * 1.04
-        rr, cc = polygon(hull[:, 1], hull[:, 0], (size, size))
-        mask[rr, cc] = True
-        yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
-        cy, ry, rx = eyes[1] - 0.45 * iod, 1.65 * iod, max(1.7 * iod, 1.5 * face_half_width)
-        mask |= ((xx - eyes[0]) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1.0
-        distance = distance_transform_edt(~mask)
-        t = np.clip(distance / (0.4 * iod), 0.0, 1.0)
-        weight = (1.0 - t * t * (3 - 2 * t)).astype(np.float32)
-        return cls(centre=(float(eyes[0]), float((top + chin[1]) / 2)),
-                   skull_radii=(float(1.15 * face_half_width), float((chin[1] - top) / 2)),
-                   depth=float(1.1 * iod), nose=(float(lm[30, 0]), float(lm[30, 1])),
-                   nose_height=float(0.3 * iod), nose_sigma=float(0.28 * iod), iod=float(iod), weight=weight,
-                   neck=float(chin[1]))
-
-    def depth_at(self, xy: np.ndarray) -> np.ndarray:
-        """Height of the head surface above the pivot plane at image points (..., 2)."""
-        xy = np.asarray(xy, np.float64)
-        u = (xy[..., 0] - self.centre[0]) / self.skull_radii[0]
-        v = (xy[..., 1] - self.centre[1]) / self.skull_radii[1]
-        skull = self.depth * np.sqrt(np.clip(1.0 - u * u - v * v, 0.0, None))
-        d2 = (xy[..., 0] - self.nose[0]) ** 2 + ((xy[..., 1] - self.nose[1]) * 0.6) ** 2
-        return skull + self.nose_height * np.exp(-d2 / (2 * self.nose_sigma ** 2))
-
-    def weight_at(self, xy: np.ndarray) -> np.ndarray:
-        from scipy.ndimage import map_coordinates
-
-        xy = np.asarray(xy, np.float64)
-        flat = xy.reshape(-1, 2)
-        values = map_coordinates(self.weight, [flat[:, 1], flat[:, 0]], order=1, mode="nearest")
-        return values.reshape(xy.shape[:-1])
-
-    def displacement(self, xy: np.ndarray, pose: np.ndarray) -> np.ndarray:
-        """Forward displacement of image points (P, 2) under pose rows (N, 5) -> (N, P, 2)."""
-        xy = np.asarray(xy, np.float64)
-        z = self.depth_at(xy)
-        w = self.weight_at(xy)
-        rel = np.stack([xy[:, 0] - self.centre[0], xy[:, 1] - self.centre[1], z], axis=-1)  # (P, 3)
-        rot, offset = self.rotation(np.asarray(pose, np.float64)[:, :3])
-        moved = (np.einsum("nij,pj->npi", rot, rel) + offset[:, None])[..., :2] - rel[None, :, :2]
-        shift = np.asarray(pose, np.float64)[:, None, 3:5] * self.iod
-        return w[None, :, None] * (moved + shift)
-
-    def rotation(self, angles_deg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(N, 3) yaw, pitch, roll -> rotation (N, 3, 3) and offset (N, 3) of points relative to the pivot:
-        yaw and pitch turn about the pivot inside the head, roll about the chin (the neck)."""
-        angles = np.asarray(angles_deg, np.float64)
-        rot = rotation_matrices(angles)
-        roll = rotation_matrices(np.stack([np.zeros(len(angles)), np.zeros(len(angles)), angles[:, 2]], 1))
-        neck = np.array([0.0, self.neck - self.centre[1], 0.0])
-        return rot, neck - roll @ neck
-
-
-def rotation_matrices(angles_deg: np.ndarray) -> np.ndarray:
-    """(N, 3) yaw, pitch, roll in degrees -> (N, 3, 3), x right, y down, z towards the camera.
-    + yaw turns the face towards image right, + pitch tips the chin down, + roll is clockwise."""
-    yaw, pitch, roll = np.deg2rad(np.asarray(angles_deg, np.float64)).T
-    n = len(yaw)
-    one, zero = np.ones(n), np.zeros(n)
-    cy, sy, cp, sp, cr, sr = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch), np.cos(roll), np.sin(roll)
-    r_yaw = np.stack([np.stack([cy, zero, sy], -1), np.stack([zero, one, zero], -1), np.stack([-sy, zero, cy], -1)], 1)
-    r_pitch = np.stack([np.stack([one, zero, zero], -1), np.stack([zero, cp, sp], -1),
-                        np.stack([zero, -sp, cp], -1)], 1)
-    r_roll = np.stack([np.stack([cr, -sr, zero], -1), np.stack([sr, cr, zero], -1), np.stack([zero, zero, one], -1)], 1)
-    return r_roll @ r_pitch @ r_yaw
 
 
 def motion_to_rig(motion: np.ndarray) -> np.ndarray:
@@ -290,7 +192,7 @@ def build_bases(landmarks: np.ndarray, iod: float) -> np.ndarray:
     for ids, (lc, rc) in ((range(48, 60), (48, 54)), (range(60, 68), (60, 64))):
         for p in ids:
             u = float(np.clip((lm[p, 0] - (lm[lc, 0] + lm[rc, 0]) / 2) / max((lm[rc, 0] - lm[lc, 0]) / 2, 1e-3), -1, 1))
-            move(b, p, dx=-0.02 * u, dy=0.13 * abs(u) ** 1.5)
+            move(b, p, dx=-0.02 * u, dy=0.15 * abs(u) ** 1.5)
     move(b, [5, 6, 10, 11], dy=0.02)
     for up, lo, g in zip(INNER_UPPER, INNER_LOWER, gap):  # a sad mouth closes over the teeth
         move(b, up, dy=0.3 * g)
