@@ -109,7 +109,7 @@ class Mouth:
         else:  # nothing of the photograph belongs in the opening: paint all of it below the gum
             tops = np.float32(0.12 * iod)  # synthesized upper teeth reach this far above the rest lip line
             cav_top, cav_bot = np.maximum(u_t, u0 - tops), l_t
-        corner_fade = clamp_np((1 - np.abs(across)) / np.float32(0.12))  # corners blend into the lips
+        corner_fade = clamp_np((1 - np.abs(across)) / np.float32(0.25))  # corners blend into the lips
         cavity = _band(y, cav_top, cav_bot, f) * inside * corner_fade
         gum = _band(y, u_t, u0 - tops, f) * (in_rest & inside)
         painted = np.flatnonzero((cavity + gum + seam).ravel() > 0)
