@@ -38,6 +38,7 @@ class BenchConfig:
     parts: tuple[str, ...] = PARTS
     checkpoint: Path | None = None
     image: Path | None = None
+    avatar_config: Path | None = None  # TOML for the server (and the in-process stages), as `serve --config`
     profile: bool = False  # py-spy the server during the glass-to-glass call
     latency: LatencyConfig = field(default_factory=LatencyConfig)
     throughput: ThroughputConfig = field(default_factory=ThroughputConfig)
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=RESULTS, help="folder for JSON, PNG and Markdown (default %(default)s)")
     p.add_argument("--checkpoint", type=Path, default=None, help="generator checkpoint folder (default: shipped)")
     p.add_argument("--image", type=Path, default=None, help="portrait (default: the astronaut)")
+    p.add_argument("--config", type=Path, default=None, help="the server's TOML config (as `avatar serve --config`)")
     p.add_argument("--only", action="append", choices=PARTS, help="run only these parts (repeatable)")
     p.add_argument("--onsets", type=int, default=None, help="syllable onsets in the glass-to-glass call")
     p.add_argument("--max-sessions", type=int, default=None, help="throughput: try up to this many calls")
@@ -66,13 +68,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", action="store_true",
                    help="sample the server with py-spy during the glass-to-glass call (pip install py-spy)")
     p.add_argument("--no-stop", action="store_true", help="throughput: try every level even after one fails")
+    p.add_argument("--soak", type=float, default=None, metavar="MINUTES",
+                   help="instead of the suite: one call this long, memory, threads, latency and repeats sampled "
+                        "every 10 s (soak.json, soak.png)")
     return p
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
     config = BenchConfig.preset(args.quick, parts=tuple(args.only or PARTS), checkpoint=args.checkpoint,
-                                image=args.image)
+                                image=args.image, avatar_config=args.config)
     config.stages.checkpoint, config.stages.image = args.checkpoint, args.image
+    if args.config is not None:
+        from realtime.config import load_config
+
+        config.stages.avatar = load_config(args.config)
     if args.onsets is not None:
         if args.onsets < 1:
             raise ValueError(f"--onsets must be >= 1, got {args.onsets}")
@@ -114,7 +123,7 @@ def _live_parts(report: dict, artifacts: dict, live: list[str], config: BenchCon
     from benchmarks.server_process import ServerProcess
 
     max_sessions = config.throughput.max_sessions if "throughput" in live else 1
-    with ServerProcess(max_sessions, config.checkpoint, config.image) as server:
+    with ServerProcess(max_sessions, config.checkpoint, config.image, config.avatar_config) as server:
         report["server"] = {"trained": server.trained, "startup_s": server.startup_s,
                             "checkpoint": str(config.checkpoint or "shipped"),
                             "command": " ".join(server.command()[1:])}
@@ -311,9 +320,11 @@ def markdown(report: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    command = "avatar bench " + " ".join(sys.argv[2:] if argv is None else argv)
+    if args.soak is not None:
+        return _soak(args, command.strip())
     try:
         config = config_from_args(args)
-        command = "avatar bench " + " ".join(sys.argv[2:] if argv is None else argv)
         report = run_bench(config, args.out, command.strip())
     except (ValueError, RuntimeError, OSError) as exc:
         print(f"avatar bench: error: {exc}", file=sys.stderr)
@@ -321,6 +332,18 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown(report))
     print(f"written to {args.out}/")
     return 1 if report["errors"] else 0
+
+
+def _soak(args: argparse.Namespace, command: str) -> int:
+    from benchmarks.soak import SoakConfig, markdown, soak
+
+    if args.soak <= 0:
+        print("avatar bench: error: --soak needs a positive number of minutes", file=sys.stderr)
+        return 2
+    report = soak(SoakConfig(minutes=args.soak, checkpoint=args.checkpoint), args.out, command)
+    print(markdown(report))
+    print(f"written to {args.out}/soak.json, soak.png")
+    return 0
 
 
 if __name__ == "__main__":

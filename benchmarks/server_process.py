@@ -35,8 +35,12 @@ class ServerProcess:
     """`with ServerProcess(max_sessions=4) as server: server.ws_url` — starts, waits for the banner, stops."""
 
     def __init__(self, max_sessions: int, checkpoint: Path | None = None, image: Path | None = None,
-                 start_timeout_s: float = 180.0):
-        self.max_sessions, self.checkpoint, self.image = max_sessions, checkpoint, image
+                 config: Path | None = None, start_timeout_s: float = 180.0, host: str = "127.0.0.1",
+                 wrap: list[str] | None = None, extra: list[str] | None = None):
+        """`config`: a TOML config file; `wrap`: a command prefix (e.g. `ip netns exec NS`); `extra`: more
+        `avatar serve` flags."""
+        self.max_sessions, self.checkpoint, self.image, self.config = max_sessions, checkpoint, image, config
+        self.host, self.wrap, self.extra = host, list(wrap or []), list(extra or [])
         self.start_timeout_s = start_timeout_s
         self.port = free_port()
         self.trained: bool | None = None
@@ -47,14 +51,14 @@ class ServerProcess:
 
     @property
     def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
+        return f"ws://{self.host}:{self.port}/ws"
 
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
 
     def command(self) -> list[str]:
-        cmd = [sys.executable, "-m", "realtime", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+        cmd = [*self.wrap, sys.executable, "-m", "realtime", "serve", "--host", self.host, "--port", str(self.port),
                "--max-sessions", str(self.max_sessions), "--idle-timeout", "120", "--log-level", "WARNING"]
         if self.checkpoint is not None:
             cmd += ["--checkpoint", str(self.checkpoint)]
@@ -62,7 +66,9 @@ class ServerProcess:
             cmd.append("--allow-untrained")  # the figures are still valid for speed, not for lip sync
         if self.image is not None:
             cmd += ["--image", str(self.image)]
-        return cmd
+        if self.config is not None:
+            cmd += ["--config", str(self.config)]
+        return cmd + self.extra
 
     def start(self) -> ServerProcess:
         t0 = time.monotonic()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -16,7 +16,8 @@ import numpy as np
 from benchmarks.analysis import FPS, summary
 from benchmarks.server_process import has_checkpoint
 from benchmarks.stimulus import RATE, running_speech
-from realtime.vocab import MODEL_RATE
+from realtime.config import AvatarConfig
+from realtime.vocab import MODEL_RATE, VIDEO_CLOCK
 
 
 @dataclass
@@ -24,6 +25,7 @@ class StagesConfig:
     chunks: int = 40  # 160 ms chunks (6.4 s of speech)
     checkpoint: Path | None = None
     image: Path | None = None
+    avatar: AvatarConfig = field(default_factory=AvatarConfig)  # sampler, renderer settings as the server's
 
 
 def _timed(fn, *args):
@@ -36,22 +38,20 @@ def stage_costs(config: StagesConfig) -> dict:
     import torch
     from aiortc.codecs.vpx import Vp8Encoder
 
-    from realtime.avatar import RenderConfig, Renderer, enrol, set_cpu_threads
+    from realtime.assembly import AvatarParts
+    from realtime.avatar import set_cpu_threads
     from realtime.media.audio import resample
     from realtime.media.stream import rgb_to_yuv420, yuv420_frame
-    from realtime.motion.checkpoint import load_generator
     from realtime.motion.features import StreamingLogMel
-    from realtime.motion.model import GeneratorConfig, MotionGenerator
-    from realtime.motion.sampler import StreamingSampler
 
     threads = torch.get_num_threads()
-    set_cpu_threads(1)
     try:
         trained = has_checkpoint(config.checkpoint)
-        model = load_generator(config.checkpoint) if trained else MotionGenerator(GeneratorConfig()).eval()
-        renderer = Renderer(enrol(config.image), RenderConfig())
-        renderer.setup()
-        sampler = StreamingSampler(model, None)
+        setup = config.avatar.replace("server", checkpoint=config.checkpoint, image=config.image,
+                                      allow_untrained=not trained)
+        parts = AvatarParts.load(setup.replace("worker", threads=1), encoder=False)  # the server's assembly
+        model, renderer = parts.model, parts.renderer()
+        sampler = parts.sampler(shared=False)
         features = StreamingLogMel(model.cfg.features)
         encoder = Vp8Encoder()
         chunk = int(MODEL_RATE * model.cfg.window / FPS)
@@ -68,7 +68,8 @@ def stage_costs(config: StagesConfig) -> dict:
             for values in motion:
                 rgb, *rcost = _timed(lambda v: np.asarray(renderer(v[None]))[0], values)
                 yuv, *ycost = _timed(rgb_to_yuv420, rgb)
-                frame = yuv420_frame(yuv, pts=len(costs["vp8"]) * 3600, time_base=Fraction(1, 90_000))
+                frame = yuv420_frame(yuv, pts=len(costs["vp8"]) * (VIDEO_CLOCK // FPS),
+                                     time_base=Fraction(1, VIDEO_CLOCK))
                 _, *ecost = _timed(encoder.encode, frame)
                 costs["render"].append(tuple(rcost))
                 costs["yuv"].append(tuple(ycost))

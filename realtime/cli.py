@@ -14,6 +14,7 @@ def _intensity(text: str) -> float:
 
 
 def _render(args: argparse.Namespace) -> int:
+    from realtime.config import AvatarConfig, load_config
     from realtime.render import RenderJob, render
 
     job = RenderJob(
@@ -21,6 +22,7 @@ def _render(args: argparse.Namespace) -> int:
         image=Path(args.image) if args.image else None, instruction=args.instruction,
         intensity=args.intensity, seed=args.seed, teacher=args.teacher, voice=args.voice,
         progress=not args.quiet, threads=args.threads,
+        config=load_config(args.config) if args.config else AvatarConfig(),
     )
     result = render(job)
     print(result.summary())
@@ -59,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--voice", default="en-us", help="espeak-ng voice for --text")
     render.add_argument("--teacher", action="store_true",
                         help="animate --text with the procedural animator instead of the learned generator")
-    render.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    render.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: [worker] threads, 1)")
+    render.add_argument("--config", type=Path, default=None,
+                        help="TOML file: its [sampler], [renderer] and [worker] sections apply")
     render.add_argument("--quiet", action="store_true", help="no progress bar")
     render.add_argument("-o", "--out", required=True, help="output .mp4")
     render.set_defaults(func=_render)

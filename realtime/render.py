@@ -1,4 +1,5 @@
-"""Offline rendering: the live pipeline minus WebRTC (speech/audio → motion → frames → mp4)."""
+"""Offline rendering: the live pipeline minus WebRTC (speech/audio → motion → frames → mp4), built from the same
+assembly (`realtime.assembly`) as the server."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -6,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from realtime.config import AvatarConfig
 from realtime.media import load_audio, resample
 from realtime.vocab import FPS, MODEL_RATE, SAMPLES_PER_FRAME, MotionSequence
 
@@ -24,7 +26,8 @@ class RenderJob:
     teacher: bool = False  # procedural animator (needs --text: it reads exact phoneme timings)
     voice: str = "en-us"
     progress: bool = True
-    threads: int = 1  # torch threads on CPU: many small ops make a second thread cost more than it gives
+    threads: int | None = None  # torch CPU threads; None = the config's [worker] threads
+    config: AvatarConfig = field(default_factory=AvatarConfig)  # sampler, renderer and worker settings
 
 
 @dataclass
@@ -51,14 +54,14 @@ class RenderResult:
         return "\n".join(lines)
 
 
-def _teacher_motion(job: RenderJob, speech, n_frames: int, result: RenderResult) -> MotionSequence:
+def _teacher_motion(job: RenderJob, parts, speech, n_frames: int, result: RenderResult) -> MotionSequence:
     from realtime.animate import Animator, AnimatorConfig
 
     programs: list[tuple[str, float]] = []
     if job.instruction:
-        from realtime.instruct import InstructionEncoder, ProgramMatcher
+        from realtime.instruct import ProgramMatcher
 
-        matcher = ProgramMatcher(InstructionEncoder())
+        matcher = ProgramMatcher(parts.encoder)
         matcher.setup()
         match = matcher(job.instruction)
         programs = [(name, job.intensity if job.intensity is not None else level)
@@ -67,24 +70,19 @@ def _teacher_motion(job: RenderJob, speech, n_frames: int, result: RenderResult)
     return Animator(AnimatorConfig())(speech, n_frames, programs=programs, seed=job.seed)
 
 
-def _generator_motion(job: RenderJob, audio16k: np.ndarray) -> MotionSequence:
-    from realtime.instruct import InstructionEncoder
-    from realtime.motion.checkpoint import load_generator
+def _generator_motion(job: RenderJob, parts, audio16k: np.ndarray) -> MotionSequence:
     from realtime.motion.sampler import generate
 
-    encoder = InstructionEncoder()
-    encoder.setup()
-    model = load_generator()
     intensity = 1.0 if job.intensity is None else job.intensity
-    return generate(model, encoder, audio16k, job.instruction, intensity, seed=job.seed,
-                    progress=job.progress)
+    return generate(parts.model, parts.encoder, audio16k, job.instruction, intensity, seed=job.seed,
+                    config=parts.config.sampler, progress=job.progress)
 
 
 def render(job: RenderJob) -> RenderResult:
     import torch
     from tqdm import tqdm
 
-    from realtime.avatar import RenderConfig, Renderer, enrol, set_cpu_threads
+    from realtime.assembly import AvatarParts
     from realtime.media import VideoWriter
 
     if job.text is None and job.audio is None:
@@ -94,9 +92,10 @@ def render(job: RenderJob) -> RenderResult:
     if not str(job.out).lower().endswith(".mp4"):
         raise ValueError(f"output must be an .mp4 file, got {job.out}")
     torch.manual_seed(job.seed)
-    if job.threads:
-        set_cpu_threads(job.threads)
-    portrait = enrol(job.image)  # fail fast on a bad image before any synthesis
+    # the teacher needs no generator: a missing checkpoint only matters to the generator's path
+    config = job.config.replace("server", image=job.image, allow_untrained=job.teacher or None)
+    config = config.replace("worker", threads=job.threads)
+    parts = AvatarParts.load(config)  # fails fast on a bad image before any synthesis
 
     speech = None
     if job.text is not None:
@@ -114,15 +113,14 @@ def render(job: RenderJob) -> RenderResult:
     result = RenderResult(out=job.out, frames=n_frames, motion_source="", instruction=job.instruction)
     if job.teacher:
         result.motion_source = "procedural animator"
-        motion = _teacher_motion(job, speech, n_frames, result)
+        motion = _teacher_motion(job, parts, speech, n_frames, result)
     else:
         result.motion_source = "learned generator"
-        motion = _generator_motion(job, audio16k)
+        motion = _generator_motion(job, parts, audio16k)
     values = motion.values[:n_frames]
     result.motion = MotionSequence(values)
 
-    renderer = Renderer(portrait, RenderConfig())
-    renderer.setup()
+    renderer = parts.renderer()
     writer = VideoWriter(job.out)
     with tqdm(total=n_frames, unit="frame", desc="render", disable=not job.progress) as bar:
         for start in range(0, n_frames, RENDER_BATCH):

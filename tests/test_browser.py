@@ -29,8 +29,9 @@ def title_state(title: str) -> dict[str, str]:
     return dict(re.findall(r"(\w+)=(\S+)", title))
 
 
-def evaluate(debug_port: int, url_part: str, expression: str) -> None:
-    """Run JavaScript in a tab through the DevTools protocol, as a user's typing and clicking would."""
+def evaluate(debug_port: int, url_part: str, expression: str):
+    """Run JavaScript in a tab through the DevTools protocol, as a user's typing and clicking would; -> its
+    value (strings, numbers)."""
     from websockets.sync.client import connect
 
     tab = next(t for t in tabs(debug_port) if url_part in t.get("url", ""))
@@ -38,6 +39,7 @@ def evaluate(debug_port: int, url_part: str, expression: str) -> None:
         devtools.send(json.dumps({"id": 1, "method": "Runtime.evaluate", "params": {"expression": expression}}))
         reply = json.loads(devtools.recv(timeout=10))
         assert "exceptionDetails" not in reply.get("result", {}), reply
+        return reply.get("result", {}).get("result", {}).get("value")
 
 
 def wait_for_tab(debug_port: int, url_part: str, done, timeout_s: float) -> dict[str, str]:
@@ -87,7 +89,10 @@ def test_page_calls_and_viewer_receives(tmp_path, speech_wav):
             evaluate(debug_port, "autostart", "document.querySelector('#motions button').click();")
             assert wait_until(lambda: server.server.sessions[session].instruction.text != "look very sad", 10)
 
-            view = f"{server.url}/view?session={session}&bg=00ff00"
+            # The viewer link the page shows (what a user pastes into OBS) carries the call's view key.
+            link = evaluate(debug_port, "autostart", "document.getElementById('viewer').href")
+            assert f"session={session}&key=" in link and server.server.sessions[session].view_key in link
+            view = f"{link}&bg=00ff00"
             request = urllib.request.Request(f"http://127.0.0.1:{debug_port}/json/new?{view}", method="PUT")
             urllib.request.urlopen(request, timeout=10).close()
             viewed = wait_for_tab(debug_port, "/view?", lambda s: int(s.get("frames", 0)) >= 25, 40)

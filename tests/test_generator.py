@@ -321,6 +321,20 @@ def test_streaming_equals_offline(model):
         sampler.push(audio[:100])
 
 
+def test_an_embedding_given_with_the_instruction_is_not_encoded_again(model):
+    """The server encodes off the event loop and hands the embedding to the worker with the command."""
+    audio = speechlike(1.0, seed=2)
+    expected = generate(model, HashedTextEncoder(), audio, "nod slowly", seed=1).values
+
+    def no_encoder(text):
+        raise AssertionError(f"encoded {text!r} again")
+
+    sampler = StreamingSampler(model, no_encoder, seed=1)
+    sampler.set_instruction("nod slowly", 1.0, embedding=HashedTextEncoder()("nod slowly"))
+    got = np.concatenate([sampler.push(audio), sampler.flush()])
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_instruction_switch_applies_next_chunk_with_a_ramp(model):
     enc = HashedTextEncoder()
     audio = speechlike(3.0)

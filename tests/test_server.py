@@ -363,7 +363,10 @@ def test_busy_viewer_controllers_and_api(server):
             assert (await other.sessions())[0]["instruction"] == "raise your eyebrows"
             # The viewer sees the same session's video.
             viewer_frames: list = []
-            await viewer.view(session, frame_format="gray", on_frame=lambda f, t: viewer_frames.append((t, f)))
+            with pytest.raises(AvatarError, match="key"):  # watching needs rights: the caller's view key
+                await viewer.view(session, frame_format="gray")
+            await viewer.view(session, frame_format="gray", on_frame=lambda f, t: viewer_frames.append((t, f)),
+                              key=caller.view_key)
             await viewer.wait_first_frame()
             await asyncio.sleep(2.0)
             assert len(viewer_frames) >= 25

@@ -22,7 +22,8 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from realtime.media.jitter import MarkerFrameBuffer, replace_jitter_buffer
+from realtime.media.conceal import LossConcealer
+from realtime.media.jitter import AudioPacketBuffer, MarkerFrameBuffer, replace_jitter_buffer
 from realtime.vocab import WEBRTC_AUDIO_RATE
 
 # (pixels, arrival time.monotonic()); pixels are (H, W, 3) RGB, or (H, W) luma with frame_format="gray"
@@ -45,6 +46,7 @@ class Received:
     times: list[float] = field(default_factory=list)
     pts: list[int] = field(default_factory=list)
     size: tuple[int, int] | None = None
+    concealed_s: float = 0.0  # audio: lost packets filled in by concealment
 
     def fps(self, skip_s: float = 1.0) -> float:
         """Mean frame rate after the first `skip_s` (connection start-up)."""
@@ -56,15 +58,22 @@ class Received:
 
 
 class AvatarClient:
-    def __init__(self, url: str = "ws://127.0.0.1:8080/ws", binary: bool = True, timeout_s: float = 20.0):
+    def __init__(self, url: str = "ws://127.0.0.1:8080/ws", binary: bool = True, timeout_s: float = 20.0,
+                 ssl: Any = None, origin: str | None = None):
+        """`ssl`: an `ssl.SSLContext` for wss:// (e.g. one that trusts a self-signed certificate); `origin`: send
+        this Origin header, as a browser page would (programs send none)."""
         self.url, self.binary, self.timeout_s = url, binary, timeout_s
+        self.ssl, self.origin = ssl, origin
         self.ws: ClientConnection | None = None
         self.pc: RTCPeerConnection | None = None
         self.channel = None
         self.session: str | None = None
+        self.view_key: str | None = None  # lets others watch this call: view(session, key=...)
+        self.ended: dict[str, Any] | None = None  # the server's {"type": "closed", "reason": ...} for our call
         self.video = Received()
         self.audio = Received()
         self.rtts: list[float] = []
+        self.video_buffer: MarkerFrameBuffer | None = None  # the video buffer (frames_given_up to packet loss)
         self._inbox: asyncio.Queue = asyncio.Queue()
         self._channel_inbox: asyncio.Queue = asyncio.Queue()
         self._lock = asyncio.Lock()
@@ -75,7 +84,10 @@ class AvatarClient:
 
     # --- connection --------------------------------------------------------------------------------------
     async def connect(self) -> AvatarClient:
-        self.ws = await connect(self.url, max_size=1 << 22, open_timeout=self.timeout_s)
+        extra = {"ssl": self.ssl} if self.ssl is not None else {}
+        if self.origin is not None:
+            extra["origin"] = self.origin
+        self.ws = await connect(self.url, max_size=1 << 22, open_timeout=self.timeout_s, **extra)
         self._reader = asyncio.ensure_future(self._read())
         return self
 
@@ -88,7 +100,10 @@ class AvatarClient:
     async def _read(self) -> None:
         try:
             async for raw in self.ws:
-                self._inbox.put_nowait(_decode(raw))
+                message = _decode(raw)
+                if message.get("type") == "closed" and message.get("session") == self.session:
+                    self.ended = message
+                self._inbox.put_nowait(message)
         except ConnectionClosed:
             pass
         finally:
@@ -130,9 +145,11 @@ class AvatarClient:
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             if track.kind == "video":
-                replace_jitter_buffer(pc, track, MarkerFrameBuffer())  # -40 ms: no wait for the next frame
+                self.video_buffer = MarkerFrameBuffer()  # -40 ms: no wait for the next frame
+                replace_jitter_buffer(pc, track, self.video_buffer)
                 self._tasks.append(asyncio.ensure_future(self._consume_video(track, on_frame, frame_format)))
             else:
+                replace_jitter_buffer(pc, track, AudioPacketBuffer())  # a lost packet must not hold the rest back
                 self._tasks.append(asyncio.ensure_future(self._consume_audio(track, on_audio)))
 
         await pc.setLocalDescription(await pc.createOffer())
@@ -147,13 +164,14 @@ class AvatarClient:
         except BaseException:
             await self._close_pc()
             raise
-        self.session = answer["session"]
+        self.session, self.view_key = answer["session"], answer.get("viewKey")
         self.call_started = time.monotonic()
         return self.session
 
     async def view(self, session: str, on_frame: FrameCallback | None = None, audio: bool = False,
-                   frame_format: str = "rgb24") -> str:
-        """Receive another session's video (what /view?session=ID shows) on this client."""
+                   frame_format: str = "rgb24", key: str | None = None) -> str:
+        """Receive another session's video (what /view?session=ID&key=KEY shows) on this client; `key` is the
+        caller's `viewKey` (not needed with control rights)."""
         self.pc = pc = RTCPeerConnection()
         pc.addTransceiver("video", direction="recvonly")
         if audio:
@@ -162,13 +180,16 @@ class AvatarClient:
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             if track.kind == "video":
-                replace_jitter_buffer(pc, track, MarkerFrameBuffer())  # -40 ms: no wait for the next frame
+                self.video_buffer = MarkerFrameBuffer()  # -40 ms: no wait for the next frame
+                replace_jitter_buffer(pc, track, self.video_buffer)
                 self._tasks.append(asyncio.ensure_future(self._consume_video(track, on_frame, frame_format)))
 
         await pc.setLocalDescription(await pc.createOffer())
         try:
-            answer = await self.request({"type": "view", "session": session, "sdp": pc.localDescription.sdp,
-                                         "sdpType": "offer"}, "answer")
+            message = {"type": "view", "session": session, "sdp": pc.localDescription.sdp, "sdpType": "offer"}
+            if key is not None:
+                message["key"] = key
+            answer = await self.request(message, "answer")
             await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["sdpType"]))
         except BaseException:
             await self._close_pc()
@@ -193,15 +214,19 @@ class AvatarClient:
         import av
 
         resampler = av.AudioResampler(format="flt", layout="mono", rate=WEBRTC_AUDIO_RATE)
+        conceal = LossConcealer()  # a lost packet is heard as the voice going on, as browsers do
         try:
             while True:
-                frame = await track.recv()
+                received = await track.recv()
                 now = time.monotonic()
-                self.audio.times.append(now)
-                if on_audio is not None:
-                    frame.pts = None
-                    for out in resampler.resample(frame):
-                        on_audio(out.to_ndarray().reshape(-1), now)
+                for frame in conceal(received):
+                    self.audio.times.append(now)
+                    self.audio.pts.append(int(frame.pts or 0))  # 48 kHz RTP time: a lost packet leaves a gap
+                    if on_audio is not None:
+                        frame.pts = None
+                        for out in resampler.resample(frame):
+                            on_audio(out.to_ndarray().reshape(-1), now)
+                self.audio.concealed_s = conceal.concealed_s
         except MediaStreamError:
             pass
 

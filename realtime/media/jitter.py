@@ -8,6 +8,7 @@ replaced (`replace_jitter_buffer`).
 from __future__ import annotations
 
 import logging
+import time
 
 import aiortc
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
@@ -35,17 +36,59 @@ class AudioPacketBuffer(JitterBuffer):
         return False, JitterFrame(data=packet._data, timestamp=packet.timestamp)
 
 
+# How long an incomplete video frame waits for a retransmission (NACK) before it is given up for a keyframe,
+# and how often a keyframe is asked for while none has come (the request itself may be lost).
+MAX_WAIT_S = 0.06
+KEYFRAME_REQUEST_S = 0.1
+
+
+def is_keyframe(data: bytes) -> bool:
+    """A whole VP8 key frame (frame tag bit 0 clear, then the start code 9d 01 2a), or H.264 with an IDR
+    slice or a sequence parameter set (Annex B start codes, as aiortc depayloads it)."""
+    if len(data) >= 6 and not data[0] & 1 and data[3:6] == b"\x9d\x01\x2a":
+        return True
+    if data[:3] == b"\x00\x00\x01" or data[:4] == b"\x00\x00\x00\x01":
+        return any(part and part[0] & 0x1F in (5, 7) for part in data.split(b"\x00\x00\x01")[1:])
+    return False
+
+
 class MarkerFrameBuffer(JitterBuffer):
     """A video frame goes to the decoder as soon as its last packet is in: the sender marks each frame's last
-    packet (the RTP marker bit); with every packet from the frame's first to that one present, it is complete."""
+    packet (the RTP marker bit); with every packet from the frame's first to that one present, it is complete.
 
-    def __init__(self, capacity: int = 512) -> None:
+    Loss: a frame with a packet missing waits up to `max_wait_s` for its retransmission (aiortc NACKs the gap);
+    then it is dropped, a keyframe is requested (PLI, repeated while none comes) and frames are skipped up to
+    that keyframe, since they could only decode to a broken picture. Recovery takes about max_wait_s + one frame
+    instead of waiting for the next loss to re-send the NACK, or for the buffer to overflow."""
+
+    def __init__(self, capacity: int = 512, max_wait_s: float = MAX_WAIT_S, clock=time.monotonic) -> None:
         super().__init__(capacity=capacity, is_video=True)
+        self.max_wait_s, self._clock = max_wait_s, clock
+        self._stuck_since: float | None = None
+        self._need_keyframe = False
+        self._asked_at = float("-inf")
+        self.frames_given_up = 0
 
     def add(self, packet) -> tuple[bool, JitterFrame | None]:
         pli, frame = super().add(packet)  # ordering, loss and overflow handling stay aiortc's
         if frame is None and self._origin is not None:
             frame = self._complete_frame()
+        now = self._clock()
+        if frame is None and self._blocked_by_head(packet):
+            self._stuck_since = self._stuck_since if self._stuck_since is not None else now
+            if self._skippable_head() or now - self._stuck_since > self.max_wait_s:
+                self._drop_head(packet)
+                self._need_keyframe, self._stuck_since = True, None
+                frame = self._complete_frame()
+        elif frame is not None:
+            self._stuck_since = None
+        while frame is not None and self._need_keyframe:
+            if is_keyframe(frame.data):
+                self._need_keyframe = False
+            else:  # it refers to a picture the decoder never got: skip it, and see what waits behind it
+                frame = self._complete_frame()
+        if self._need_keyframe and now - self._asked_at >= KEYFRAME_REQUEST_S:
+            pli, self._asked_at = True, now
         return pli, frame
 
     def _complete_frame(self) -> JitterFrame | None:
@@ -60,6 +103,34 @@ class MarkerFrameBuffer(JitterBuffer):
                 self.remove(count + 1)
                 return JitterFrame(data=b"".join(p._data for p in packets), timestamp=packets[0].timestamp)
         return None
+
+    def _skippable_head(self) -> bool:
+        """Waiting for a keyframe, the head is a frame that is not one: no use waiting for its retransmission.
+        (A keyframe's packets are many, so it is often incomplete for a moment: that one is waited for.)"""
+        head = self._packets[self._origin % self.capacity]
+        return self._need_keyframe and head is not None and not is_keyframe(head._data)
+
+    def _blocked_by_head(self, newest) -> bool:
+        """A newer frame's packet is in while the head frame cannot complete yet (a packet is missing)."""
+        head = self._packets[self._origin % self.capacity]
+        return head is None or head.timestamp != newest.timestamp
+
+    def _drop_head(self, newest) -> None:
+        """Removes the head frame (and any gap before it), never past the newest packet."""
+        head_ts = None
+        for _ in range(self.capacity):
+            if self._origin == newest.sequence_number and head_ts is not None:
+                break
+            packet = self._packets[self._origin % self.capacity]
+            if packet is not None:
+                if head_ts is None:
+                    head_ts = packet.timestamp
+                elif packet.timestamp != head_ts:
+                    break
+                if packet is newest:
+                    break
+            self.remove(1)
+        self.frames_given_up += 1
 
 
 def replace_jitter_buffer(pc, track, buffer: JitterBuffer) -> bool:

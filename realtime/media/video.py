@@ -10,6 +10,8 @@ import numpy as np
 
 from realtime.vocab import FPS, MODEL_RATE
 
+AAC_RATE = 48_000  # Hz: the mp4 audio track
+
 
 class VideoWriter:
     """Streamed mp4 writer: `write(frames)` as they are rendered, audio muxed once at `close()`."""
@@ -26,7 +28,7 @@ class VideoWriter:
         self.video.codec_context.time_base = Fraction(1, fps)
         self.frames = 0
         # mp4 needs every stream declared before the first packet is muxed.
-        self.audio = self.container.add_stream("aac", rate=48_000) if with_audio else None
+        self.audio = self.container.add_stream("aac", rate=AAC_RATE) if with_audio else None
         if self.audio is not None:
             self.audio.layout = "mono"
 
@@ -48,7 +50,7 @@ class VideoWriter:
         stream = self.audio
         if not len(audio):
             audio = np.zeros(rate * self.frames // FPS, np.float32)
-        resampler = av.AudioResampler(format="fltp", layout="mono", rate=48_000)
+        resampler = av.AudioResampler(format="fltp", layout="mono", rate=AAC_RATE)
         source = av.AudioFrame.from_ndarray(np.clip(audio, -1, 1)[None, :], format="fltp", layout="mono")
         source.sample_rate = rate
         source.pts = 0

@@ -13,6 +13,7 @@ import concurrent.futures
 import logging
 import queue
 import threading
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +45,12 @@ class SharedDenoiser:
         self._thread = threading.Thread(target=self._run, name="avatar-denoiser", daemon=True)
         self.batches = 0  # model batches run, and windows in them (batching efficiency = windows / batches)
         self.windows = 0
+        self.busy_since: float | None = None  # monotonic start of the batch being denoised (None = idle)
+
+    def stalled(self, limit_s: float) -> bool:
+        """True when the thread is gone or one batch has run for longer than `limit_s` (it serves every call)."""
+        since = self.busy_since
+        return not self._thread.is_alive() or (since is not None and time.monotonic() - since > limit_s)
 
     def start(self) -> SharedDenoiser:
         self._thread.start()
@@ -67,7 +74,9 @@ class SharedDenoiser:
             if self.trace:
                 self.model = traced_denoiser(self.model)
             while True:
+                self.busy_since = None
                 jobs = [self._inbox.get()]
+                self.busy_since = time.monotonic()
                 while len(jobs) < self.max_batch:
                     try:
                         jobs.append(self._inbox.get_nowait())

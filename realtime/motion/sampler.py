@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -86,7 +87,7 @@ class StreamingSampler:
             self._null = model.instruction_cache(None)
             self._neutral = model.instruction_cache(None, neutral=True)
         self._conds: list[_Condition] = []
-        self._pending: tuple[str | None, float] | None = (None, 1.0)  # neutral until told otherwise
+        self._pending: tuple[str | None, float, Any] | None = (None, 1.0, None)  # neutral until told otherwise
         self._instruction_caches: dict[str, InstructionCache] = {}
         self.instruction: str | None = None
         self.intensity: float = 1.0
@@ -108,15 +109,16 @@ class StreamingSampler:
     def lookahead_s(self) -> float:
         return self.future / FPS
 
-    def set_instruction(self, text: str | None, intensity: float = 1.0) -> None:
-        """Applies from the next chunk, cross-fading from the current instruction over `transition_s`."""
+    def set_instruction(self, text: str | None, intensity: float = 1.0, embedding: Any = None) -> None:
+        """Applies from the next chunk, cross-fading from the current instruction over `transition_s`.
+        `embedding`: the encoder's output for `text` when the caller already has it (it is not encoded again)."""
         if not 0.0 <= float(intensity) <= 1.0:
             raise SamplerError(f"intensity must be between 0 and 1, got {intensity}")
         if text is not None and not text.strip():
             text = None
-        if text is not None and self.encoder is None:
+        if text is not None and self.encoder is None and embedding is None:
             raise SamplerError("an instruction text needs an InstructionEncoder (the sampler got encoder=None)")
-        self._pending = (text, float(intensity))
+        self._pending = (text, float(intensity), None if text is None else embedding)
 
     def push(self, audio16k: np.ndarray) -> np.ndarray:
         """Feed mono 16 kHz float32 audio (any length); returns the (n, DIM) motion frames that became ready."""
@@ -179,7 +181,7 @@ class StreamingSampler:
     def _apply_pending_instruction(self) -> None:
         if self._pending is None:
             return
-        text, intensity = self._pending
+        text, intensity, embedding = self._pending
         self._pending = None
         if text == self.instruction and self._conds:
             for c in self._conds:  # same text, new intensity: rescale in place (guidance is linear)
@@ -193,7 +195,8 @@ class StreamingSampler:
             cache = self._neutral  # no instruction: neutral talking, guided like any instruction
         else:
             if text not in self._instruction_caches:
-                self._instruction_caches[text] = self.model.instruction_cache(self.encoder(text))
+                embedding = self.encoder(text) if embedding is None else embedding
+                self._instruction_caches[text] = self.model.instruction_cache(embedding)
             cache = self._instruction_caches[text]
         start = 0.0 if self.frames_emitted > 0 else 1.0  # the first chunk starts in the instruction
         self._conds.append(_Condition(cache, intensity * self.config.guidance, start, +1.0))

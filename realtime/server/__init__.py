@@ -10,35 +10,42 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from realtime.server.config import ServerConfig, default_max_sessions
+
+if TYPE_CHECKING:
+    from realtime.config import AvatarConfig
 
 __all__ = ["ServerConfig", "ServerThread", "serve", "run_server", "main", "build_parser"]
 log = logging.getLogger(__name__)
 
 
-async def run_server(config: ServerConfig, stop: asyncio.Event | None = None, ready=None, resources=None) -> None:
+async def run_server(config: AvatarConfig | ServerConfig, stop: asyncio.Event | None = None, ready=None,
+                     resources=None) -> None:
     """Loads the shared models (unless `resources` are given), serves until `stop` is set (or SIGINT/SIGTERM),
     then closes every session. `ready(server)` is called once the port is bound."""
+    from realtime.assembly import apply_threads
+    from realtime.config import AvatarConfig
     from realtime.server.app import AvatarServer
     from realtime.server.resources import AvatarResources
 
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
-    if config.torch_threads:
-        from realtime.avatar import set_cpu_threads
-
-        # Sessions run in parallel worker threads; one intra-op thread each avoids oversubscribing the cores.
-        set_cpu_threads(config.torch_threads)
+    config = AvatarConfig.of(config).check()
+    apply_threads(config.worker)
     if resources is None:
         resources = await loop.run_in_executor(None, AvatarResources.load, config)
-    server = AvatarServer(config, resources)
+    server = AvatarServer(config.server, resources)
     await server.start()
+    gc.collect()
+    gc.freeze()  # the models and the portrait live as long as the server: later collections skip them
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
             loop.add_signal_handler(sig, stop.set)
@@ -46,8 +53,9 @@ async def run_server(config: ServerConfig, stop: asyncio.Event | None = None, re
             pass
     if ready is not None:
         ready(server)
-    print(f"avatar server: http://{config.host}:{server.port}/  (WebSocket /ws, "
-          f"{config.max_sessions} session(s), generator {'trained' if resources.trained else 'UNTRAINED'})",
+    print(f"avatar server: {'https' if config.server.tls else 'http'}://{config.server.host}:{server.port}/  "
+          f"(WebSocket /ws, {config.server.max_sessions} session(s), "
+          f"generator {'trained' if resources.trained else 'UNTRAINED'})",
           flush=True)
     try:
         await stop.wait()
@@ -64,7 +72,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'realtime.server' has no attribute {name!r}")
 
 
-def serve(config: ServerConfig) -> None:
+def serve(config: AvatarConfig | ServerConfig) -> None:
     """Blocking: runs the server on uvloop where installed."""
     try:
         import uvloop
@@ -75,22 +83,57 @@ def serve(config: ServerConfig) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="avatar serve", description="Run the real-time WebRTC avatar server.")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8080, help="port for the page, /ws and /api (default 8080)")
-    p.add_argument("--image", type=Path, default=None, help="portrait image (default: the astronaut)")
-    p.add_argument("--token", default=os.environ.get("AVATAR_TOKEN"),
+    """Flags set keys of the composed config (`dest` = "section.key") and override `--config FILE`; a flag
+    left out keeps the file's value, or the default."""
+    p = argparse.ArgumentParser(prog="avatar serve", description="Run the real-time WebRTC avatar server.",
+                                argument_default=argparse.SUPPRESS)
+    p.add_argument("--config", type=Path, default=None, help="TOML file: [server] [sampler] [renderer] [worker]")
+    p.add_argument("--host", dest="server.host", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", dest="server.port", type=int, help="port for the page, /ws and /api (default 8080)")
+    p.add_argument("--image", dest="server.image", type=Path, help="portrait image (default: the astronaut)")
+    p.add_argument("--token", dest="server.token",
                    help="controllers must send this token (default $AVATAR_TOKEN; none = loopback only)")
-    p.add_argument("--max-sessions", type=int, default=default_max_sessions(),
-                   help="concurrent calls before new callers are refused (default: one per CPU core)")
-    p.add_argument("--idle-timeout", type=float, default=30.0,
-                   help="close a call that sends no audio and no message for this many seconds")
-    p.add_argument("--checkpoint", type=Path, default=None, help="generator checkpoint folder")
-    p.add_argument("--allow-untrained", action="store_true",
+    p.add_argument("--require-token", dest="server.require_token_for_calls", action="store_const", const=True,
+                   help="calls and viewing need the token too (auth first), not only control")
+    p.add_argument("--allow-origin", dest="server.allowed_origins", action="append", metavar="ORIGIN",
+                   help="a web origin besides the server's own whose pages may use /ws, e.g. "
+                        "https://studio.example (repeatable)")
+    p.add_argument("--allow-host", dest="server.allowed_hosts", action="append", metavar="NAME",
+                   help="a Host name this server answers to besides IP addresses, localhost and this machine's "
+                        "name (repeatable; other names are refused: DNS rebinding)")
+    p.add_argument("--cert", dest="server.cert", type=Path, help="PEM certificate (chain): serve HTTPS and WSS")
+    p.add_argument("--key", dest="server.key", type=Path, help="the certificate's PEM private key")
+    p.add_argument("--max-sessions", dest="server.max_sessions", type=int,
+                   help=f"concurrent calls before new callers are refused (default: one per CPU core, "
+                        f"{default_max_sessions()} here)")
+    p.add_argument("--idle-timeout", dest="server.idle_timeout_s", type=float,
+                   help="close a call that sends no audio and no instruction for this many seconds (default 30)")
+    p.add_argument("--checkpoint", dest="server.checkpoint", type=Path, help="generator checkpoint folder")
+    p.add_argument("--allow-untrained", dest="server.allow_untrained", action="store_const", const=True,
                    help="development: run a randomly initialised generator when no checkpoint loads")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", dest="server.seed", type=int, help="sampling seed (default 0)")
+    p.add_argument("--steps", dest="sampler.steps", type=int, help="DDIM steps per chunk (default 3, at most 8)")
+    p.add_argument("--guidance", dest="sampler.guidance", type=float,
+                   help="classifier-free guidance at intensity 1 (default 1.5)")
+    p.add_argument("--device", dest="renderer.device", choices=("auto", "cpu", "cuda"),
+                   help="where frames are rendered (default auto: CUDA when present)")
+    p.add_argument("--threads", dest="worker.threads", type=int, help="torch/OpenCV CPU threads (default 1)")
     p.add_argument("--log-level", default="INFO")
     return p
+
+
+def config_from_args(args: argparse.Namespace) -> AvatarConfig:
+    """The file's sections (if any), then $AVATAR_TOKEN, then the flags; validated together."""
+    from realtime.config import load_config
+
+    overrides: dict[str, dict] = {}
+    if os.environ.get("AVATAR_TOKEN"):
+        overrides["server"] = {"token": os.environ["AVATAR_TOKEN"]}
+    for dest, value in vars(args).items():
+        if "." in dest:
+            section, key = dest.split(".", 1)
+            overrides.setdefault(section, {})[key] = value
+    return load_config(args.config, overrides)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,10 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("aioice", "aiortc", "websockets"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
-        config = ServerConfig(host=args.host, port=args.port, image=args.image, token=args.token or None,
-                              max_sessions=args.max_sessions, idle_timeout_s=args.idle_timeout,
-                              checkpoint=args.checkpoint, allow_untrained=args.allow_untrained, seed=args.seed)
-        serve(config)
+        serve(config_from_args(args))
     except (ValueError, RuntimeError, OSError) as exc:
         print(f"avatar serve: error: {exc}", file=sys.stderr)
         return 2

@@ -3,11 +3,11 @@ control (JSON text frames for browsers, msgpack binary frames for programs)."""
 from __future__ import annotations
 
 import asyncio
-import hmac
-import ipaddress
+import gc
 import json
 import logging
 import mimetypes
+import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
@@ -20,9 +20,11 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from realtime.server.access import AccessPolicy, RateLimit, is_loopback, token_matches
 from realtime.server.config import ServerConfig
 from realtime.server.protocol import ProtocolError, decode, encode, error, field, parse_instruction
 from realtime.server.session import Session, SessionParts, parse_offer
+from realtime.server.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -37,21 +39,15 @@ class Forbidden(ProtocolError):
     """A controller message from a connection without control rights."""
 
 
-def is_loopback(address: Any) -> bool:
-    try:
-        ip = ipaddress.ip_address(address[0] if isinstance(address, (tuple, list)) else address)
-    except (ValueError, TypeError, IndexError):
-        return False
-    mapped = getattr(ip, "ipv4_mapped", None)
-    return (mapped or ip).is_loopback
-
-
 class Client:
     """One WebSocket connection: at most one call of its own, any number of viewers, maybe control rights."""
 
-    def __init__(self, ws: ServerConnection, controller: bool):
+    def __init__(self, ws: ServerConnection, controller: bool, rate: RateLimit):
         self.ws = ws
         self.controller = controller
+        self.authenticated = False  # sent the right token (needed for calls with require_token_for_calls)
+        self.rate = rate
+        self.binary = False  # the encoding of its latest message: what notices are sent in
         self.session: Session | None = None
         self.viewing: list[tuple[Session, Any]] = []
 
@@ -63,16 +59,30 @@ class AvatarServer:
         self._starting = 0  # sessions being set up (they hold a slot already)
         self._encoder_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="instruction")
         self._server: Server | None = None
-        self._watchdog: asyncio.Task | None = None
+        self.access = AccessPolicy(config.allowed_hosts, config.allowed_origins)
+        self.watchdog = Watchdog(config, self.sessions, getattr(resources, "_denoiser", None))
         self.max_viewers = 4
 
     # --- lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
-        self._server = await serve(self._handle, self.config.host, self.config.port,
+        if self.config.require_token_for_calls and self.config.token is None:
+            raise ValueError("require_token_for_calls needs a token (--token)")
+        if self.config.token is None and not is_loopback(self.config.host):
+            log.warning("listening on %s without a token: anyone who can reach this address can start calls "
+                        "and watch them with their view key; set --token (and --require-token) on a network",
+                        self.config.host)
+        self._server = await serve(self._handle, self.config.host, self.config.port, ssl=self._tls(),
                                    process_request=self._process_request, max_size=self.config.max_message_bytes,
                                    ping_interval=20, ping_timeout=20)
-        self._watchdog = asyncio.ensure_future(self._watch())
-        log.info("avatar server on http://%s:%d/", self.config.host, self.port)
+        self.watchdog.start()
+        log.info("avatar server on %s://%s:%d/", "https" if self.config.tls else "http", self.config.host, self.port)
+
+    def _tls(self) -> ssl.SSLContext | None:
+        if not self.config.tls:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.config.cert, self.config.key)
+        return context
 
     @property
     def port(self) -> int:
@@ -80,8 +90,7 @@ class AvatarServer:
         return next(iter(self._server.sockets)).getsockname()[1]
 
     async def stop(self) -> None:
-        if self._watchdog is not None:
-            self._watchdog.cancel()
+        self.watchdog.stop()
         for session in list(self.sessions.values()):
             await session.close("server shutting down")
         if self._server is not None:
@@ -89,26 +98,27 @@ class AvatarServer:
             await self._server.wait_closed()
         self._encoder_pool.shutdown(wait=False, cancel_futures=True)
 
-    async def _watch(self) -> None:
-        """Closes sessions that went silent or whose worker died."""
-        while True:
-            await asyncio.sleep(1.0)
-            now = time.monotonic()
-            for session in list(self.sessions.values()):
-                if session.pipeline.error is not None:
-                    await session.close(f"worker failed: {session.pipeline.error}")
-                elif now - session.last_activity > self.config.idle_timeout_s:
-                    await session.close(f"no audio or message for {self.config.idle_timeout_s:g} s")
-
     async def _forget(self, session: Session) -> None:
         self.sessions.pop(session.id, None)
+        # aiortc's objects (peer connection, transports, codecs with their threads) form reference cycles
+        # that only a full collection frees; without one, a server grows by every call it has served.
+        # The long-lived objects were frozen at start-up (run_server), so this scans only what calls made.
+        gc.collect()
 
     # --- HTTP ------------------------------------------------------------------------------------------
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
+        host = _single(request.headers, "Host")
+        if not self.access.host_allowed(host):  # DNS rebinding: a foreign name that resolves to us
+            return _response(HTTPStatus.FORBIDDEN, "text/plain", f"host {host!r} is not this server "
+                             "(add it with --allow-host)\n".encode())
         if path == "/ws":
             if "websocket" not in request.headers.get("Upgrade", "").lower():
                 return _response(HTTPStatus.UPGRADE_REQUIRED, "text/plain", b"/ws is a WebSocket endpoint\n")
+            origin = _single(request.headers, "Origin")
+            if not self.access.origin_allowed(origin, host):  # a page of another site, in the user's browser
+                return _response(HTTPStatus.FORBIDDEN, "text/plain", f"origin {origin!r} may not use this "
+                                 "server (allow it with --allow-origin)\n".encode())
             return None
         if path == "/api/sessions":
             if not self._http_controller(connection, request):
@@ -118,7 +128,10 @@ class AvatarServer:
             body = json.dumps({"sessions": self.session_list(with_stats=True)}).encode()
             return _response(HTTPStatus.OK, "application/json", body)
         if path == "/healthz":
-            return _response(HTTPStatus.OK, "text/plain", b"ok\n")
+            if self.watchdog.healthy:
+                return _response(HTTPStatus.OK, "text/plain", b"ok\n")
+            return _response(HTTPStatus.SERVICE_UNAVAILABLE, "text/plain",
+                             ("unhealthy: " + "; ".join(self.watchdog.problems) + "\n").encode())
         name = PAGES.get(path) or (path.removeprefix("/static/") if path.startswith("/static/") else None)
         if name:
             file = (STATIC / name).resolve()
@@ -131,16 +144,22 @@ class AvatarServer:
         if self.config.token is None:
             return is_loopback(connection.remote_address)
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip(), self.config.token)
+        return scheme.lower() == "bearer" and token_matches(token.strip(), self.config.token)
 
     def session_list(self, with_stats: bool = False) -> list[dict[str, Any]]:
         return [s.describe(with_stats) for s in self.sessions.values() if not s.closed]
 
     # --- WebSocket -------------------------------------------------------------------------------------
     async def _handle(self, ws: ServerConnection) -> None:
-        client = Client(ws, controller=self.config.token is None and is_loopback(ws.remote_address))
+        client = Client(ws, controller=self.config.token is None and is_loopback(ws.remote_address),
+                        rate=RateLimit(self.config.message_rate, self.config.message_burst))
         try:
             async for raw in ws:
+                client.binary = not isinstance(raw, str)
+                if not client.rate.allow():
+                    await ws.send(encode(error(f"rate limit: more than {self.config.message_rate:g} messages per "
+                                               "second; this one was dropped"), not isinstance(raw, str)))
+                    continue
                 await self._answer(ws, raw, lambda message: self._dispatch(client, message))
         except ConnectionClosed:
             pass
@@ -148,8 +167,7 @@ class AvatarServer:
             if client.session is not None:
                 await client.session.close("its WebSocket closed")
             for session, viewer in client.viewing:
-                session.viewers.discard(viewer)
-                await viewer.close()
+                await session.remove_viewer(viewer)
 
     async def _answer(self, channel, raw: str | bytes, handler) -> None:
         """Decode, run, reply in the request's encoding; every failure becomes an error message."""
@@ -176,8 +194,6 @@ class AvatarServer:
         kind = message["type"]
         if client.session is not None and client.session.closed:  # timed out or failed meanwhile
             client.session = None
-        if client.session is not None:
-            client.session.touch()
         if kind == "offer":
             return await self._offer(client, message)
         if kind == "instruct":
@@ -224,9 +240,9 @@ class AvatarServer:
         if self.config.token is None:
             if not is_loopback(client.ws.remote_address):
                 raise Forbidden("this server has no token: only loopback clients may control sessions")
-        elif not hmac.compare_digest(token, self.config.token):
+        elif not token_matches(token, self.config.token):
             raise Forbidden("wrong token")
-        client.controller = True
+        client.controller = client.authenticated = True
         return {"type": "auth", "ok": True}
 
     def _require_controller(self, client: Client) -> None:
@@ -264,6 +280,8 @@ class AvatarServer:
     async def _offer(self, client: Client, message: dict[str, Any]) -> dict[str, Any]:
         if client.session is not None:
             raise ProtocolError(f"this connection already has a call ({client.session.id}): send bye first")
+        if self.config.require_token_for_calls and not client.authenticated:
+            raise Forbidden('this server needs the token for calls too: send {"type":"auth","token":…} first')
         offer = parse_offer(message)
         instruction = parse_instruction(message.get("instruction"), message.get("intensity"))
         in_use = len(self.sessions) + self._starting
@@ -286,18 +304,31 @@ class AvatarServer:
             self._starting -= 1
         self.sessions[session.id] = session
         client.session = session
+        session.notify = lambda note: client.ws.send(encode(note, client.binary))
         log.info("session %s started (%d/%d)", session.id, len(self.sessions), self.config.max_sessions)
-        return {"type": "answer", "sdp": answer.sdp, "sdpType": answer.type, "session": session.id}
+        return {"type": "answer", "sdp": answer.sdp, "sdpType": answer.type, "session": session.id,
+                "viewKey": session.view_key}
 
     async def _view(self, client: Client, message: dict[str, Any]) -> dict[str, Any]:
         wanted = field(message, "session", str)
+        key = field(message, "key", str, required=False)
         session = self.sessions.get(wanted)
         if session is None or session.closed:
             raise ProtocolError(f"no session {wanted!r}")
+        owner = client.session is session
+        if not (client.controller or owner or (key is not None and token_matches(key, session.view_key))):
+            # the same answer as a missing session would leak which ids exist; this one says what to send
+            raise Forbidden('viewing a session needs its "key" (the caller\'s "viewKey") or control rights')
         viewer, answer = await session.add_viewer(parse_offer(message), self.max_viewers)
         client.viewing.append((session, viewer))
         return {"type": "answer", "sdp": answer.sdp, "sdpType": answer.type, "session": session.id,
                 "viewer": True}
+
+
+def _single(headers: Headers, name: str, missing: str | None = None) -> str | None:
+    """A header that must appear at most once; repeated, it reads as "" (which no check accepts)."""
+    values = headers.get_all(name)
+    return missing if not values else values[0] if len(values) == 1 else ""
 
 
 def _response(status: HTTPStatus, content_type: str, body: bytes,
@@ -307,4 +338,4 @@ def _response(status: HTTPStatus, content_type: str, body: bytes,
     return Response(status.value, status.phrase, headers, body)
 
 
-__all__ = ["AvatarServer", "ServerBusy", "Forbidden", "is_loopback"]
+__all__ = ["AvatarServer", "ServerBusy", "Forbidden", "is_loopback"]  # is_loopback: from access

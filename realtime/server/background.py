@@ -70,11 +70,11 @@ class ServerThread:
     @property
     def url(self) -> str:
         host = self.config.host if self.config.host not in ("0.0.0.0", "::") else "127.0.0.1"
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.config.tls else 'http'}://{host}:{self.port}"
 
     @property
     def ws_url(self) -> str:
-        return self.url.replace("http://", "ws://", 1) + "/ws"
+        return "ws" + self.url.removeprefix("http") + "/ws"
 
     def __enter__(self) -> ServerThread:
         return self.start()

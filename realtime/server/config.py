@@ -1,4 +1,4 @@
-"""Server settings (one dataclass; the CLI fills it)."""
+"""Server settings: the [server] section of the composed config (realtime/config.py)."""
 from __future__ import annotations
 
 import os
@@ -22,7 +22,6 @@ class ServerConfig:
     checkpoint: Path | None = None  # generator checkpoint dir; None = the one shipped with the package
     allow_untrained: bool = False  # development only: run a randomly initialised generator if none loads
     seed: int = 0
-    torch_threads: int | None = 1  # torch and OpenCV intra-op threads (process-wide); None = leave their default
     # Playout: frames wait this many extra ticks (40 ms each) before they are shown. 0: the tick phase is
     # aligned to the generator's output instead (ticks fall `playout_margin_ms` after frames are ready), a late
     # chunk costs one repeated frame and a tick of delay, which is given back (a frame dropped) once frames
@@ -40,6 +39,22 @@ class ServerConfig:
     silence_fill_s: float = 0.12
     max_message_bytes: int = 256 * 1024
     ice_servers: tuple[str, ...] = ()  # e.g. ("stun:stun.l.google.com:19302",); none needed on a LAN
+    # Who may reach the server. A browser page of another origin must not drive it (cross-site WebSocket), and
+    # a request naming another host is a DNS-rebinding attempt: both are refused with 403.
+    allowed_origins: tuple[str, ...] = ()  # origins besides the server's own, e.g. ("https://studio.example",)
+    allowed_hosts: tuple[str, ...] = ()  # Host names besides IP literals, localhost and this machine's name
+    require_token_for_calls: bool = False  # offers (and viewing) need the token too, not only control
+    cert: Path | None = None  # PEM certificate chain: serve HTTPS/WSS (browsers give the mic only to secure
+    key: Path | None = None  # origins beyond localhost); with its private key
+    # Bounds on what one caller can make the server hold or do.
+    connect_timeout_s: float = 15.0  # an answered peer that has not reached "connected" by then is dropped
+    disconnect_grace_s: float = 5.0  # ICE "disconnected" for longer than this ends the session
+    stall_timeout_s: float = 5.0  # a worker holding work without finishing a step for this long has stalled
+    instruct_timeout_s: float = 10.0  # an instruction not acknowledged by then fails (never hangs)
+    max_pending_instructions: int = 4  # per session, being encoded or waiting for the worker
+    max_channel_messages: int = 16  # data-channel messages queued per session before new ones are refused
+    message_rate: float = 20.0  # messages per second per connection (WebSocket or data channel), sustained
+    message_burst: int = 40  # and in a burst
 
     def __post_init__(self) -> None:
         if self.max_sessions < 1:
@@ -50,3 +65,18 @@ class ServerConfig:
             self.image = Path(self.image)
         if self.checkpoint is not None:
             self.checkpoint = Path(self.checkpoint)
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("HTTPS needs both a certificate and its key (--cert FILE --key FILE)")
+        for name in ("cert", "key"):
+            if getattr(self, name) is not None:
+                setattr(self, name, Path(getattr(self, name)))
+                if not getattr(self, name).is_file():
+                    raise ValueError(f"{name} file not found: {getattr(self, name)}")
+        self.allowed_origins = tuple(o.rstrip("/").lower() for o in self.allowed_origins)
+        self.allowed_hosts = tuple(h.lower() for h in self.allowed_hosts)
+        if self.message_rate <= 0 or self.message_burst < 1:
+            raise ValueError("message_rate must be > 0 and message_burst >= 1")
+
+    @property
+    def tls(self) -> bool:
+        return self.cert is not None

@@ -15,6 +15,7 @@ import time
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from realtime.media.conceal import LossConcealer
 from realtime.media.stream import StreamResampler
 from realtime.server.pipeline import MotionPipeline
 from realtime.server.stats import StageTimes
@@ -32,6 +33,7 @@ class AudioIngest:
         self.track: MediaStreamTrack | None = None
         self._to_model = StreamResampler(MODEL_RATE)
         self._to_voice = StreamResampler(voice_rate)
+        self._conceal = LossConcealer()  # a lost packet's 20 ms, for the model and the returned voice alike
         self._origin: float | None = None
         self._fed = 0  # 16 kHz samples handed to the pipeline
         self._block = int(round(tick_s * MODEL_RATE))  # one packet's worth (20 ms)
@@ -75,7 +77,9 @@ class AudioIngest:
                     await asyncio.sleep(self.tick_s)
                 now = time.monotonic()
                 if frame is not None:
-                    self._take(frame, now)
+                    for part in self._conceal(frame):
+                        self._take(part, now)
+                    self.stats.counts["audio_concealed_ms"] = int(self._conceal.concealed_s * 1000)
                 self._fill_silence(now)
         finally:
             if receiving is not None:

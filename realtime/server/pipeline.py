@@ -13,6 +13,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +37,11 @@ class _Instruct:
     text: str | None
     intensity: float
     done: concurrent.futures.Future
+    embedding: Any = None  # the text's encoding, made off the loop before the command was sent
+
+
+class WorkerGone(RuntimeError):
+    """The session's worker stopped or failed: what was sent to it will never be applied."""
 
 
 class MotionPipeline:
@@ -53,6 +59,14 @@ class MotionPipeline:
         self._voice = np.zeros(0, np.float32)
         self._voice_start = 0  # absolute index (at the playout's rate) of self._voice[0]
         self.error: BaseException | None = None
+        self._stopping = False
+        self._taken: list = []  # what the worker took from its inbox last
+        self.busy_since: float | None = None  # monotonic time the worker took its current work (None = idle)
+
+    def stalled(self, limit_s: float, now: float | None = None) -> bool:
+        """The worker has held one batch of work for longer than `limit_s` (a hung model call or renderer)."""
+        since = self.busy_since
+        return since is not None and (now or time.monotonic()) - since > limit_s
 
     # --- event-loop side ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -61,16 +75,34 @@ class MotionPipeline:
     def push_audio(self, audio16k: np.ndarray, voice: np.ndarray, arrival: float) -> None:
         self._inbox.put(_Audio(audio16k, voice, arrival))
 
-    def instruct(self, text: str | None, intensity: float) -> concurrent.futures.Future:
-        """Resolves to the frame number where the instruction takes effect (or the sampler's error)."""
+    def instruct(self, text: str | None, intensity: float, embedding: Any = None) -> concurrent.futures.Future:
+        """Resolves to the frame number where the instruction takes effect, or fails (the sampler's error, a
+        dead or stopped worker): it never stays pending once the worker is gone."""
         done: concurrent.futures.Future = concurrent.futures.Future()
-        self._inbox.put(_Instruct(text, intensity, done))
+        if self._stopping or self.error is not None:
+            done.set_exception(WorkerGone("the session is ending" if self.error is None
+                                          else f"the session's worker failed: {self.error}"))
+            return done
+        self._inbox.put(_Instruct(text, intensity, done, embedding))
         return done
 
     def stop(self, timeout: float = 5.0) -> None:
+        self._stopping = True
         self._inbox.put(None)
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self._fail_waiting(WorkerGone("the session ended"))
+
+    def _fail_waiting(self, exc: BaseException) -> None:
+        """Fails the instructions still queued (and drops the audio): nobody will ever take them."""
+        while True:
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, _Instruct) and not item.done.done():
+                item.done.set_exception(exc)
 
     @property
     def alive(self) -> bool:
@@ -80,7 +112,9 @@ class MotionPipeline:
     def _run(self) -> None:
         try:
             while True:
-                items = [self._inbox.get()]
+                self.busy_since = None
+                items = self._taken = [self._inbox.get()]
+                self.busy_since = time.monotonic()
                 while True:  # take whatever else is waiting: one sampler call for a backlog of audio
                     try:
                         items.append(self._inbox.get_nowait())
@@ -101,10 +135,18 @@ class MotionPipeline:
         except BaseException as exc:  # a dead worker must be visible: the session closes on it
             log.exception("session worker failed")
             self.error = exc
+        finally:
+            self.busy_since = None
+            gone = WorkerGone("the session ended" if self.error is None
+                              else f"the session's worker failed: {self.error}")
+            for item in self._taken:  # taken but not applied (an error, or a stop that came first)
+                if isinstance(item, _Instruct) and not item.done.done():
+                    item.done.set_exception(gone)
+            self._fail_waiting(gone)
 
     def _set_instruction(self, command: _Instruct) -> None:
         try:
-            self.sampler.set_instruction(command.text, command.intensity)
+            self.sampler.set_instruction(command.text, command.intensity, command.embedding)
         except Exception as exc:
             command.done.set_exception(exc)
             return

@@ -91,6 +91,16 @@ class Playout:
             if frames and self._start_tick is None and not self._queue and self.align_margin_s is not None:
                 self.clock.align(frames[0].rendered_at, self.align_margin_s, 1.0 / self.fps)
             self._queue.extend(frames)
+            # Nobody reading (a peer that never connected): keep a bounded backlog, never the whole call.
+            while len(self._queue) > 2 * self.max_buffered:
+                self._queue.popleft()
+                self.stats.count("frames_dropped")
+
+    def clear(self) -> None:
+        """Drops every frame held (the call ended)."""
+        with self._lock:
+            self._queue.clear()
+        self._decided.clear()
 
     @property
     def buffered(self) -> int:

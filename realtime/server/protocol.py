@@ -62,11 +62,17 @@ def field(message: dict[str, Any], name: str, kind: type | tuple[type, ...], req
 def parse_intensity(value: Any, default: float = 1.0) -> float:
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ProtocolError(f"intensity must be a number between 0 and 1, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            isinstance(value, int) and not -2 <= value <= 2 or not math.isfinite(value):  # 10**400: no float
+        raise ProtocolError(f"intensity must be a number between 0 and 1, got {_short(value)}")
     if not 0.0 <= value <= 1.0:
         raise ProtocolError(f"intensity must be between 0 and 1, got {value}")
     return float(value)
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = repr(value) if not isinstance(value, int) or value.bit_length() < 128 else "a huge integer"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def parse_instruction(text: Any, intensity: Any, default_intensity: float = 1.0) -> Instruction:

@@ -10,14 +10,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
-from aiortc.contrib.media import MediaRelay
+from aiortc.sdp import SessionDescription
 
 from realtime.media.jitter import AudioPacketBuffer, replace_jitter_buffer
+from realtime.server.access import RateLimit
 from realtime.server.config import ServerConfig
 from realtime.server.ingest import AudioIngest
-from realtime.server.pipeline import MotionPipeline
+from realtime.server.pipeline import MotionPipeline, WorkerGone
 from realtime.server.playout import Playout
-from realtime.server.protocol import Instruction, ProtocolError
+from realtime.server.protocol import Instruction, ProtocolError, encode, error
 from realtime.server.stats import StageTimes
 from realtime.server.tracks import AvatarVideoTrack, TimedTrack, VoiceTrack
 
@@ -39,6 +40,10 @@ def parse_offer(message: dict[str, Any]) -> RTCSessionDescription:
         raise ProtocolError("not an SDP offer (it must start with v=0)")
     if "m=video" not in sdp:
         raise ProtocolError("the offer has no video m-line: add a receive-only video transceiver")
+    try:  # cheap, before any per-session setup: aiortc's own parser
+        SessionDescription.parse(sdp)
+    except Exception as exc:  # ValueError, IndexError, KeyError… on text that only looks like SDP
+        raise ProtocolError(f"bad SDP offer: {type(exc).__name__}: {exc}") from None
     return RTCSessionDescription(sdp=sdp, type="offer")
 
 
@@ -55,13 +60,11 @@ class SessionParts:
         import numpy as np
 
         from realtime.media.stream import rgb_to_yuv420
-        from realtime.motion.sampler import SamplerConfig, StreamingSampler
         from realtime.vocab import neutral
 
         renderer = resources.renderer()
         still = rgb_to_yuv420(np.asarray(renderer(neutral(1)))[0])
-        sampler = StreamingSampler(resources.model, resources.encoder, SamplerConfig(), seed=config.seed,
-                                   denoiser=resources.denoiser())
+        sampler = resources.sampler(seed=config.seed)  # the config's [sampler], on the shared denoiser
         sampler.set_instruction(instruction.text, instruction.intensity)  # takes effect from the first chunk
         return cls(renderer, sampler, still)
 
@@ -70,11 +73,13 @@ class Session:
     def __init__(self, config: ServerConfig, parts: SessionParts, instruction: Instruction,
                  on_closed: Callable[[Session], Awaitable[None]]):
         self.id = secrets.token_urlsafe(8)
+        self.view_key = secrets.token_urlsafe(16)  # lets whoever the caller shares it with watch (OBS /view)
         self.config = config
         self.instruction = instruction
         self.created = time.monotonic()
         self.last_message = self.created
         self.closed = False
+        self.close_reason: str | None = None
         self._on_closed = on_closed
         self.stats = StageTimes()
         self.playout = Playout(parts.still, self.stats, jitter_frames=config.jitter_frames,
@@ -83,12 +88,20 @@ class Session:
         self.pipeline = MotionPipeline(parts.sampler, parts.renderer, self.playout, self.stats, name=self.id,
                                        max_backlog_s=config.max_backlog_s)
         self.ingest = AudioIngest(self.pipeline, self.stats, self.playout.audio_rate, config.silence_fill_s)
+        self.pc = peer_connection(config)
+        self.connected_at: float | None = None
+        self.disconnected_since: float | None = None
+        # Every outgoing track reads the playout's per-tick decisions on its own, paced by its own timestamps:
+        # no relay queue can fill up behind a viewer that reads slowly or not at all.
         self.video = AvatarVideoTrack(self.playout, self.stats)
         self.voice = VoiceTrack(self.playout)
-        self.relay = MediaRelay()
-        self.pc = peer_connection(config)
         self.viewers: set[RTCPeerConnection] = set()
         self.control_handler: Callable[[Any, str | bytes], Awaitable[None]] | None = None
+        self.notify: Callable[[dict[str, Any]], Awaitable[None]] | None = None  # tells the caller why it ended
+        self._channel_inbox: asyncio.Queue = asyncio.Queue(config.max_channel_messages)
+        self._channel_rate = RateLimit(config.message_rate, config.message_burst)
+        self._channel_task: asyncio.Task | None = None
+        self._pending_instructions = 0
 
     # --- setup -----------------------------------------------------------------------------------------
     def _shorten_audio_jitter_buffer(self, track) -> None:
@@ -112,28 +125,55 @@ class Session:
         def on_datachannel(channel) -> None:
             if channel.label != "control":
                 return
-
-            @channel.on("message")
-            def on_message(raw) -> None:
-                self.touch()
-                if self.control_handler is not None:
-                    asyncio.ensure_future(self.control_handler(channel, raw))
+            channel.on("message", lambda raw: self._queue_control(channel, raw))
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
-            if pc.connectionState in ("failed", "closed"):
-                await self.close(f"peer connection {pc.connectionState}")
+            await self._connection_state(pc.connectionState)
 
         try:
             await pc.setRemoteDescription(offer)
         except Exception as exc:  # aiortc raises ValueError/KeyError/… on SDP it cannot use
             raise ProtocolError(f"bad SDP offer: {exc}") from None
-        pc.addTrack(TimedTrack(self.relay.subscribe(self.video, buffered=False), self.stats))
-        pc.addTrack(self.relay.subscribe(self.voice, buffered=True))
+        pc.addTrack(TimedTrack(self.video, self.stats))
+        pc.addTrack(self.voice)
         await pc.setLocalDescription(await pc.createAnswer())
         self.pipeline.start()
         self.ingest.start()
+        self._channel_task = asyncio.ensure_future(self._serve_channel())
         return pc.localDescription
+
+    async def _connection_state(self, state: str) -> None:
+        now = time.monotonic()
+        if state == "connected":
+            self.connected_at = self.connected_at or now
+            self.disconnected_since = None
+        elif state == "disconnected":
+            self.disconnected_since = self.disconnected_since or now
+        elif state in ("failed", "closed"):
+            await self.close(f"peer connection {state}")
+
+    def _queue_control(self, channel, raw: str | bytes) -> None:
+        """One task serves the channel in order; what it cannot keep up with is refused, never queued."""
+        if not self._channel_rate.allow():
+            busy = f"rate limit: more than {self.config.message_rate:g} messages per second on the control channel"
+        elif self._channel_inbox.full():
+            busy = f"too many messages waiting ({self._channel_inbox.maxsize}) on the control channel"
+        else:
+            self._channel_inbox.put_nowait((channel, raw))
+            return
+        if channel.readyState == "open":
+            channel.send(encode(error(busy), not isinstance(raw, str)))
+
+    async def _serve_channel(self) -> None:
+        while True:
+            channel, raw = await self._channel_inbox.get()
+            if self.control_handler is not None:
+                await self.control_handler(channel, raw)
+
+    def new_viewer_tracks(self, audio: bool) -> list:
+        tracks = [AvatarVideoTrack(self.playout, StageTimes())]
+        return tracks + [VoiceTrack(self.playout)] if audio else tracks
 
     async def add_viewer(self, offer: RTCSessionDescription,
                          max_viewers: int) -> tuple[RTCPeerConnection, RTCSessionDescription]:
@@ -145,35 +185,56 @@ class Session:
         @pc.on("connectionstatechange")
         async def on_state() -> None:
             if pc.connectionState in ("failed", "closed"):
-                self.viewers.discard(pc)
-                await pc.close()
+                await self.remove_viewer(pc)
 
         try:
             await pc.setRemoteDescription(offer)
-            pc.addTrack(self.relay.subscribe(self.video, buffered=False))
-            if "m=audio" in offer.sdp:
-                pc.addTrack(self.relay.subscribe(self.voice, buffered=True))
+            for track in self.new_viewer_tracks("m=audio" in offer.sdp):
+                pc.addTrack(track)
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as exc:
-            self.viewers.discard(pc)
-            await pc.close()
+            await self.remove_viewer(pc)
             raise ProtocolError(f"bad SDP offer: {exc}") from None
         return pc, pc.localDescription
+
+    async def remove_viewer(self, pc: RTCPeerConnection) -> None:
+        self.viewers.discard(pc)
+        pc.remove_all_listeners()  # the handlers close over pc: a cycle only a full gc would free
+        await pc.close()
 
     # --- control ---------------------------------------------------------------------------------------
     def touch(self) -> None:
         self.last_message = time.monotonic()
 
-    async def instruct(self, instruction: Instruction, encode: Callable[[str], Awaitable[Any]]) -> int:
-        """Validates and encodes the text off the loop, then hands it to the worker; -> the frame it starts at."""
-        if instruction.text is not None:
-            await encode(instruction.text)  # raises the encoder's error; warms its cache for the worker
-        frame = await asyncio.wrap_future(self.pipeline.instruct(instruction.text, instruction.intensity))
+    async def instruct(self, instruction: Instruction, encode_text: Callable[[str], Awaitable[Any]]) -> int:
+        """Validates and encodes the text off the loop, then hands it (with its encoding) to the worker; -> the
+        frame it starts at. Bounded: a few at a time per session, each applied or failed within
+        instruct_timeout_s."""
+        if self._pending_instructions >= self.config.max_pending_instructions:
+            raise ProtocolError(f"{self._pending_instructions} instructions are still being applied: wait for "
+                                "their acknowledgements")
+        self._pending_instructions += 1
+        try:
+            async with asyncio.timeout(self.config.instruct_timeout_s):
+                embedding = None
+                if instruction.text is not None:
+                    embedding = await encode_text(instruction.text)  # raises the encoder's error
+                frame = await asyncio.wrap_future(self.pipeline.instruct(instruction.text, instruction.intensity,
+                                                                         embedding))
+        except TimeoutError:
+            raise ProtocolError(f"instruction not applied within {self.config.instruct_timeout_s:g} s "
+                                "(the session is overloaded or ending)") from None
+        except WorkerGone as exc:
+            raise ProtocolError(f"instruction not applied: {exc}") from None
+        finally:
+            self._pending_instructions -= 1
+        self.touch()
         self.instruction = instruction
         return frame
 
     @property
     def last_activity(self) -> float:
+        """The caller's audio or instructions; pings and stats requests do not keep a call alive."""
         return max(self.last_message, self.ingest.last_audio)
 
     def describe(self, with_stats: bool = False) -> dict[str, Any]:
@@ -188,17 +249,43 @@ class Session:
 
     # --- teardown --------------------------------------------------------------------------------------
     async def close(self, reason: str = "closed") -> None:
+        """Frees everything the call holds; each step runs even if an earlier one fails, and the slot is
+        always given back."""
         if self.closed:
             return
-        self.closed = True
+        self.closed, self.close_reason = True, reason
         log.info("session %s closing: %s", self.id, reason)
-        await self.ingest.stop()
+        loop = asyncio.get_running_loop()
+        steps: list[tuple[str, Callable[[], Any]]] = [
+            ("ingest", self.ingest.stop), ("tracks", self._stop_tracks),
+            ("viewers", self._close_viewers), ("peer connection", self.pc.close),
+            ("worker", lambda: loop.run_in_executor(None, self.pipeline.stop)),
+        ]
+        try:
+            for name, step in steps:
+                try:
+                    result = step()
+                    if asyncio.isfuture(result) or asyncio.iscoroutine(result):
+                        await asyncio.wait_for(result, 10.0)
+                except Exception:
+                    log.exception("session %s: closing its %s failed", self.id, name)
+            self.pc.remove_all_listeners()
+            self.playout.clear()
+        finally:
+            await self._on_closed(self)
+        if self.notify is not None:
+            try:
+                await self.notify({"type": "closed", "session": self.id, "reason": reason})
+            except Exception:  # the caller's WebSocket may be gone already
+                pass
+            self.notify = None
+
+    def _stop_tracks(self) -> None:
+        if self._channel_task is not None:
+            self._channel_task.cancel()
         self.video.stop()
         self.voice.stop()
-        for viewer in list(self.viewers):
-            await viewer.close()
-        self.viewers.clear()
-        await self.pc.close()
-        await asyncio.get_running_loop().run_in_executor(None, self.pipeline.stop)
-        await self._on_closed(self)
 
+    async def _close_viewers(self) -> None:
+        for viewer in list(self.viewers):
+            await self.remove_viewer(viewer)

@@ -32,7 +32,8 @@ _PARAM_RATE, _PARAM_PITCH = 1, 3
 _PHONEME_SEPARATOR = ord("|") << 8  # espeak_TextToPhonemes: bits 8-23 hold a separator between phonemes
 _STRESS_MARKS = {"'": 2, ",": 1}
 _RATE_RANGE, _PITCH_RANGE = (80, 450), (0, 99)
-_CACHE_SAMPLES = 300 * 22050  # remember at most ~5 minutes of audio (~26 MB)
+ESPEAK_RATE = 22050  # Hz: libespeak-ng synthesises at this rate (setup() reads the library's own)
+_CACHE_SAMPLES = 300 * ESPEAK_RATE  # remember at most ~5 minutes of audio (~26 MB)
 PAUSE = "_"  # the symbol used for silences between and around words
 
 
@@ -67,7 +68,7 @@ class Phoneme:
 class Speech:
     text: str
     audio: np.ndarray  # float32 mono in [-1, 1]
-    sample_rate: int = 22050
+    sample_rate: int = ESPEAK_RATE
     phonemes: list[Phoneme] = field(default_factory=list)  # cover the audio end to end; gaps are PAUSE
 
     @property

@@ -43,7 +43,7 @@ function onMessage(raw) {
       call.session = message.session;
       $("session").textContent = message.session;
       const viewer = $("viewer");
-      viewer.href = `/view?session=${encodeURIComponent(message.session)}`;
+      viewer.href = `/view?session=${encodeURIComponent(message.session)}&key=${encodeURIComponent(message.viewKey || "")}`;
       viewer.hidden = false;
       call.pc.setRemoteDescription({ type: message.sdpType, sdp: message.sdp }).catch((e) => showError(String(e)));
       updateTitle();
