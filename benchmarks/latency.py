@@ -63,7 +63,13 @@ async def glass_to_glass(ws_url: str, portrait, config: LatencyConfig) -> tuple[
         stats = await client.stats()
         await client.hangup()
     pts = np.asarray(client.video.pts[: len(frames.times)])
+    return analyse_call(stimulus, mic, frames, voice, pts, stats, (t_connect, t_offer, t_answer))
 
+
+def analyse_call(stimulus, mic: TimedMicrophone, frames: FrameRecorder, voice: VoiceRecorder, pts: np.ndarray,
+                 stats: dict, started: tuple[float, float, float]) -> tuple[dict, CallArtifacts]:
+    """Glass-to-glass figures of one recorded call; `started` = (connect, offer, answer) monotonic times."""
+    t_connect, t_offer, t_answer = started
     times, mouth = np.asarray(frames.times), frames.stack("mouth")
     events = [mic.sound_time(t) for t in stimulus.onsets_s]
     # A response may come as late as the next onset (or 1.5 s): a slow pipeline is measured, not missed.

@@ -29,6 +29,8 @@ from benchmarks.stages import StagesConfig, stage_costs
 from benchmarks.throughput import ThroughputConfig, throughput
 
 PARTS = ("stages", "latency", "instruction", "throughput")
+# not in the default suite: glass-to-glass over WHIP in and WHEP out; say/clear seen by a WHEP viewer
+EXTRA_PARTS = ("whip", "speech")
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -40,6 +42,9 @@ class BenchConfig:
     image: Path | None = None
     avatar_config: Path | None = None  # TOML for the server (and the in-process stages), as `serve --config`
     profile: bool = False  # py-spy the server during the glass-to-glass call
+    whip: str | None = None  # another server's WHIP and WHEP endpoints (None: our own server's)
+    whep: str | None = None
+    token: str | None = None
     latency: LatencyConfig = field(default_factory=LatencyConfig)
     throughput: ThroughputConfig = field(default_factory=ThroughputConfig)
     stages: StagesConfig = field(default_factory=StagesConfig)
@@ -61,7 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path, default=None, help="generator checkpoint folder (default: shipped)")
     p.add_argument("--image", type=Path, default=None, help="portrait (default: the astronaut)")
     p.add_argument("--config", type=Path, default=None, help="the server's TOML config (as `avatar serve --config`)")
-    p.add_argument("--only", action="append", choices=PARTS, help="run only these parts (repeatable)")
+    p.add_argument("--only", action="append", choices=PARTS + EXTRA_PARTS, help="run only these parts (repeatable)")
+    p.add_argument("--whip", default=None, help="measure this WHIP endpoint (with --whep) instead of our server")
+    p.add_argument("--whep", default=None, help="the WHEP endpoint that plays what --whip publishes (/latest ok)")
+    p.add_argument("--token", default=None, help="Bearer token for --whip/--whep")
     p.add_argument("--onsets", type=int, default=None, help="syllable onsets in the glass-to-glass call")
     p.add_argument("--max-sessions", type=int, default=None, help="throughput: try up to this many calls")
     p.add_argument("--measure-s", type=float, default=None, help="throughput: seconds measured per level")
@@ -96,6 +104,10 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         config.throughput.measure_s = args.measure_s
     config.throughput.stop_at_failure = not args.no_stop
     config.profile = args.profile
+    if (args.whip is None) != (args.whep is None):
+        raise ValueError("--whip and --whep go together")
+    if args.whip:
+        config.parts, config.whip, config.whep, config.token = ("whip",), args.whip, args.whep, args.token
     return config
 
 
@@ -108,7 +120,9 @@ def run_bench(config: BenchConfig, out: Path | None = None, command: str = "avat
     if "stages" in config.parts:  # before the server starts: nothing else of ours is running
         _part(report, "stages", lambda: stage_costs(config.stages))
     live = [p for p in config.parts if p != "stages"]
-    if live:
+    if config.whip:  # someone else's server: nothing of ours to start
+        artifacts["whip"] = _part(report, "whip", lambda: _whip(config, config.whip, config.whep, None))
+    elif live:
         _part(report, "server", lambda: _live_parts(report, artifacts, live, config))
     report["machine"]["load_average_end"] = load_average()
     report["duration_s"] = round(time.monotonic() - started, 1)
@@ -141,7 +155,23 @@ def _live_parts(report: dict, artifacts: dict, live: list[str], config: BenchCon
                 instruction_latency(server.ws_url, portrait, config.latency)))
         if "throughput" in live:
             _part(report, "throughput", lambda: asyncio.run(throughput(server.ws_url, server.pid, config.throughput)))
+        if "speech" in live:
+            from benchmarks.speech_control import SpeechConfig, speech_control
+
+            trials = 2 if config.quick else SpeechConfig.trials
+            _part(report, "speech", lambda: asyncio.run(speech_control(server.ws_url, portrait, SpeechConfig(trials))))
+        if "whip" in live:
+            http = server.ws_url.replace("ws://", "http://").removesuffix("/ws")
+            artifacts["whip"] = _part(report, "whip", lambda: _whip(config, f"{http}/whip", f"{http}/whep/latest",
+                                                                   portrait))
     return {}
+
+
+def _whip(config: BenchConfig, whip: str, whep: str, portrait):
+    from benchmarks.whip_latency import whip_glass_to_glass
+
+    result, artifacts = asyncio.run(whip_glass_to_glass(whip, whep, config.latency, config.token, portrait))
+    return {"whip": result}, artifacts
 
 
 def _part(report: dict, name: str, fn):
@@ -263,6 +293,22 @@ def markdown(report: dict) -> str:
         lines.append(f"| time to first frame from offer (ms) | {_fmt(ttff['from_offer'])} | | | 1 |")
         lines.append(f"| A/V cross-correlation | best lag {_fmt(av.get('xcorr_lag_ms'))} ms "
                      f"| r {_fmt(av.get('xcorr_r'))} | | |")
+    whip = report.get("whip")
+    if whip:
+        lat, pace = whip["glass_to_glass"]["latency_ms"], whip["pacing"]
+        lines += ["", f"WHIP {whip['endpoints']['whip']} -> WHEP {whip['endpoints']['whep']}: "
+                  f"{whip['endpoints']['video_fps']} fps at {whip['endpoints']['video_size']}; glass-to-glass "
+                  f"p50 {_fmt(lat['p50'])} / p95 {_fmt(lat['p95'])} / max {_fmt(lat['max'])} ms "
+                  f"({lat['n']}/{whip['glass_to_glass']['onsets_sent']} onsets); "
+                  f"{pace.get('repeated_frames')} repeated frames."]
+    speech = report.get("speech_control")
+    if speech:
+        lines += ["", "| say / clear, seen by a WHEP viewer (ms) | p50 | p95 | max | n |", "|---|---|---|---|---|"]
+        for key, label in (("say_mouth_opens_ms", "say -> mouth opens"), ("say_voice_heard_ms", "say -> voice heard"),
+                           ("clear_mouth_closed_ms", "clear -> mouth closed"),
+                           ("clear_voice_silent_ms", "clear -> voice silent")):
+            v = speech[key]
+            lines.append(f"| {label} | {_fmt(v['p50'])} | {_fmt(v['p95'])} | {_fmt(v['max'])} | {v['n']} |")
     stages = ((report.get("server_call") or {}).get("stages")) or {}
     if stages:
         lines += ["", "| Server stage (ms) | " + " | ".join(stages) + " |", "|---|" + "---|" * len(stages),

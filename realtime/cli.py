@@ -43,6 +43,7 @@ DELEGATED = {
     "annotate": ("realtime.training.annotate", "annotate real videos: landmarks → motion → AUs → instruction text"),
     "chat-bridge": ("clients.chat_bridge", "drive the avatar from IRC/Twitch chat"),
     "bench": ("benchmarks.run", "run the latency/throughput benchmark suite"),
+    "say": ("clients.avatar_client.say", "make a live session's avatar say a text (espeak-ng)"),
 }
 
 

@@ -32,3 +32,8 @@ def speech_wav(folder: Path, text: str, rate: int = 48_000, words_per_minute: in
     subprocess.run(["espeak-ng", *speed, "-w", str(raw), text], check=True)
     subprocess.run(["sox", str(raw), "-r", str(rate), "-c", "1", str(wav)], check=True)
     return wav
+
+
+# A sentence long enough to be cleared part-way through (barge-in tests).
+LONG_SENTENCE = ("Once upon a time there was a lighthouse keeper who counted the waves every morning, and every "
+                 "evening he wrote their number in a big blue book that nobody ever read.")

@@ -215,6 +215,7 @@ def test_commands_aliases_and_presets():
     assert parser.parse("!E nod slowly").name == "emote"
     assert parser.parse("\x02!happy\x02").preset == Preset("look happy", 0.8)
     assert parser.parse("!mood?").name == "mood"
+    assert parser.parse("!say hello  there").argument == "hello there"
     assert parser.parse("!uptime") is None and parser.parse("hello !emote x") is None
     assert "!happy" in parser.help_text()
     assert CommandParser(CommandConfig(prefix="~~")).parse("~~reset").name == "reset"
@@ -636,6 +637,8 @@ def test_end_to_end_ngircd_and_avatar_server(ngircd, avatar_resources, monkeypat
 
             twitch(TWITCH_BROADCASTER)
             await alice.wait_for(lambda: alice.replies(r"^@StreamerGal ok: smile warmly$"))
+            twitch(TWITCH_BROADCASTER.replace("!emote smile warmly", "!say hello chat"))  # speech, exempt too
+            await alice.wait_for(lambda: alice.replies(r"^@StreamerGal saying: hello chat$"))
             twitch(TWITCH_VIP)  # !intensity 0.3
             await alice.wait_for(lambda: alice.replies(r"^@VeryImportant intensity 0.30$"))
             assert (await avatar.sessions())[0] == {"session": session, "instruction": "smile warmly", "intensity": 0.3}
@@ -655,7 +658,7 @@ def test_end_to_end_ngircd_and_avatar_server(ngircd, avatar_resources, monkeypat
             await alice.wait_for(lambda: bridge.stats.received >= 19 and bridge.queue.empty())
             await alice.wait_for(lambda: not bridge.replies.pending)
             await asyncio.sleep(0.3)
-            assert bridge.stats.applied == 6 and bridge.stats.refused["global"] == 9
+            assert bridge.stats.applied == 7 and bridge.stats.refused["global"] == 9  # !say included
             assert (await avatar.sessions())[0]["instruction"] == "nod 0"
             stamps = [t for t, nick, _ in alice.heard if nick == "avatarbot"]
             assert max(sum(1 for s in stamps if t <= s < t + 5) for t in stamps) <= 20
@@ -724,7 +727,7 @@ def test_tls_and_server_password(tmp_path, monkeypatch):
             await asyncio.wait_for(bridge.irc.joined.wait(), 30)
             user = await ChatUser("viewer", server.port, password="letmein").connect()
             user.say("!help")
-            await user.wait_for(lambda: user.replies(r"^@viewer !emote <text>, !intensity <0-1>"))
+            await user.wait_for(lambda: user.replies(r"^@viewer !emote <text>, !say <text>, !intensity <0-1>"))
             user.say("!mood")  # needs the avatar server, which is not there
             await user.wait_for(lambda: user.replies(r"^@viewer avatar offline$"))
         finally:

@@ -75,6 +75,7 @@ class AvatarClient:
         self.rtts: list[float] = []
         self.video_buffer: MarkerFrameBuffer | None = None  # the video buffer (frames_given_up to packet loss)
         self._inbox: asyncio.Queue = asyncio.Queue()
+        self.events: asyncio.Queue = asyncio.Queue()  # {"type": "playback", "state": "started"|"finished", …}
         self._channel_inbox: asyncio.Queue = asyncio.Queue()
         self._lock = asyncio.Lock()
         self._reader: asyncio.Task | None = None
@@ -103,7 +104,8 @@ class AvatarClient:
                 message = _decode(raw)
                 if message.get("type") == "closed" and message.get("session") == self.session:
                     self.ended = message
-                self._inbox.put_nowait(message)
+                # events the server sends on its own (playback) are kept apart from the answers to requests
+                (self.events if message.get("type") == "playback" else self._inbox).put_nowait(message)
         except ConnectionClosed:
             pass
         finally:
@@ -130,8 +132,9 @@ class AvatarClient:
     async def call(self, microphone: MediaStreamTrack | None = None, instruction: str | None = None,
                    intensity: float | None = None, on_frame: FrameCallback | None = None,
                    on_audio: AudioCallback | None = None, control_channel: bool = True,
-                   frame_format: str = "rgb24") -> str:
-        """Offer a call (mic = the first audio track), receive video + the delayed voice; -> session id."""
+                   frame_format: str = "rgb24", portrait: str | None = None) -> str:
+        """Offer a call (mic = the first audio track), receive video + the delayed voice; -> session id.
+        `portrait` names one of the server's portraits (GET /api/portraits) instead of its default face."""
         self.pc = pc = RTCPeerConnection()
         if microphone is not None:
             pc.addTrack(microphone)
@@ -158,6 +161,8 @@ class AvatarClient:
             message["instruction"] = instruction
         if intensity is not None:
             message["intensity"] = intensity
+        if portrait is not None:
+            message["portrait"] = portrait
         try:
             answer = await self.request(message, "answer")
             await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["sdpType"]))
@@ -197,38 +202,10 @@ class AvatarClient:
         return session
 
     async def _consume_video(self, track: MediaStreamTrack, on_frame: FrameCallback | None, fmt: str) -> None:
-        try:
-            while True:
-                frame = await track.recv()
-                now = time.monotonic()
-                self.video.times.append(now)
-                self.video.pts.append(int(frame.pts or 0))
-                self.video.size = (frame.width, frame.height)
-                self._first_frame.set()
-                if on_frame is not None:
-                    on_frame(frame.to_ndarray(format=fmt), now)
-        except MediaStreamError:
-            pass
+        await receive_video(track, self.video, on_frame, fmt, self._first_frame)
 
     async def _consume_audio(self, track: MediaStreamTrack, on_audio: AudioCallback | None) -> None:
-        import av
-
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=WEBRTC_AUDIO_RATE)
-        conceal = LossConcealer()  # a lost packet is heard as the voice going on, as browsers do
-        try:
-            while True:
-                received = await track.recv()
-                now = time.monotonic()
-                for frame in conceal(received):
-                    self.audio.times.append(now)
-                    self.audio.pts.append(int(frame.pts or 0))  # 48 kHz RTP time: a lost packet leaves a gap
-                    if on_audio is not None:
-                        frame.pts = None
-                        for out in resampler.resample(frame):
-                            on_audio(out.to_ndarray().reshape(-1), now)
-                self.audio.concealed_s = conceal.concealed_s
-        except MediaStreamError:
-            pass
+        await receive_audio(track, self.audio, on_audio)
 
     async def wait_first_frame(self, timeout_s: float = 20.0) -> None:
         await asyncio.wait_for(self._first_frame.wait(), timeout_s)
@@ -263,6 +240,33 @@ class AvatarClient:
         rtt = time.perf_counter() - t0
         self.rtts.append(rtt)
         return rtt
+
+    # --- speech that is not the microphone's ------------------------------------------------------------------
+    async def say(self, text: str, session: str | None = None, voice: str | None = None,
+                  rate: int | None = None) -> dict[str, Any]:
+        """The avatar speaks `text` (espeak-ng) in the call (or `session`); -> {"utterance", "duration_s", …}."""
+        message = {"type": "say", "text": text, "session": session, "voice": voice, "rate": rate}
+        return await self.request({k: v for k, v in message.items() if v is not None}, "say")
+
+    async def push_pcm(self, samples: np.ndarray, rate: int, session: str | None = None) -> dict[str, Any]:
+        """Speech a program made (float32 in [-1, 1] or int16, mono) for the avatar to speak, over /ws."""
+        pcm = samples if samples.dtype == np.int16 else (np.clip(samples, -1, 1) * 32767).astype(np.int16)
+        message = {"type": "pcm", "rate": int(rate), "samples": pcm.astype("<i2").tobytes()}
+        if session is not None:
+            message["session"] = session
+        return await self.request(message, "pcm")
+
+    async def clear(self, session: str | None = None) -> dict[str, Any]:
+        """Barge-in: drop the queued speech; the mouth closes and the voice stops."""
+        return await self.request({"type": "clear", **({"session": session} if session else {})}, "clear")
+
+    async def playback(self, state: str | None = None, timeout_s: float | None = None) -> dict[str, Any]:
+        """The next playback event (of `state`, if given)."""
+        async with asyncio.timeout(timeout_s or self.timeout_s):
+            while True:
+                event = await self.events.get()
+                if state is None or event.get("state") == state:
+                    return event
 
     async def auth(self, token: str) -> dict[str, Any]:
         return await self.request({"type": "auth", "token": token}, "auth")
@@ -308,6 +312,46 @@ class AvatarClient:
             self.ws = None
         if self._reader is not None:
             await asyncio.gather(self._reader, return_exceptions=True)
+
+
+async def receive_video(track: MediaStreamTrack, received: Received, on_frame: FrameCallback | None, fmt: str,
+                        first_frame: asyncio.Event) -> None:
+    """Reads a video track to its end: arrival times, pts and size into `received`, pixels to `on_frame`."""
+    try:
+        while True:
+            frame = await track.recv()
+            now = time.monotonic()
+            received.times.append(now)
+            received.pts.append(int(frame.pts or 0))
+            received.size = (frame.width, frame.height)
+            first_frame.set()
+            if on_frame is not None:
+                on_frame(frame.to_ndarray(format=fmt), now)
+    except MediaStreamError:
+        pass
+
+
+async def receive_audio(track: MediaStreamTrack, received: Received, on_audio: AudioCallback | None) -> None:
+    """Reads an audio track to its end: arrival times and RTP pts into `received`, mono float32 48 kHz to
+    `on_audio`; a lost packet is heard as the voice going on, as browsers do (`received.concealed_s`)."""
+    import av
+
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=WEBRTC_AUDIO_RATE)
+    conceal = LossConcealer()
+    try:
+        while True:
+            packet = await track.recv()
+            now = time.monotonic()
+            for frame in conceal(packet):
+                received.times.append(now)
+                received.pts.append(int(frame.pts or 0))  # 48 kHz RTP time: a lost packet leaves a gap
+                if on_audio is not None:
+                    frame.pts = None
+                    for out in resampler.resample(frame):
+                        on_audio(out.to_ndarray().reshape(-1), now)
+            received.concealed_s = conceal.concealed_s
+    except MediaStreamError:
+        pass
 
 
 async def _expect(inbox: asyncio.Queue, expect: str, timeout_s: float) -> dict[str, Any]:

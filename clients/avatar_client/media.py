@@ -77,6 +77,45 @@ class FileMicrophone(PacedAudioTrack):
         return np.pad(chunk, (0, n - len(chunk)))
 
 
+class PushMicrophone(PacedAudioTrack):
+    """Audio a program produces (a TTS, a mixer), pushed from code and sent as a live microphone: silence when
+    nothing is queued. `push` and `clear` are called on the event loop that runs the call."""
+
+    def __init__(self, max_queued_s: float = 60.0):
+        super().__init__()
+        self._chunks: list[np.ndarray] = []
+        self._queued, self.max_queued = 0, int(max_queued_s * RATE)
+
+    @property
+    def queued_s(self) -> float:
+        return self._queued / RATE
+
+    def push(self, samples: np.ndarray, rate: int = RATE) -> None:
+        from realtime.media.audio import resample
+
+        audio = np.asarray(samples, np.float32) if rate == RATE else resample(samples, rate, RATE)
+        if self._queued + len(audio) > self.max_queued:
+            raise ValueError(f"{self.queued_s:.1f} s already queued (limit {self.max_queued / RATE:g} s)")
+        self._chunks.append(audio.astype(np.float32))
+        self._queued += len(audio)
+
+    def clear(self) -> None:
+        self._chunks, self._queued = [], 0
+
+    def next_samples(self) -> np.ndarray:
+        out, need = [], self.samples
+        while need and self._chunks:
+            head = self._chunks[0]
+            out.append(head[:need])
+            if len(head) <= need:
+                self._chunks.pop(0)
+            else:
+                self._chunks[0] = head[need:]
+            need -= len(out[-1])
+        self._queued -= self.samples - need
+        return np.pad(np.concatenate(out), (0, need)) if out else np.zeros(self.samples, np.float32)
+
+
 class DeviceMicrophone(PacedAudioTrack):
     """The default input device through `sounddevice` (optional: pip install sounddevice)."""
 

@@ -163,6 +163,10 @@ class AvatarLink:
             message["intensity"] = intensity
         return await self.request(message, "instructed")
 
+    async def say(self, session: str, text: str) -> dict[str, Any]:
+        """The avatar of `session` speaks `text` (espeak-ng on the server)."""
+        return await self.request({"type": "say", "session": session, "text": text}, "say")
+
     async def close(self) -> None:
         if self._ws is not None:
             await self._ws.close()

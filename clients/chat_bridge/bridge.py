@@ -115,12 +115,14 @@ class ChatBridge:
             return self.parser.help_text()
         if cmd.name == "emote" and not cmd.argument:
             return f"usage: {p}{cmd.word} <what the avatar should do>"
+        if cmd.name == "say" and not cmd.argument:
+            return f"usage: {p}{cmd.word} <what the avatar should say>"
         intensity: float | None = None
         if cmd.name == "intensity":
             intensity = _parse_intensity(cmd.argument)
             if intensity is None:
                 return f"usage: {p}{cmd.word} <number from 0 to 1>"
-        text = cmd.argument if cmd.name == "emote" else ""
+        text = cmd.argument if cmd.name in ("emote", "say") else ""
         refusal = self.policy.admit(request.nick, request.roles, cmd.name, text)
         if refusal is not None:
             self.stats.refused[refusal.reason] += 1
@@ -144,6 +146,9 @@ class ChatBridge:
             current = session.get("instruction") or "none"
             level = session.get("intensity")
             return f"mood: {current}" + (f" (intensity {level:.2f})" if isinstance(level, (int, float)) else "")
+        if cmd.name == "say":
+            await self.avatar.say(str(session["session"]), cmd.argument)
+            return f"saying: {cmd.argument}"
         if cmd.name == "emote":
             text, intensity = cmd.argument, None
         elif cmd.name == "intensity":

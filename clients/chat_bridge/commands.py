@@ -18,7 +18,7 @@ class ChatCommand:
 class CommandParser:
     def __init__(self, config: CommandConfig):
         self.config = config
-        self._words = {name: name for name in ("emote", "intensity", "reset", "mood", "help")}
+        self._words = {name: name for name in ("emote", "say", "intensity", "reset", "mood", "help")}
         self._words.update({alias.lower(): target for alias, target in config.aliases.items()})
 
     def parse(self, text: str) -> ChatCommand | None:
@@ -37,7 +37,7 @@ class CommandParser:
 
     def help_text(self) -> str:
         p = self.config.prefix
-        text = f"{p}emote <text>, {p}intensity <0-1>, {p}reset, {p}mood"
+        text = f"{p}emote <text>, {p}say <text>, {p}intensity <0-1>, {p}reset, {p}mood"
         if self.config.presets:
             text += " | presets: " + " ".join(p + name for name in sorted(self.config.presets))
         return text

@@ -15,7 +15,7 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, from PyPI
 from realtime.vocab import MAX_INSTRUCTION_CHARS  # the avatar server refuses longer instructions
 
 ROLES = ("broadcaster", "moderator", "vip", "subscriber", "allowed", "viewer")
-COMMANDS = ("emote", "intensity", "reset", "preset", "mood", "help")
+COMMANDS = ("emote", "say", "intensity", "reset", "preset", "mood", "help")
 
 
 class ConfigError(ValueError):
@@ -75,6 +75,7 @@ class PermissionConfig:
     """Which roles may use which command. `allow` lists nicks that get the `allowed` role."""
 
     emote: list[str] = field(default_factory=lambda: ["broadcaster", "moderator", "vip", "subscriber", "allowed"])
+    say: list[str] = field(default_factory=lambda: ["broadcaster", "moderator", "vip", "allowed"])  # speech
     intensity: list[str] = field(default_factory=lambda: ["broadcaster", "moderator", "vip", "allowed"])
     reset: list[str] = field(default_factory=lambda: ["broadcaster", "moderator", "allowed"])
     preset: list[str] = field(default_factory=lambda: ["broadcaster", "moderator", "vip", "subscriber", "allowed"])

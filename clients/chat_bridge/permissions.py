@@ -9,7 +9,7 @@ from .config import LimitConfig, PermissionConfig
 from .irc import IrcMessage, fold_nick
 from .ratelimit import Clock, Cooldowns, SlidingWindow
 
-AVATAR_COMMANDS = frozenset({"emote", "intensity", "reset", "preset"})  # the ones that change the avatar
+AVATAR_COMMANDS = frozenset({"emote", "say", "intensity", "reset", "preset"})  # the ones that change the avatar
 ROLE_WORDS = {"broadcaster": "the broadcaster", "moderator": "moderators", "vip": "VIPs",
               "subscriber": "subscribers", "allowed": "allowed users", "viewer": "everyone"}
 

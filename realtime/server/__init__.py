@@ -109,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--idle-timeout", dest="server.idle_timeout_s", type=float,
                    help="close a call that sends no audio and no instruction for this many seconds (default 30)")
     p.add_argument("--checkpoint", dest="server.checkpoint", type=Path, help="generator checkpoint folder")
+    p.add_argument("--portraits", dest="server.portraits", type=Path,
+                   help="folder of portraits callers choose by name (offer `portrait`, WHIP ?portrait=)")
     p.add_argument("--allow-untrained", dest="server.allow_untrained", action="store_const", const=True,
                    help="development: run a randomly initialised generator when no checkpoint loads")
     p.add_argument("--seed", dest="server.seed", type=int, help="sampling seed (default 0)")

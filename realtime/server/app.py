@@ -22,8 +22,11 @@ from websockets.http11 import Request, Response
 
 from realtime.server.access import AccessPolicy, RateLimit, is_loopback, token_matches
 from realtime.server.config import ServerConfig
+from realtime.server.http_front import split_connections
+from realtime.server.portraits import PortraitGallery
 from realtime.server.protocol import ProtocolError, decode, encode, error, field, parse_instruction
 from realtime.server.session import Session, SessionParts, parse_offer
+from realtime.server.speech_messages import SPEECH_MESSAGES, speech_message
 from realtime.server.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
@@ -50,6 +53,7 @@ class Client:
         self.binary = False  # the encoding of its latest message: what notices are sent in
         self.session: Session | None = None
         self.viewing: list[tuple[Session, Any]] = []
+        self.binary = False  # the encoding of its last message
 
 
 class AvatarServer:
@@ -59,6 +63,7 @@ class AvatarServer:
         self._starting = 0  # sessions being set up (they hold a slot already)
         self._encoder_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="instruction")
         self._server: Server | None = None
+        self._http = None  # aiohttp.web.AppRunner for the non-GET endpoints
         self.access = AccessPolicy(config.allowed_hosts, config.allowed_origins)
         self.watchdog = Watchdog(config, self.sessions, getattr(resources, "_denoiser", None))
         self.max_viewers = 4
@@ -71,9 +76,13 @@ class AvatarServer:
             log.warning("listening on %s without a token: anyone who can reach this address can start calls "
                         "and watch them with their view key; set --token (and --require-token) on a network",
                         self.config.host)
+        self.portraits = PortraitGallery(self.config.portraits, self.resources.config.renderer,
+                                         self.config.portrait_cache_mb, default=self.resources)
+        self._http = await http_app(self)  # WHIP/WHEP and uploads: the methods websockets does not parse
         self._server = await serve(self._handle, self.config.host, self.config.port, ssl=self._tls(),
                                    process_request=self._process_request, max_size=self.config.max_message_bytes,
-                                   ping_interval=20, ping_timeout=20)
+                                   ping_interval=20, ping_timeout=20,
+                                   create_connection=split_connections(self._http.server))
         self.watchdog.start()
         log.info("avatar server on %s://%s:%d/", "https" if self.config.tls else "http", self.config.host, self.port)
 
@@ -96,6 +105,9 @@ class AvatarServer:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        if self._http is not None:
+            await self._http.cleanup()
+            self.portraits.close()
         self._encoder_pool.shutdown(wait=False, cancel_futures=True)
 
     async def _forget(self, session: Session) -> None:
@@ -210,14 +222,17 @@ class AvatarServer:
             return {"type": "stats", **session.describe(with_stats=True)}
         if kind == "view":
             return await self._view(client, message)
+        if kind in SPEECH_MESSAGES:
+            return await speech_message(self._target(client, message), message, client.ws,
+                                        lambda event: client.ws.send(encode(event, client.binary)))
         if kind == "bye":
             if client.session is None:
                 raise ProtocolError("no call to hang up on this connection")
             session, client.session = client.session, None
             await session.close("the caller hung up")
             return {"type": "bye", "session": session.id}
-        raise ProtocolError(f"unknown message type {kind!r} (expected offer, instruct, auth, sessions, stats, "
-                            "view, ping or bye)")
+        raise ProtocolError(f"unknown message type {kind!r} (expected offer, instruct, say, pcm, clear, auth, "
+                            "sessions, stats, view, ping or bye)")
 
     async def session_control(self, session: Session, channel, raw: str | bytes) -> None:
         """Messages on a call's `control` data channel: instruct, ping and stats for that call."""
@@ -229,8 +244,12 @@ class AvatarServer:
                 return {"type": "pong", "t": message.get("t"), "server_time": time.time()}
             if kind == "stats":
                 return {"type": "stats", **session.describe(with_stats=True)}
+            if kind in SPEECH_MESSAGES:
+                binary = not isinstance(raw, str)
+                return await speech_message(session, message, channel,
+                                            lambda event: channel.send(encode(event, binary)))
             raise ProtocolError(f"unknown message type {kind!r} on the control channel "
-                                "(expected instruct, ping or stats)")
+                                "(expected instruct, say, pcm, clear, ping or stats)")
 
         await self._answer(channel, raw, handler)
 
@@ -284,6 +303,15 @@ class AvatarServer:
             raise Forbidden('this server needs the token for calls too: send {"type":"auth","token":…} first')
         offer = parse_offer(message)
         instruction = parse_instruction(message.get("instruction"), message.get("intensity"))
+        portrait = field(message, "portrait", str, required=False)
+        session = await self.open_session(offer, instruction, portrait)
+        client.session = session
+        session.notify = lambda note: client.ws.send(encode(note, client.binary))
+        return {"type": "answer", "sdp": session.pc.localDescription.sdp, "sdpType": "answer", "session": session.id,
+                "viewKey": session.view_key}
+
+    async def open_session(self, offer, instruction, portrait: str | None = None) -> Session:
+        """A new call from an offer (the WebSocket's or a WHIP publisher's): slot, parts off the loop, answer."""
         in_use = len(self.sessions) + self._starting
         if in_use >= self.config.max_sessions:
             raise ServerBusy(f"server busy: all {self.config.max_sessions} session(s) in use, try again later")
@@ -291,23 +319,22 @@ class AvatarServer:
         try:
             if instruction.text is not None:
                 await self._encode_instruction(instruction.text)  # a bad instruction fails before any setup
+            renderer = await self.portraits.renderer(portrait) if portrait else None  # enrolled off the loop
             loop = asyncio.get_running_loop()
-            parts = await loop.run_in_executor(None, SessionParts.build, self.resources, self.config, instruction)
+            parts = await loop.run_in_executor(None, SessionParts.build, self.resources, self.config, instruction,
+                                               renderer)
             session = Session(self.config, parts, instruction, self._forget)
             session.control_handler = lambda channel, raw: self.session_control(session, channel, raw)
             try:
-                answer = await session.answer(offer)
+                await session.answer(offer)
             except BaseException:
                 await session.close("offer failed")
                 raise
         finally:
             self._starting -= 1
         self.sessions[session.id] = session
-        client.session = session
-        session.notify = lambda note: client.ws.send(encode(note, client.binary))
         log.info("session %s started (%d/%d)", session.id, len(self.sessions), self.config.max_sessions)
-        return {"type": "answer", "sdp": answer.sdp, "sdpType": answer.type, "session": session.id,
-                "viewKey": session.view_key}
+        return session
 
     async def _view(self, client: Client, message: dict[str, Any]) -> dict[str, Any]:
         wanted = field(message, "session", str)
@@ -325,6 +352,37 @@ class AvatarServer:
                 "viewer": True}
 
 
+async def http_app(server: AvatarServer):
+    """The aiohttp side of the port (see http_front): WHIP/WHEP and the portrait gallery."""
+    from aiohttp import web
+
+    from realtime.server import portraits
+    from realtime.server.whip import WhipEndpoints
+
+    app = web.Application(client_max_size=portraits.MAX_UPLOAD_BYTES + 1)  # each handler reads at most its limit
+    WhipEndpoints(server).routes(app)
+    portraits.routes(app, server.portraits, server.config.token)
+
+    @web.middleware
+    async def same_checks_as_the_page_server(request, handler):
+        host = request.headers.get("Host")
+        if not server.access.host_allowed(host):  # DNS rebinding
+            raise web.HTTPForbidden(text=f"host {host!r} is not this server (add it with --allow-host)\n")
+        origin = request.headers.get("Origin")
+        if request.method != "OPTIONS" and not server.access.origin_allowed(origin, host):
+            raise web.HTTPForbidden(text=f"origin {origin!r} may not use this server (allow it with --allow-origin)\n")
+        return await handler(request)
+
+    app.middlewares.append(same_checks_as_the_page_server)
+
+    async def one_request_per_connection(request, response) -> None:
+        # A kept-alive connection would bring the browser's next request (a page, /ws) here, not to websockets.
+        response.force_close()
+
+    app.on_response_prepare.append(one_request_per_connection)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    return runner
 def _single(headers: Headers, name: str, missing: str | None = None) -> str | None:
     """A header that must appear at most once; repeated, it reads as "" (which no check accepts)."""
     values = headers.get_all(name)

@@ -39,6 +39,8 @@ class ServerConfig:
     silence_fill_s: float = 0.12
     max_message_bytes: int = 256 * 1024
     ice_servers: tuple[str, ...] = ()  # e.g. ("stun:stun.l.google.com:19302",); none needed on a LAN
+    portraits: Path | None = None  # a folder of portraits callers may choose by name (`portrait` in an offer)
+    portrait_cache_mb: float = 512.0  # renderers of chosen/uploaded portraits kept in memory, by content
     # Who may reach the server. A browser page of another origin must not drive it (cross-site WebSocket), and
     # a request naming another host is a DNS-rebinding attempt: both are refused with 403.
     allowed_origins: tuple[str, ...] = ()  # origins besides the server's own, e.g. ("https://studio.example",)
@@ -65,6 +67,8 @@ class ServerConfig:
             self.image = Path(self.image)
         if self.checkpoint is not None:
             self.checkpoint = Path(self.checkpoint)
+        if self.portraits is not None:
+            self.portraits = Path(self.portraits)
         if (self.cert is None) != (self.key is None):
             raise ValueError("HTTPS needs both a certificate and its key (--cert FILE --key FILE)")
         for name in ("cert", "key"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -40,6 +41,8 @@ class AudioIngest:
         self._task: asyncio.Task | None = None
         self._stopped = False
         self.last_audio = time.monotonic()  # last real audio frame (for the idle timeout)
+        # speech that is not the caller's (say, pushed PCM): (audio16k, voice, fed) -> both with it mixed in
+        self.mixer: Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, np.ndarray]] | None = None
 
     def attach(self, track: MediaStreamTrack) -> None:
         """The caller's first audio track; later ones are ignored."""
@@ -115,6 +118,13 @@ class AudioIngest:
             self._feed(np.zeros(n, np.float32), np.zeros(n * self.voice_rate // MODEL_RATE, np.float32), now)
             self.stats.count("silence_filled_ms", n * 1000 // MODEL_RATE)
 
+    @property
+    def fed_samples(self) -> int:
+        """16 kHz samples handed to the pipeline since the session began (its time in samples)."""
+        return self._fed
+
     def _feed(self, audio16k: np.ndarray, voice: np.ndarray, now: float) -> None:
+        if self.mixer is not None:
+            audio16k, voice = self.mixer(audio16k, voice, self._fed)
         self._fed += len(audio16k)
         self.pipeline.push_audio(audio16k, voice, now)

@@ -20,7 +20,7 @@ import numpy as np
 from realtime.media.stream import rgb_to_yuv420
 from realtime.server.playout import Playout, RenderedFrame
 from realtime.server.stats import StageTimes
-from realtime.vocab import FPS, MODEL_RATE, SAMPLES_PER_FRAME
+from realtime.vocab import FPS, INDEX, MODEL_RATE, SAMPLES_PER_FRAME, SPEECH_AXES
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,21 @@ class _Instruct:
     intensity: float
     done: concurrent.futures.Future
     embedding: Any = None  # the text's encoding, made off the loop before the command was sent
+
+
+# Mouth axes a barge-in closes over CUT_FRAMES frames (the lips meet) instead of waiting one generator latency;
+# they stay closed while the generator, whose motion prefix still holds the open mouth, settles on the silence.
+_OPENING = [INDEX[name] for name in SPEECH_AXES if name not in ("lips_close", "lip_press")]
+_LIPS_CLOSE = INDEX["lips_close"]
+CUT_FRAMES, SETTLE_FRAMES, RELEASE_FRAMES = 1, 12, 3
+
+
+def closing(values: np.ndarray, closed: float) -> np.ndarray:
+    """`values` with the mouth `closed` (0..1) of the way shut."""
+    values = values.copy()
+    values[_OPENING] *= 1.0 - closed
+    values[_LIPS_CLOSE] = max(values[_LIPS_CLOSE], closed)
+    return values
 
 
 class WorkerGone(RuntimeError):
@@ -59,6 +74,8 @@ class MotionPipeline:
         self._voice = np.zeros(0, np.float32)
         self._voice_start = 0  # absolute index (at the playout's rate) of self._voice[0]
         self.error: BaseException | None = None
+        self._cut_frame, self._cut_step = -(1 << 30), 0  # frames before _cut_frame carry cleared speech
+        self.skipped_samples = 0  # audio never sampled (see _process): frame f began at sample f*640 + this
         self._stopping = False
         self._taken: list = []  # what the worker took from its inbox last
         self.busy_since: float | None = None  # monotonic time the worker took its current work (None = idle)
@@ -85,6 +102,14 @@ class MotionPipeline:
             return done
         self._inbox.put(_Instruct(text, intensity, done, embedding))
         return done
+
+    def cut(self, sample: int) -> None:
+        """Barge-in: frames driven by audio before `sample` that are not rendered yet close the mouth and
+        go silent (the generator alone would take one latency to hear that the speech stopped); queued frames
+        go silent. Takes effect at the worker's next frame, not after the audio queued before it."""
+        frame = -(-(sample - self.skipped_samples) // SAMPLES_PER_FRAME)
+        self._cut_step, self._cut_frame = 0, frame  # two int stores: the worker reads them frame by frame
+        self.playout.silence(frame)
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping = True
@@ -159,7 +184,9 @@ class MotionPipeline:
         backlog = sum(len(c.audio16k) for c in chunks)
         while len(chunks) > 1 and backlog > self.max_backlog:
             backlog -= len(chunks[0].audio16k)
-            self.stats.count("audio_skipped_ms", len(chunks.pop(0).audio16k) * 1000 // MODEL_RATE)
+            skipped = len(chunks.pop(0).audio16k)
+            self.skipped_samples += skipped
+            self.stats.count("audio_skipped_ms", skipped * 1000 // MODEL_RATE)
         for chunk in chunks:
             self._samples_in += len(chunk.audio16k)
             self._arrivals.append((self._samples_in, chunk.arrival))
@@ -176,11 +203,17 @@ class MotionPipeline:
         # One frame at a time, each published as soon as it exists: the first frame of a chunk goes on air
         # a whole chunk's rendering earlier than with one batch (and batching is no cheaper on CPU).
         for i, values in enumerate(motion):
+            index = first + i
+            voice = self._voice_for(index)
+            if index < self._cut_frame + SETTLE_FRAMES:
+                closed = min(1.0, (self._cut_step + 1) / CUT_FRAMES,
+                             (self._cut_frame + SETTLE_FRAMES - index) / RELEASE_FRAMES)  # in, hold, back out
+                values, voice = closing(values, closed), voice if index >= self._cut_frame else np.zeros_like(voice)
+                self._cut_step += 1
             t0 = time.perf_counter()
             video = rgb_to_yuv420(np.asarray(self.renderer(values[None]))[0])
             self.stats.record("render", time.perf_counter() - t0)
-            index = first + i
-            frame = RenderedFrame(index, video, self._voice_for(index), self._arrival_of(index), time.monotonic())
+            frame = RenderedFrame(index, video, voice, self._arrival_of(index), time.monotonic())
             self.stats.count("frames_rendered")
             self.playout.put([frame])
 

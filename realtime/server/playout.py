@@ -102,6 +102,13 @@ class Playout:
             self._queue.clear()
         self._decided.clear()
 
+    def silence(self, before: int) -> None:
+        """Barge-in: frames still queued whose index is below `before` keep their pictures, lose their sound."""
+        with self._lock:
+            for frame in self._queue:
+                if frame.index < before:
+                    frame.voice = np.zeros_like(frame.voice)
+
     @property
     def buffered(self) -> int:
         return len(self._queue)

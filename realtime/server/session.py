@@ -19,8 +19,10 @@ from realtime.server.ingest import AudioIngest
 from realtime.server.pipeline import MotionPipeline, WorkerGone
 from realtime.server.playout import Playout
 from realtime.server.protocol import Instruction, ProtocolError, encode, error
+from realtime.server.speech_source import SessionSpeech
 from realtime.server.stats import StageTimes
 from realtime.server.tracks import AvatarVideoTrack, TimedTrack, VoiceTrack
+from realtime.vocab import SAMPLES_PER_FRAME
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,14 @@ def parse_offer(message: dict[str, Any]) -> RTCSessionDescription:
     return RTCSessionDescription(sdp=sdp, type="offer")
 
 
+def _wants_video(sdp: str) -> bool:
+    """Whether the offer has a video m-line that receives (a caller, a WHIP client asking for the avatar)."""
+    from aiortc.sdp import SessionDescription
+
+    return any(m.kind == "video" and m.direction in (None, "sendrecv", "recvonly")
+               for m in SessionDescription.parse(sdp).media)
+
+
 @dataclass
 class SessionParts:
     """The per-session objects that take real work to build (built off the event loop)."""
@@ -56,13 +66,14 @@ class SessionParts:
     still: Any  # yuv420p pixels of the portrait at rest, shown until the first rendered frame
 
     @classmethod
-    def build(cls, resources, config: ServerConfig, instruction: Instruction) -> SessionParts:
+    def build(cls, resources, config: ServerConfig, instruction: Instruction, renderer=None) -> SessionParts:
+        """`renderer`: the session's own portrait (see portraits.py); None = the server's."""
         import numpy as np
 
         from realtime.media.stream import rgb_to_yuv420
         from realtime.vocab import neutral
 
-        renderer = resources.renderer()
+        renderer = renderer or resources.renderer()
         still = rgb_to_yuv420(np.asarray(renderer(neutral(1)))[0])
         sampler = resources.sampler(seed=config.seed)  # the config's [sampler], on the shared denoiser
         sampler.set_instruction(instruction.text, instruction.intensity)  # takes effect from the first chunk
@@ -88,6 +99,8 @@ class Session:
         self.pipeline = MotionPipeline(parts.sampler, parts.renderer, self.playout, self.stats, name=self.id,
                                        max_backlog_s=config.max_backlog_s)
         self.ingest = AudioIngest(self.pipeline, self.stats, self.playout.audio_rate, config.silence_fill_s)
+        self.speech = SessionSpeech(self.id, self._on_air_sample, self.playout.audio_rate)  # say, PCM, clear
+        self.ingest.mixer = self.speech.queue.mix
         self.pc = peer_connection(config)
         self.connected_at: float | None = None
         self.disconnected_since: float | None = None
@@ -135,7 +148,12 @@ class Session:
             await pc.setRemoteDescription(offer)
         except Exception as exc:  # aiortc raises ValueError/KeyError/… on SDP it cannot use
             raise ProtocolError(f"bad SDP offer: {exc}") from None
-        pc.addTrack(TimedTrack(self.video, self.stats))
+        if _wants_video(offer.sdp):
+            pc.addTrack(TimedTrack(self.video, self.stats))
+        else:  # a WHIP publisher that sends its own video (OBS): refuse it rather than decode it for nothing
+            for transceiver in pc.getTransceivers():
+                if transceiver.kind == "video":
+                    transceiver.direction = "inactive"
         pc.addTrack(self.voice)
         await pc.setLocalDescription(await pc.createAnswer())
         self.pipeline.start()
@@ -197,6 +215,10 @@ class Session:
             raise ProtocolError(f"bad SDP offer: {exc}") from None
         return pc, pc.localDescription
 
+    def _on_air_sample(self) -> int:
+        """The session's 16 kHz sample where the frame on air began (audio the worker skipped counted in)."""
+        return self.playout.shown_index * SAMPLES_PER_FRAME + self.pipeline.skipped_samples
+
     async def remove_viewer(self, pc: RTCPeerConnection) -> None:
         self.viewers.discard(pc)
         pc.remove_all_listeners()  # the handlers close over pc: a cycle only a full gc would free
@@ -257,7 +279,7 @@ class Session:
         log.info("session %s closing: %s", self.id, reason)
         loop = asyncio.get_running_loop()
         steps: list[tuple[str, Callable[[], Any]]] = [
-            ("ingest", self.ingest.stop), ("tracks", self._stop_tracks),
+            ("ingest", self.ingest.stop), ("speech", self.speech.stop), ("tracks", self._stop_tracks),
             ("viewers", self._close_viewers), ("peer connection", self.pc.close),
             ("worker", lambda: loop.run_in_executor(None, self.pipeline.stop)),
         ]

@@ -116,6 +116,8 @@ async function start() {
       const offer = { type: "offer", sdp: pc.localDescription.sdp, sdpType: "offer" };
       const text = $("instruction").value.trim();
       if (text) { offer.instruction = text; offer.intensity = Number($("intensity").value); }
+      const portrait = $("portrait").value;
+      if (portrait && portrait !== "default") offer.portrait = portrait;
       call.ws.send(JSON.stringify(offer));
     };
     call.timers.push(setInterval(ping, 1000), setInterval(pollStats, 1000),
