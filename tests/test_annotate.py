@@ -39,7 +39,7 @@ def _known_motion() -> np.ndarray:
 
 
 def _brows_motion() -> np.ndarray:
-    # 0.8, not 1.0: at full raise the renderer smears the upper lids into a dark band that dlib takes for the brows
+    # 0.8 of a full raise, held while talking
     m = np.zeros((FRAMES, DIM), np.float32)
     raise_ = 0.8 * _ramp(FRAMES, 10, FRAMES, 8)
     m[:, INDEX["brow_inner_up"]] = raise_

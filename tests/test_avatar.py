@@ -156,12 +156,12 @@ def test_bad_motion_is_refused(renderer):
 
 
 def _teeth_pixels(frame: np.ndarray, lm: np.ndarray) -> int:
-    """Near-white, low-red-cast pixels inside the outer lip contour: visible teeth."""
+    """Bright, unsaturated pixels inside the outer lip contour: visible teeth (ivory, not a pink lip highlight)."""
     from skimage.draw import polygon
 
     rr, cc = polygon(lm[48:60, 1], lm[48:60, 0], frame.shape[:2])
     px = frame[rr, cc].astype(int)
-    return int(((px[:, 2] > 200) & (px[:, 0] - px[:, 2] < 30)).sum())
+    return int(((px.mean(1) > 175) & (px[:, 0] - px[:, 1] < 18) & (px[:, 0] - px[:, 2] < 45)).sum())
 
 
 def test_mouth_closes_and_opens_on_rendered_pixels(renderer, portrait, detector):

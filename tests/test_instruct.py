@@ -140,6 +140,23 @@ def test_matcher_accepts_free_text(matcher, text, expected):
     assert match.similarity >= matcher.config.threshold and match.nearest_text
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("look serious", {"neutral": 0.65}),
+    ("keep a straight face", {"neutral": 0.65}),
+    ("look serious, no smile", {"neutral": 0.65}),
+    ("stop smiling", {"neutral": 0.65}),
+    ("no smile", {"neutral": 0.65}),
+    ("don't smile", {"neutral": 0.65}),
+    ("don't you dare smile", {"neutral": 0.65}),
+    ("nod, but don't smile", {"nod": 1.0}),
+    ("look happy, not sad", {"happy": 0.65}),
+    ("stop frowning", {"neutral": 0.65}),
+])
+def test_a_negation_never_adds_what_it_negates(matcher, text, expected):
+    """Sentence embeddings put "no smile" next to "smile": the words decide, and a smile is never added."""
+    assert dict(matcher(text).programs) == expected
+
+
 @pytest.mark.parametrize("text", ["asdf qwerty", "what is the capital of France", "compile the kernel",
                                   "make me a sandwich"])
 def test_matcher_refuses_what_it_does_not_know(matcher, text):
@@ -196,7 +213,7 @@ def _blinks(onsets_s: list[float], seconds: float = 4.0, **eyes: float) -> np.nd
 
 @pytest.mark.parametrize("motion, expected", [
     (_hold(smile=0.8, cheek_raise=0.7, eye_squint=0.15), {"happy": 1.0}),
-    (_hold(frown=0.9 * 0.35, brow_inner_up=0.9 * 0.35, brow_down=0.25 * 0.35, gaze_y=0.35 * 0.35,
+    (_hold(smile=-0.7, frown=0.35, brow_inner_up=0.9 * 0.35, brow_down=0.3 * 0.35, gaze_y=0.35 * 0.35,
            head_pitch=4.0 * 0.35), {"sad": 0.35}),
     (_hold(brow_inner_up=1.0, brow_outer_up=1.0), {"raise_eyebrows": 1.0}),
     (_hold(blink_left=1.0, blink_right=1.0), {"close_eyes": 1.0}),

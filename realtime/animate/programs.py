@@ -8,8 +8,9 @@
   them out when it changes.
 - Gestures repeat while instructed, each with its own onset and offset: nod = 2-3 damped down-and-up pitch
   swings, shake_head = 2-3 damped yaw swings, blink = 150-250 ms closures, wink = one eye for ~0.5 s.
-- The portrait already smiles: emotions without a smile (sad, angry, disgusted, fearful...) use `frown`,
-  which removes the smile first, then turns the corners down.
+- The photograph may already smile: emotions without AU12 (neutral, sad, angry, disgusted, fearful...) relax
+  it (`smile` < 0). Undoing the photograph is not a degree of the emotion (a slightly sad face does not
+  smile either), so a relaxing apex is reached at intensity 0.5 and held above (`relax_scale`).
 """
 from __future__ import annotations
 
@@ -55,29 +56,31 @@ def _gesture(name: str, description: str, claims: dict[str, int]) -> Program:
 
 
 PROGRAMS: dict[str, Program] = {p.name: p for p in (
-    # Emotions (FACS prototypes). The portrait already smiles: negative emotions use `frown` to remove it.
-    _hold("neutral", "emotion", "relaxed, the smile softened", frown=0.3),
-    _hold("happy", "emotion", "AU6+12: smile with raised cheeks", smile=0.8, cheek_raise=0.7, eye_squint=0.15),
+    # Emotions (FACS prototypes). Every emotion without AU12 relaxes the photograph's own smile (smile < 0),
+    # so its action units act on a relaxed face, not on the photographed smile.
+    _hold("neutral", "emotion", "relaxed: the photograph's smile undone, nothing else", smile=-1.0),
+    _hold("happy", "emotion", "AU6+12: smile with raised cheeks, eyes narrowed", smile=0.8, cheek_raise=0.7,
+          eye_squint=0.2),
     _hold("sad", "emotion", "AU1+4+15: inner brows up, corners down, gaze and chin lowered",
-          frown=0.9, brow_inner_up=0.9, brow_down=0.25, gaze_y=0.35, head_pitch=4.0),
-    _hold("angry", "emotion", "AU4+7+23: brows down and together, lids tight, lips pressed",
-          brow_down=1.0, eye_squint=0.45, lip_press=0.5, frown=0.6, nose_wrinkle=0.2),
+          smile=-1.0, frown=1.0, brow_inner_up=0.9, brow_down=0.3, gaze_y=0.35, head_pitch=4.0),
+    _hold("angry", "emotion", "AU4+7+24: brows down and together, lids tight, lips pressed",
+          smile=-1.0, brow_down=1.0, eye_squint=0.45, lip_press=0.7, frown=0.2, nose_wrinkle=0.15),
     _hold("surprised", "emotion", "AU1+2+5+26: brows up, eyes wide, jaw dropped",
-          brow_inner_up=1.0, brow_outer_up=1.0, eye_wide=1.0, jaw_open=0.45, frown=0.35),
-    _hold("disgusted", "emotion", "AU9+10+4: nose wrinkled, upper lip raised",
-          nose_wrinkle=1.0, upper_lip_raise=0.8, brow_down=0.5, frown=0.45, eye_squint=0.35),
+          smile=-1.0, brow_inner_up=1.0, brow_outer_up=1.0, eye_wide=1.0, jaw_open=0.45),
+    _hold("disgusted", "emotion", "AU9+10+4+15: nose wrinkled, upper lip raised, corners down",
+          smile=-1.0, nose_wrinkle=1.0, upper_lip_raise=1.0, brow_down=0.5, frown=0.3, eye_squint=0.35),
     _hold("fearful", "emotion", "AU1+2+4+5+20: brows up and drawn, eyes wide, lips stretched",
-          brow_inner_up=1.0, brow_outer_up=0.5, brow_down=0.3, eye_wide=1.0, mouth_stretch=0.7, frown=0.5,
+          smile=-1.0, brow_inner_up=1.0, brow_outer_up=0.5, brow_down=0.3, eye_wide=1.0, mouth_stretch=0.7,
           jaw_open=0.15),
-    _hold("contemptuous", "emotion", "AU14 unilateral: one corner raised, chin up",
-          mouth_asym=0.8, frown=0.3, eye_squint=0.2, head_pitch=-4.0),
+    _hold("contemptuous", "emotion", "AU14 unilateral: one corner raised on a relaxed mouth, chin up",
+          smile=-1.0, mouth_asym=0.8, eye_squint=0.2, head_pitch=-4.0),
     # Facial motions
     _hold("raise_eyebrows", "motion", "AU1+2", brow_inner_up=1.0, brow_outer_up=1.0),
     _hold("frown", "motion", "AU4: brows lowered and drawn together", brow_down=1.0, eye_squint=0.2),
     _hold("smile", "motion", "AU12+6", smile=0.8, cheek_raise=0.4),
     _hold("grin", "motion", "AU12+6+10+20: broad smile baring the teeth",
           smile=1.0, cheek_raise=0.6, upper_lip_raise=0.3, mouth_stretch=0.4),
-    _hold("pout", "motion", "AU18+15+24: lips pushed out, corners down", lip_pucker=1.0, frown=0.4),
+    _hold("pout", "motion", "AU18+15+24: lips pushed out, corners down", lip_pucker=1.0, frown=0.4, smile=-0.6),
     _hold("open_mouth_wide", "motion", "AU27: mouth stretched open", jaw_open=1.0),
     _hold("close_eyes", "motion", "AU43: both eyes closed", blink_left=1.0, blink_right=1.0),
     _hold("look_left", "motion", "gaze to image-left", gaze_x=-0.9, head_yaw=-3.0),
@@ -105,6 +108,11 @@ class UnknownProgramError(KeyError):
 def smoothstep(x: np.ndarray) -> np.ndarray:
     x = np.clip(x, 0.0, 1.0)
     return x * x * (3 - 2 * x)
+
+
+def relax_scale(intensity: float) -> float:
+    """How far a program relaxes the photograph's smile at an intensity: fully from 0.5 on."""
+    return float(min(1.0, 2.0 * intensity))
 
 
 def _lowpass_noise(rng: np.random.Generator, n: int, seconds: float) -> np.ndarray:
@@ -190,5 +198,6 @@ def program_track(name: str, n_frames: int, intensity: float, rng: np.random.Gen
     wobble = 1.0 + 0.05 * _lowpass_noise(rng, n, 1.5)  # a living apex, not a frozen one
     for axis, value in program.apex.items():
         steady = axis in ("blink_left", "blink_right")  # closed eyes stay closed, not 95 % closed
-        out[start:, INDEX[axis]] = value * intensity * envelope * (1.0 if steady else wobble)
+        scale = relax_scale(intensity) if axis == "smile" and value < 0 else intensity
+        out[start:, INDEX[axis]] = value * scale * envelope * (1.0 if steady else wobble)
     return out

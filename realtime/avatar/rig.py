@@ -8,24 +8,24 @@ own smile, blinks bring each upper lid down onto its lower lid. Head pose rotate
 orthographically; the same head model drives the renderer's dense warp, so rig landmarks and
 rendered pixels agree.
 
-Internally the rig works on "rig coefficients" (`RIG_NAMES`): the motion axes with two non-linear
-conveniences made linear: `mouth_asym` splits into a right and a left corner raise, and the lip
-closure is `min(1, lips_close + lip_press)` so a press never pushes the lips through each other.
+Internally the rig works on "rig coefficients" (`RIG_NAMES`): the motion axes with three non-linear
+conveniences made linear: `mouth_asym` splits into a right and a left corner raise, `smile` into a
+smile (AU12, > 0) and `smile_relax` (< 0: the photograph's own smile undone, a relaxed mouth), and
+the lip closure is `min(1, lips_close + lip_press)` so a press never pushes the lips through each other.
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 
 from realtime.vocab import DIM, HI, INDEX, LO
 
 from .enrol import Portrait
+from .head import HeadModel
 
 POSE_NAMES = ("head_yaw", "head_pitch", "head_roll", "head_x", "head_y")
 GAZE_NAMES = ("gaze_x", "gaze_y")
 EXPRESSION_NAMES = tuple(n for n in INDEX if n not in POSE_NAMES + GAZE_NAMES and n != "mouth_asym")
-RIG_NAMES = EXPRESSION_NAMES + ("mouth_asym_right", "mouth_asym_left")
+RIG_NAMES = EXPRESSION_NAMES + ("mouth_asym_right", "mouth_asym_left", "smile_relax")
 RIG_INDEX = {n: i for i, n in enumerate(RIG_NAMES)}
 RIG_LO = np.zeros(len(RIG_NAMES), np.float32)
 RIG_HI = np.ones(len(RIG_NAMES), np.float32)
@@ -38,94 +38,19 @@ INNER_UPPER = [61, 62, 63]
 INNER_LOWER = [67, 66, 65]  # below 61, 62, 63
 OUTER_UPPER = [50, 51, 52]
 OUTER_LOWER = [58, 57, 56]  # below 50, 51, 52
+EYE = {"left": list(range(36, 42)), "right": list(range(42, 48))}  # image-left / image-right eye
+EYE_CORNERS = {"left": [36, 39], "right": [42, 45]}
+MOUTH = list(range(48, 68))
+# margins from corner to corner, (upper, lower): the per-column curves the eye and mouth remaps follow
+LID_LINES = {side: ([c0, *UPPER_LID[side], c1], [c0, *LOWER_LID[side], c1])
+             for side, (c0, c1) in EYE_CORNERS.items()}
+INNER_LIP_LINES = ([60, *INNER_UPPER, 64], [60, *INNER_LOWER, 64])
+# smile_relax moves the corners this many times the photographed smile's height: the photograph's corner
+# texture (creases, cheek bulge) lags the landmarks, so the corners read level on the output pixels
+# (dlib on the default portrait, talking) only at about 1.6; more turns them visibly down
+RELAX_GAIN = 1.6
 # points that expression moves least: pose is estimated from them first
 RIGID_POINTS = [0, 1, 2, 14, 15, 16, 27, 28, 29, 30, 31, 33, 35, 36, 39, 42, 45]
-
-
-@dataclass(eq=False)
-class HeadModel:
-    """Head geometry in the aligned frame, in pixels: the pose pivot, a depth surface and a weight
-    map that is 1 on the head (face and hair) and falls smoothly to 0 on the static background,
-    close under the jaw so collars and shoulders stay put."""
-
-    centre: tuple[float, float]  # pivot (x, y)
-    skull_radii: tuple[float, float]  # depth ellipsoid semi-axes (x, y)
-    depth: float  # ellipsoid depth at its centre
-    nose: tuple[float, float]  # nose tip
-    nose_height: float  # extra depth of the nose tip
-    nose_sigma: float
-    iod: float
-    weight: np.ndarray  # (H, W) float32 in [0, 1]
-
-    @classmethod
-    def from_landmarks(cls, landmarks: np.ndarray, iod: float, size: int = 512) -> HeadModel:
-        from scipy.ndimage import distance_transform_edt
-        from skimage.draw import polygon
-
-        lm = np.asarray(landmarks, np.float64)
-        eyes = (lm[36:42].mean(0) + lm[42:48].mean(0)) / 2
-        chin = lm[8]
-        face_half_width = (lm[16, 0] - lm[0, 0]) / 2
-        top = eyes[1] - 2.05 * iod
-        # head mask: the face (hull of the landmarks, grown a little) united with a cranium/hair ellipse
-        mask = np.zeros((size, size), bool)
-        hull = lm[[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 26, 25, 24, 19, 18, 17]]
-        centre = hull.mean(0)
-        hull = centre + (hull - centre) * 1.04
-        rr, cc = polygon(hull[:, 1], hull[:, 0], (size, size))
-        mask[rr, cc] = True
-        yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
-        cy, ry, rx = eyes[1] - 0.45 * iod, 1.65 * iod, max(1.7 * iod, 1.5 * face_half_width)
-        mask |= ((xx - eyes[0]) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1.0
-        distance = distance_transform_edt(~mask)
-        t = np.clip(distance / (0.4 * iod), 0.0, 1.0)
-        weight = (1.0 - t * t * (3 - 2 * t)).astype(np.float32)
-        return cls(centre=(float(eyes[0]), float((top + chin[1]) / 2)),
-                   skull_radii=(float(1.15 * face_half_width), float((chin[1] - top) / 2)),
-                   depth=float(1.1 * iod), nose=(float(lm[30, 0]), float(lm[30, 1])),
-                   nose_height=float(0.3 * iod), nose_sigma=float(0.28 * iod), iod=float(iod), weight=weight)
-
-    def depth_at(self, xy: np.ndarray) -> np.ndarray:
-        """Height of the head surface above the pivot plane at image points (..., 2)."""
-        xy = np.asarray(xy, np.float64)
-        u = (xy[..., 0] - self.centre[0]) / self.skull_radii[0]
-        v = (xy[..., 1] - self.centre[1]) / self.skull_radii[1]
-        skull = self.depth * np.sqrt(np.clip(1.0 - u * u - v * v, 0.0, None))
-        d2 = (xy[..., 0] - self.nose[0]) ** 2 + ((xy[..., 1] - self.nose[1]) * 0.6) ** 2
-        return skull + self.nose_height * np.exp(-d2 / (2 * self.nose_sigma ** 2))
-
-    def weight_at(self, xy: np.ndarray) -> np.ndarray:
-        from scipy.ndimage import map_coordinates
-
-        xy = np.asarray(xy, np.float64)
-        flat = xy.reshape(-1, 2)
-        values = map_coordinates(self.weight, [flat[:, 1], flat[:, 0]], order=1, mode="nearest")
-        return values.reshape(xy.shape[:-1])
-
-    def displacement(self, xy: np.ndarray, pose: np.ndarray) -> np.ndarray:
-        """Forward displacement of image points (P, 2) under pose rows (N, 5) -> (N, P, 2)."""
-        xy = np.asarray(xy, np.float64)
-        z = self.depth_at(xy)
-        w = self.weight_at(xy)
-        rel = np.stack([xy[:, 0] - self.centre[0], xy[:, 1] - self.centre[1], z], axis=-1)  # (P, 3)
-        rot = rotation_matrices(np.asarray(pose, np.float64)[:, :3])  # (N, 3, 3)
-        moved = np.einsum("nij,pj->npi", rot, rel)[..., :2] - rel[None, :, :2]
-        shift = np.asarray(pose, np.float64)[:, None, 3:5] * self.iod
-        return w[None, :, None] * (moved + shift)
-
-
-def rotation_matrices(angles_deg: np.ndarray) -> np.ndarray:
-    """(N, 3) yaw, pitch, roll in degrees -> (N, 3, 3), x right, y down, z towards the camera.
-    + yaw turns the face towards image right, + pitch tips the chin down, + roll is clockwise."""
-    yaw, pitch, roll = np.deg2rad(np.asarray(angles_deg, np.float64)).T
-    n = len(yaw)
-    one, zero = np.ones(n), np.zeros(n)
-    cy, sy, cp, sp, cr, sr = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch), np.cos(roll), np.sin(roll)
-    r_yaw = np.stack([np.stack([cy, zero, sy], -1), np.stack([zero, one, zero], -1), np.stack([-sy, zero, cy], -1)], 1)
-    r_pitch = np.stack([np.stack([one, zero, zero], -1), np.stack([zero, cp, sp], -1),
-                        np.stack([zero, -sp, cp], -1)], 1)
-    r_roll = np.stack([np.stack([cr, -sr, zero], -1), np.stack([sr, cr, zero], -1), np.stack([zero, zero, one], -1)], 1)
-    return r_roll @ r_pitch @ r_yaw
 
 
 def motion_to_rig(motion: np.ndarray) -> np.ndarray:
@@ -134,6 +59,9 @@ def motion_to_rig(motion: np.ndarray) -> np.ndarray:
     out = np.zeros((len(motion), len(RIG_NAMES)), np.float32)
     for name in EXPRESSION_NAMES:
         out[:, RIG_INDEX[name]] = motion[:, INDEX[name]]
+    smile = motion[:, INDEX["smile"]]
+    out[:, RIG_INDEX["smile"]] = np.maximum(smile, 0)
+    out[:, RIG_INDEX["smile_relax"]] = np.maximum(-smile, 0)
     out[:, RIG_INDEX["lips_close"]] = np.minimum(1.0, motion[:, INDEX["lips_close"]] + motion[:, INDEX["lip_press"]])
     asym = motion[:, INDEX["mouth_asym"]]
     out[:, RIG_INDEX["mouth_asym_right"]] = np.maximum(asym, 0)
@@ -150,6 +78,7 @@ def rig_to_motion(coeffs: np.ndarray, pose: np.ndarray) -> np.ndarray:
     closing = coeffs[:, RIG_INDEX["lips_close"]] - coeffs[:, RIG_INDEX["lip_press"]]
     motion[:, INDEX["lips_close"]] = np.clip(closing, 0, 1)
     motion[:, INDEX["mouth_asym"]] = coeffs[:, RIG_INDEX["mouth_asym_right"]] - coeffs[:, RIG_INDEX["mouth_asym_left"]]
+    motion[:, INDEX["smile"]] = coeffs[:, RIG_INDEX["smile"]] - coeffs[:, RIG_INDEX["smile_relax"]]
     for i, name in enumerate(POSE_NAMES):
         motion[:, INDEX[name]] = pose[:, i]
     return np.clip(motion, LO, HI)
@@ -246,14 +175,24 @@ def build_bases(landmarks: np.ndarray, iod: float) -> np.ndarray:
     mirror(b, [50, 58], [52, 56], 0.025, -0.03)
     mirror(b, [31], [35], 0.025, -0.02)
     mirror(b, [3, 4], [13, 12], 0.015, -0.015)
-    # --- frown: undo the portrait's smile, then corners down; the lips bend into an arch together
-    b = "frown"
-    drop, narrow = 0.65 * smile0 + 0.08, 0.12 * smile0 + 0.01
+    # --- smile_relax: the photograph's own smile undone: corners down to the lip midline and in a
+    # little, the lips and the cheeks beside the nose follow
+    b = "smile_relax"
     for ids, (lc, rc) in ((range(48, 60), (48, 54)), (range(60, 68), (60, 64))):
         for p in ids:
-            u = (lm[p, 0] - (lm[lc, 0] + lm[rc, 0]) / 2) / max((lm[rc, 0] - lm[lc, 0]) / 2, 1e-3)
-            u = float(np.clip(u, -1, 1))
-            move(b, p, dx=-narrow * u, dy=drop * abs(u) ** 1.5)
+            u = float(np.clip((lm[p, 0] - (lm[lc, 0] + lm[rc, 0]) / 2) / max((lm[rc, 0] - lm[lc, 0]) / 2, 1e-3), -1, 1))
+            move(b, p, dx=-0.35 * smile0 * u, dy=RELAX_GAIN * smile0 * abs(u) ** 2)
+    mirror(b, [31], [35], -0.1 * smile0, 0.1 * smile0)
+    mirror(b, [3, 4], [13, 12], -0.06 * smile0, 0.06 * smile0)
+    for up, lo, g in zip(INNER_UPPER, INNER_LOWER, gap):  # a relaxed mouth rests (nearly) closed
+        move(b, up, dy=0.25 * g)
+        move(b, lo, dy=-0.45 * g)
+    # --- frown (AU15): corners pulled down from wherever they are; the lips bend into an arch together
+    b = "frown"
+    for ids, (lc, rc) in ((range(48, 60), (48, 54)), (range(60, 68), (60, 64))):
+        for p in ids:
+            u = float(np.clip((lm[p, 0] - (lm[lc, 0] + lm[rc, 0]) / 2) / max((lm[rc, 0] - lm[lc, 0]) / 2, 1e-3), -1, 1))
+            move(b, p, dx=-0.02 * u, dy=0.15 * abs(u) ** 1.5)
     move(b, [5, 6, 10, 11], dy=0.02)
     for up, lo, g in zip(INNER_UPPER, INNER_LOWER, gap):  # a sad mouth closes over the teeth
         move(b, up, dy=0.3 * g)
@@ -276,7 +215,7 @@ def build_bases(landmarks: np.ndarray, iod: float) -> np.ndarray:
     mirror(b, [31], [35], 0.02, 0.0)
     move(b, [29, 30], dy=-0.04)
     move(b, [28], dy=-0.02)
-    move(b, OUTER_UPPER, dy=-0.03)
+    move(b, OUTER_UPPER + INNER_UPPER, dy=-0.03)  # the whole upper lip lifts with the nose
     move(b, [21, 22], dy=0.03)
     # --- cheek_raise: cheeks up, lower lids pushed up
     b = "cheek_raise"
@@ -298,10 +237,12 @@ def build_bases(landmarks: np.ndarray, iod: float) -> np.ndarray:
     for p, dy in zip([17, 18, 19, 20, 21], (-0.15, -0.14, -0.1, -0.05, -0.01)):
         move(b, [p, 43 - p], dy=dy)
     b = "brow_down"
-    for p, dy in zip([17, 18, 19, 20, 21], (0.05, 0.08, 0.1, 0.11, 0.12)):
+    for p, dy in zip([17, 18, 19, 20, 21], (0.03, 0.05, 0.07, 0.085, 0.095)):  # the inner ends most (corrugator)
         move(b, [p, 43 - p], dy=dy)
-    mirror(b, [20, 21], [23, 22], -0.05, 0.0)
-    mirror(b, [19], [24], -0.03, 0.0)
+    mirror(b, [21], [22], -0.07, 0.0)
+    mirror(b, [20], [23], -0.055, 0.0)
+    mirror(b, [19], [24], -0.035, 0.0)
+    mirror(b, [18], [25], -0.015, 0.0)
     # --- eyelids
     for b, side in (("blink_left", "left"), ("blink_right", "right")):
         for up, lo in zip(UPPER_LID[side], LOWER_LID[side]):
@@ -375,6 +316,9 @@ class Rig:
         k = len(RIG_NAMES)
         design = self.bases.reshape(k, -1).T.astype(np.float64) * self.iod  # (136, K)
         lam = np.sqrt(self.ridge) * self.iod
+        # relaxing the photographed smile moves the corners much as a frown does: prefer the frown, which
+        # real footage shows far more often than a portrait's smile wiped off
+        prior = np.diag(np.where(np.array(RIG_NAMES) == "smile_relax", 4.0, 1.0))
         coeffs = np.zeros((len(landmarks), k))
         poses = np.zeros((len(landmarks), 5))
         for n, observed in enumerate(landmarks):
@@ -388,7 +332,7 @@ class Rig:
                     bounds=(pose_lo, pose_hi), x_scale=[10, 10, 10, 0.1, 0.1]).x
                 flat = self.unposed(observed[None], pose[None])[0]
                 target = (flat - self.rest).ravel()
-                solution = lsq_linear(np.vstack([design, lam * np.eye(k)]), np.concatenate([target, np.zeros(k)]),
+                solution = lsq_linear(np.vstack([design, lam * prior]), np.concatenate([target, np.zeros(k)]),
                                       bounds=(RIG_LO, RIG_HI))
                 coeffs[n] = solution.x
                 expressed = self.rest + self.expression_displacement(solution.x[None])[0]

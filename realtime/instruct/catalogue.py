@@ -43,7 +43,7 @@ EMOTION_ADJECTIVES: dict[str, tuple[str, ...]] = {
     "contemptuous": ("contemptuous", "scornful", "smug", "condescending", "dismissive", "sneering", "haughty",
                      "arrogant", "disdainful"),
     "neutral": ("neutral", "calm", "expressionless", "relaxed", "composed", "blank", "serene", "deadpan",
-                "straight-faced", "impassive"),
+                "straight-faced", "serious", "unsmiling", "poker-faced", "impassive"),
 }
 EMOTION_NOUNS: dict[str, tuple[str, ...]] = {
     "happy": ("happiness", "joy", "delight"), "sad": ("sadness", "sorrow", "grief"),
@@ -92,7 +92,8 @@ MOTION_GERUNDS: dict[str, str] = {
     "shake_head": "shaking your head",
 }
 NEUTRAL_PHRASES = ("stay neutral", "no expression", "keep a straight face", "relax your face", "back to normal",
-                   "stop that", "look at me", "look at the camera", "eyes on me")
+                   "stop that", "look at me", "look at the camera", "eyes on me", "a straight face", "stop smiling",
+                   "don't smile", "no smile", "wipe the smile off your face")
 HELD_OUT_WORDS = frozenset([words[-1] for words in EMOTION_ADJECTIVES.values()] +
                            [phrases[-1] for phrases in MOTION_PHRASES.values()])
 assert tuple(EMOTION_ADJECTIVES) == tuple(EMOTION_NOUNS) and set(EMOTION_ADJECTIVES) == set(EMOTIONS)

@@ -1,7 +1,10 @@
 """Free text → the animator's programs: nearest catalogue wording by MiniLM cosine similarity.
 
 Intensity comes from the user's own words ("look a little annoyed" → angry 0.35), not from the matched
-wording; "look sad and nod" is matched clause by clause when every clause is understood.
+wording; "look sad and nod" is matched clause by clause when every clause is understood. Negations are
+read from the words, since sentence embeddings barely tell "no smile" from "smile": a negated program
+("stop smiling", "no smile", "don't frown") is never added; a clause that only negates asks for the
+relaxed neutral face.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from realtime.instruct.catalogue import (
     reference_texts,
 )
 from realtime.instruct.encoder import InstructionEncoder, InstructionError, validate
+from realtime.vocab import MODERATE
 
 
 class InstructionNotUnderstood(InstructionError):
@@ -106,11 +110,22 @@ class ProgramMatcher:
 
     def __call__(self, text: str) -> Match:
         validate(text)
+        match = self._match(text)
+        refused = negated_programs(text)
+        if not refused:
+            return match
+        kept = tuple((name, level) for name, level in match.programs if name not in refused)
+        level = intensity_from_words(text) or MODERATE
+        return Match(kept or (("neutral", level),), match.similarity, match.nearest_text)
+
+    def _match(self, text: str) -> Match:
         clauses = [c for c in _CLAUSES.split(text) if len(c.strip()) > 1]
         if len(clauses) > 1:
             combined = self._match_clauses(clauses)
             if combined is not None:
                 return combined
+        if negated_programs(text) and _only_negates(text):
+            return Match((("neutral", intensity_from_words(text) or MODERATE),), 1.0, "(negation)")
         candidates = self.nearest(text, k=4 * self.config.suggestions)
         best, score = candidates[0]
         if score >= self.config.threshold:
@@ -126,6 +141,8 @@ class ProgramMatcher:
         ("look furious, but only a little"); None otherwise."""
         matched, intensity_only = [], []
         for clause in clauses:
+            if negated_programs(clause) and _only_negates(clause):
+                continue  # "no smile": removed from the result by the caller, asks for nothing itself
             best, score = self.nearest(clause)[0]
             if score >= self.config.threshold:
                 matched.append((clause, best, score))
@@ -133,13 +150,35 @@ class ProgramMatcher:
                 intensity_only.append(clause)
             else:
                 return None
-        if not matched or (len(matched) == 1 and not intensity_only):
+        if not matched or (len(matched) == 1 and not intensity_only and len(clauses) == 1):
             return None
         programs: dict[str, float] = {}
         for clause, best, _ in matched:
             says_intensity = intensity_from_words(clause) is not None or not intensity_only
             programs.update(_adjusted(clause, best.programs, clause if says_intensity else intensity_only[0]))
         return Match(tuple(programs.items()), min(s for _, _, s in matched), " + ".join(b.text for _, b, _ in matched))
+
+
+# A negation word, up to two words, then a program's word: "no smile", "stop smiling", "don't you dare frown".
+_NEGATION = re.compile(r"\b(?:no|not|don't|dont|do not|never|stop|quit|without|less)\b(?:\s+[a-z']+){0,2}?\s+"
+                       r"(smil|grin|laugh|happ|frown|scowl|ang|sad|nod|shak|blink|wink|pout)[a-z]*")
+_NEGATED = {"smil": ("smile", "grin", "happy"), "grin": ("grin", "smile", "happy"), "laugh": ("happy", "smile", "grin"),
+            "happ": ("happy", "smile", "grin"), "frown": ("frown", "angry"), "scowl": ("frown", "angry"),
+            "ang": ("angry",), "sad": ("sad",), "nod": ("nod",), "shak": ("shake_head",), "blink": ("blink",),
+            "wink": ("wink",), "pout": ("pout",)}
+_NEGATION_ONLY = {"no", "not", "don't", "dont", "do", "never", "stop", "quit", "without", "less", "please", "any",
+                  "more", "your", "you", "be", "look", "the", "a", "that", "so", "much", "all", "at"}
+
+
+def negated_programs(text: str) -> set[str]:
+    """The programs the text says not to do ("no smile" → smile, grin, happy)."""
+    return {p for stem in _NEGATION.findall(text.lower()) for p in _NEGATED[stem]}
+
+
+def _only_negates(text: str) -> bool:
+    """"no smile", "stop smiling please": nothing asked for besides the negation."""
+    words = set(re.findall(r"[a-z']+", text.lower()))
+    return all(w in _NEGATION_ONLY or any(w.startswith(stem) for stem in _NEGATED) for w in words)
 
 
 _FILLER = {"but", "only", "just", "not", "too", "much", "please", "do", "it", "that", "though", "and", "yet"}

@@ -32,6 +32,10 @@ from realtime.vocab import (
     MotionSequence,
 )
 
+# The committed checkpoint learned `smile` in 0 … 1 (before the axis took negative values, which relax the
+# photograph's smile): its small negative outputs are noise, not a relaxed mouth, so they are clipped at 0.
+GENERATOR_LO = LO.copy()
+GENERATOR_LO[INDEX["smile"]] = 0.0
 
 class SamplerError(ValueError):
     """Bad input to the sampler (audio shape, intensity) or use after flush()."""
@@ -239,7 +243,7 @@ class StreamingSampler:
         x0 = self._ease_border(x0)
         self._prefix = torch.cat([self._prefix, x0])[-self.P:]
         self._prefix_valid = torch.cat([self._prefix_valid, torch.ones(self.W, dtype=torch.bool)])[-self.P:]
-        return np.clip((x0 * self._scale).numpy(), LO, HI).astype(np.float32)
+        return np.clip((x0 * self._scale).numpy(), GENERATOR_LO, HI).astype(np.float32)
 
 
 # Axes that move fast and on cue (speech, blinks): never eased at chunk borders.

@@ -102,7 +102,9 @@ def _hold_programs(motion: np.ndarray, config: DescribeConfig) -> list[tuple[str
     keep = np.ones(DIM, np.float32)
     keep[[INDEX[a] for a in SPOKEN_AXES]] = 0.0
     residual = np.median(motion, axis=0) / SCALE * keep
-    candidates = {name: np.array([p.apex.get(a, 0.0) for a in INDEX], np.float32) / SCALE * keep
+    # a relaxed photographed smile (smile < 0) is not a degree of the emotion: it is left out of the fit
+    candidates = {name: np.array([0.0 if a == "smile" and p.apex.get(a, 0.0) < 0 else p.apex.get(a, 0.0)
+                                  for a in INDEX], np.float32) / SCALE * keep
                   for name, p in PROGRAMS.items() if p.mode == "hold" and name != "neutral"}
     found: list[tuple[str, float]] = []
     for _ in range(config.max_hold_programs):

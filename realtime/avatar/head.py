@@ -1,0 +1,107 @@
+"""The head as the pose warp sees it: an ellipsoid skull plus a nose ridge in the aligned frame, turned
+about a pivot inside it (yaw, pitch) or about the chin (roll), and projected orthographically."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .enrol import eye_centres
+
+
+@dataclass(eq=False)
+class HeadModel:
+    """Head geometry in the aligned frame, in pixels: the pose pivot, a depth surface and a weight
+    map that is 1 on the head (face and hair) and falls smoothly to 0 on the static background,
+    close under the jaw so collars and shoulders stay put."""
+
+    centre: tuple[float, float]  # pivot (x, y)
+    skull_radii: tuple[float, float]  # depth ellipsoid semi-axes (x, y)
+    depth: float  # ellipsoid depth at its centre
+    nose: tuple[float, float]  # nose tip
+    nose_height: float  # extra depth of the nose tip
+    nose_sigma: float
+    iod: float
+    weight: np.ndarray  # (H, W) float32 in [0, 1]
+    neck: float = 0.0  # y of the roll pivot (the chin): a tilted head leaves the collar where it is
+
+    @classmethod
+    def from_landmarks(cls, landmarks: np.ndarray, iod: float, size: int = 512) -> HeadModel:
+        from scipy.ndimage import distance_transform_edt
+        from skimage.draw import polygon
+
+        lm = np.asarray(landmarks, np.float64)
+        left, right = eye_centres(lm)
+        eyes = (left + right) / 2
+        chin = lm[8]
+        face_half_width = (lm[16, 0] - lm[0, 0]) / 2
+        top = eyes[1] - 2.05 * iod
+        # head mask: the face (hull of the landmarks, grown a little) united with a cranium/hair ellipse
+        mask = np.zeros((size, size), bool)
+        hull = lm[[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 26, 25, 24, 19, 18, 17]]
+        centre = hull.mean(0)
+        hull = centre + (hull - centre) * 1.04
+        rr, cc = polygon(hull[:, 1], hull[:, 0], (size, size))
+        mask[rr, cc] = True
+        yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+        cy, ry, rx = eyes[1] - 0.45 * iod, 1.65 * iod, max(1.7 * iod, 1.5 * face_half_width)
+        mask |= ((xx - eyes[0]) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1.0
+        distance = distance_transform_edt(~mask)
+        t = np.clip(distance / (0.4 * iod), 0.0, 1.0)
+        weight = (1.0 - t * t * (3 - 2 * t)).astype(np.float32)
+        return cls(centre=(float(eyes[0]), float((top + chin[1]) / 2)),
+                   skull_radii=(float(1.15 * face_half_width), float((chin[1] - top) / 2)),
+                   depth=float(1.1 * iod), nose=(float(lm[30, 0]), float(lm[30, 1])),
+                   nose_height=float(0.3 * iod), nose_sigma=float(0.28 * iod), iod=float(iod), weight=weight,
+                   neck=float(chin[1]))
+
+    def depth_at(self, xy: np.ndarray) -> np.ndarray:
+        """Height of the head surface above the pivot plane at image points (..., 2)."""
+        xy = np.asarray(xy, np.float64)
+        u = (xy[..., 0] - self.centre[0]) / self.skull_radii[0]
+        v = (xy[..., 1] - self.centre[1]) / self.skull_radii[1]
+        skull = self.depth * np.sqrt(np.clip(1.0 - u * u - v * v, 0.0, None))
+        d2 = (xy[..., 0] - self.nose[0]) ** 2 + ((xy[..., 1] - self.nose[1]) * 0.6) ** 2
+        return skull + self.nose_height * np.exp(-d2 / (2 * self.nose_sigma ** 2))
+
+    def weight_at(self, xy: np.ndarray) -> np.ndarray:
+        from scipy.ndimage import map_coordinates
+
+        xy = np.asarray(xy, np.float64)
+        flat = xy.reshape(-1, 2)
+        values = map_coordinates(self.weight, [flat[:, 1], flat[:, 0]], order=1, mode="nearest")
+        return values.reshape(xy.shape[:-1])
+
+    def displacement(self, xy: np.ndarray, pose: np.ndarray) -> np.ndarray:
+        """Forward displacement of image points (P, 2) under pose rows (N, 5) -> (N, P, 2)."""
+        xy = np.asarray(xy, np.float64)
+        z = self.depth_at(xy)
+        w = self.weight_at(xy)
+        rel = np.stack([xy[:, 0] - self.centre[0], xy[:, 1] - self.centre[1], z], axis=-1)  # (P, 3)
+        rot, offset = self.rotation(np.asarray(pose, np.float64)[:, :3])
+        moved = (np.einsum("nij,pj->npi", rot, rel) + offset[:, None])[..., :2] - rel[None, :, :2]
+        shift = np.asarray(pose, np.float64)[:, None, 3:5] * self.iod
+        return w[None, :, None] * (moved + shift)
+
+    def rotation(self, angles_deg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 3) yaw, pitch, roll -> rotation (N, 3, 3) and offset (N, 3) of points relative to the pivot:
+        yaw and pitch turn about the pivot inside the head, roll about the chin (the neck)."""
+        angles = np.asarray(angles_deg, np.float64)
+        rot = rotation_matrices(angles)
+        roll = rotation_matrices(np.stack([np.zeros(len(angles)), np.zeros(len(angles)), angles[:, 2]], 1))
+        neck = np.array([0.0, self.neck - self.centre[1], 0.0])
+        return rot, neck - roll @ neck
+
+
+def rotation_matrices(angles_deg: np.ndarray) -> np.ndarray:
+    """(N, 3) yaw, pitch, roll in degrees -> (N, 3, 3), x right, y down, z towards the camera.
+    + yaw turns the face towards image right, + pitch tips the chin down, + roll is clockwise."""
+    yaw, pitch, roll = np.deg2rad(np.asarray(angles_deg, np.float64)).T
+    n = len(yaw)
+    one, zero = np.ones(n), np.zeros(n)
+    cy, sy, cp, sp, cr, sr = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch), np.cos(roll), np.sin(roll)
+    r_yaw = np.stack([np.stack([cy, zero, sy], -1), np.stack([zero, one, zero], -1), np.stack([-sy, zero, cy], -1)], 1)
+    r_pitch = np.stack([np.stack([one, zero, zero], -1), np.stack([zero, cp, sp], -1),
+                        np.stack([zero, -sp, cp], -1)], 1)
+    r_roll = np.stack([np.stack([cr, -sr, zero], -1), np.stack([sr, cr, zero], -1), np.stack([zero, zero, one], -1)], 1)
+    return r_roll @ r_pitch @ r_yaw

@@ -1,0 +1,202 @@
+"""Mouth: per column, a piecewise-linear vertical remap on a small crop that moves the inner lips
+exactly to the rig's landmarks. Lips slide over the teeth; a mouth opened beyond the portrait's own gap
+keeps the portrait's upper teeth fixed in the face and its lower teeth on the jaw, and paints a
+synthesized cavity (and teeth if the portrait shows none) between them."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .curves import LINES, by_column_np, clamp_np, lip_offset_np, polyline_np, ramp_np, soft_inside_np
+
+
+def count_teeth_pixels(image: np.ndarray, landmarks: np.ndarray) -> int:
+    """Near-white pixels between the inner lips: does the portrait show its teeth?"""
+    from skimage.draw import polygon
+
+    upper, lower = LINES["mouth"]
+    inner = np.asarray(landmarks, np.float64)[upper + lower[::-1][1:-1]]
+    rr, cc = polygon(inner[:, 1], inner[:, 0], image.shape[:2])
+    px = image[rr, cc].astype(np.int32)
+    return int(((px[:, 2] > 170) & (px[:, 0] - px[:, 2] < 40)).sum())
+
+
+class Mouth:
+    """The mouth of one portrait: rest inner-lip knots and whether the photograph shows teeth."""
+
+    def __init__(self, image: np.ndarray, rest: np.ndarray, iod: float, knots: dict, rig_bases: torch.Tensor,
+                 lip_margin: float, upper_teeth_share: float, device, dtype):
+        self.iod, self.knots, self.rig_bases = iod, knots, rig_bases
+        self.rest_np = rest.astype(np.float32)
+        self.rest = torch.from_numpy(rest).to(device, dtype)
+        self.lip_margin, self.upper_teeth_share = lip_margin, upper_teeth_share
+        self.shows_teeth = count_teeth_pixels(image, rest) >= 0.05 * iod ** 2 * 0.1
+        self.colors = {k: np.asarray(v, np.float32) for k, v in mouth_colors(image, rest, self.shows_teeth).items()}
+
+    def remap(self, face, targets, coeffs, expression, curves_g, sample):
+        """Lips slide over fixed upper teeth and jaw-borne lower teeth; a cavity fills what opens.
+        `sample(field, points)` reads the coarse expression field."""
+        n, hc, wc, _ = face.shape
+        iod, dt, dev = self.iod, face.dtype, face.device
+        xy = face.cpu().numpy()
+        xn, y = xy[..., 0].reshape(n, -1), xy[..., 1].reshape(n, -1)
+        upper, lower = LINES["mouth"]
+        left_corner, right_corner = upper[0], upper[-1]
+        rest = self.rest_np
+        tg = targets.cpu().numpy()
+        (knots_up, ux_up, uy_up), (knots_lo, ux_lo, uy_lo) = self.knots["mouth"]
+        x_left, x_right = tg[:, left_corner, 0:1], tg[:, right_corner, 0:1]
+        g_up, g_lo = (g.cpu().numpy() for g in curves_g["mouth"])
+        dy_up, dy_lo = tg[:, upper, 1] - rest[upper, 1], tg[:, lower, 1] - rest[lower, 1]
+
+        def curves(gx):
+            # rest curves at the same face-frame column (teeth are fixed to the skull)
+            u0 = polyline_np(ux_up, uy_up, gx, sorted_xs=True)
+            l0 = np.maximum(polyline_np(ux_lo, uy_lo, gx, sorted_xs=True), u0)
+            in_rest = ((gx > rest[left_corner, 0]) & (gx < rest[right_corner, 0])).astype(np.float32)
+            # target and warped curves: rest curve at the same relative position + knot displacements
+            across = clamp_np(ramp_np(gx, x_left, x_right) * 2 - 1, -1, 1)
+            rx = rest[left_corner, 0] + (across + 1) / 2 * (rest[right_corner, 0] - rest[left_corner, 0])
+            ru = polyline_np(ux_up, uy_up, rx, sorted_xs=True)
+            rl = np.maximum(polyline_np(ux_lo, uy_lo, rx, sorted_xs=True), ru)
+            u_t = ru + lip_offset_np(knots_up, dy_up, across)
+            l_t = np.maximum(rl + lip_offset_np(knots_lo, dy_lo, across), u_t)
+            u_g = polyline_np(g_up[..., 0], g_up[..., 1], gx)
+            l_g = np.maximum(polyline_np(g_lo[..., 0], g_lo[..., 1], gx), u_g)
+            inside = ((gx > x_left) & (gx < x_right)).astype(np.float32)
+            rest_gap = rl - ru
+            closing = clamp_np((rest_gap - (l_t - u_t)) / np.maximum(rest_gap, np.float32(1.0))) * (rest_gap > 1.0)
+            opening = clamp_np(((l_t - u_t) - rest_gap) / np.float32(0.1 * iod))
+            return np.stack([u0, l0, in_rest, u_t, l_t, u_g, l_g, across, inside, closing, opening], 1)
+
+        u0, l0, in_rest, u_t, l_t, u_g, l_g, across, inside, closing, opening = \
+            by_column_np(xn, curves).transpose(1, 0, 2)
+        # per-pixel remap in float32 numpy (same operations as torch, far less per-call cost on a crop)
+        # lips that close or part show their own red edge, not the bright teeth right behind it
+        u_g = u_g - np.float32(self.lip_margin) * closing
+        l_g = l_g + np.float32(self.lip_margin) * (closing + opening)
+        in_rest, inside = in_rest > 0.5, inside > 0.5
+        top, bottom = u_g - np.float32(0.3 * iod), l_g + np.float32(0.3 * iod)
+
+        # lips: skin above the upper inner lip and below the lower one slides with the lip line
+        zone = (y >= top) & (y < u_t)
+        ly = np.where(zone, top + ramp_np(y, top, u_t) * (u_g - top), y)
+        zone = (y >= l_t) & (y < bottom)
+        ly = np.where(zone, l_g + ramp_np(y, l_t, bottom) * (bottom - l_g), ly)
+        ly = np.where(inside, ly, y)
+        local = torch.from_numpy(np.stack([xn, ly], -1)).to(dev).view(n, hc, wc, 2)
+        source = local + sample(expression, local).permute(0, 2, 3, 1)
+        # where the lips meet, a soft shadow line
+        arg = -(((y - (u_t + l_t) / np.float32(2)) / np.float32(1.3)) ** 2)
+        seam = closing * np.exp(arg) * inside * np.float32(0.25) * clamp_np((1 - np.abs(across)) / np.float32(0.2))
+
+        # teeth: upper row fixed in the face, lower row carried by the jaw (chin displacement)
+        jaw = (coeffs @ self.rig_bases[:, 8, 1]).unsqueeze(1).cpu().numpy()  # (n, 1) px
+        split = u0 + np.float32(self.upper_teeth_share) * (l0 - u0)
+        opening = (y >= u_t) & (y < l_t) & inside
+        tops = np.float32(0.06 * iod)  # just above the rest lip line the teeth continue (their tops), then gum
+        upper_y = np.minimum(np.where(y < u0, u0 + np.float32(1.5), y), split)
+        teeth_y = np.where(y < split + jaw / np.float32(2), upper_y, np.maximum(y - jaw, split))
+        teeth_src = torch.from_numpy(np.stack([xn, teeth_y], -1)).to(dev).view(n, hc, wc, 2)
+        in_opening = torch.from_numpy(opening).to(dev).view(n, hc, wc, 1)
+        source = torch.where(in_opening, teeth_src, source)
+
+        # paint: gum above the fixed teeth, cavity between the teeth rows (or the lips), soft edges
+        f = 1.2  # px of feather on every painted edge: lips end softly, never as a cut-out
+        if self.shows_teeth:  # the photograph's teeth show between the rows' edges; paint only the gap
+            cav_top = np.where(in_rest, np.maximum(u_t, split), u_t)
+            cav_bot = np.where(in_rest, np.minimum(l_t, split + jaw), l_t)
+        else:  # nothing of the photograph belongs in the opening: paint all of it below the gum
+            tops = np.float32(0.12 * iod)  # synthesized upper teeth reach this far above the rest lip line
+            cav_top, cav_bot = np.maximum(u_t, u0 - tops), l_t
+        corner_fade = clamp_np((1 - np.abs(across)) / np.float32(0.25))  # corners blend into the lips
+        cavity = _band(y, cav_top, cav_bot, f) * inside * corner_fade
+        gum = _band(y, u_t, u0 - tops, f) * (in_rest & inside)
+        painted = np.flatnonzero((cavity + gum + seam).ravel() > 0)
+        def pick(a):
+            return np.ascontiguousarray(np.broadcast_to(a, y.shape).reshape(-1)[painted])
+
+        layer = self._paint(*map(pick, (xn, y, u_t, l_t, u0, cav_top, cav_bot, split, across, cavity, gum, seam)))
+        color = np.zeros((3, n * hc * wc), np.float32)
+        alpha = np.zeros(n * hc * wc, np.float32)
+        color[:, painted], alpha[painted] = layer
+        color = torch.from_numpy(color).to(dev, dt).view(3, n, hc, wc).transpose(0, 1)
+        return source, (color, torch.from_numpy(alpha).to(dev, dt).view(n, 1, hc, wc))
+
+    def _paint(self, x, y, u_t, l_t, u0, top, bottom, split, across, cavity, gum, seam):
+        """Colour (3, P) and alpha (P,) of the painted mouth pixels, in the portrait's own colours: the
+        cavity shaded from the lips inward, a tongue on its floor, the lower teeth rising behind the lower
+        lip as the jaw opens, synthesized upper teeth where the photograph shows none, gum, a lip seam."""
+        iod, c = np.float32(self.iod), self.colors
+        side = np.abs(across)
+        gap = np.maximum(bottom - top, np.float32(1.0))
+        teeth_show = clamp_np((gap - np.float32(2.0)) / np.float32(2.0))  # no teeth glinting through a lip seam
+        # the cavity: the lips' wet inner surface at each edge, dark inside, darkest in the corners and in
+        # the shadow right under the upper teeth or lip
+        edge = np.minimum(y - top, bottom - y)
+        shade = 1 - np.exp(-np.maximum(edge, 0) / (np.float32(0.035) * iod))
+        shade = np.maximum(shade, clamp_np((side - np.float32(0.55)) / np.float32(0.45)))
+        under_top = np.exp(-np.maximum(y - top, 0) / (np.float32(0.06) * iod))
+        color = c["inner"][:, None] + (c["deep"] - c["inner"])[:, None] * shade
+        color = color * (1 - np.float32(0.35) * under_top * shade)
+        # tongue: a dome on the floor, higher in the middle, its back in shadow, once the mouth is open
+        dome = np.sqrt(clamp_np(1 - (across / np.float32(0.85)) ** 2))
+        height = clamp_np((gap - np.float32(0.12) * iod) * np.float32(0.4), 0, np.float32(0.1) * iod) * dome
+        tongue_top = bottom - height
+        on_tongue = soft_inside_np(y, tongue_top, bottom + 2, 2.5) * clamp_np(height - 1)
+        lit = np.float32(0.55) + np.float32(0.45) * clamp_np((y - tongue_top) / np.maximum(height, 1))
+        color = color + (c["tongue"][:, None] * lit - color) * on_tongue * np.float32(0.9)
+        # lower teeth: carried by the jaw behind the lower lip, their tops showing as the mouth opens
+        row = np.sqrt(clamp_np(1 - (across / np.float32(0.62)) ** 2))
+        low = clamp_np((gap - np.float32(0.1) * iod) * np.float32(0.25), 0, np.float32(0.045) * iod) * row
+        on_low = soft_inside_np(y, bottom - low, bottom + 2, 1.2) * clamp_np(low - 0.5)
+        lit = np.float32(0.62) + np.float32(0.18) * clamp_np((y - (bottom - low)) / np.maximum(low, 1))
+        color = color + (c["teeth"][:, None] * lit * self._tooth_gaps(x) - color) * on_low * teeth_show
+        if not self.shows_teeth:  # upper teeth where the photograph's would be, partly under the upper lip
+            height, above = np.float32(0.09) * iod, np.float32(0.12) * iod
+            row = np.sqrt(clamp_np(1 - (across / np.float32(0.78)) ** 2))
+            on_up = soft_inside_np(y, split - above, split + height * row, 1.0) * clamp_np(row * 3)
+            v = clamp_np((y - split + above) / (height + above))
+            # in the upper lip's shadow at the top, receding towards the corners
+            lit = (np.float32(0.6) + np.float32(0.4) * np.sqrt(v)) * (1 - np.float32(0.35) * across ** 2) \
+                * self._tooth_gaps(x)
+            color = color + (c["teeth"][:, None] * lit - color) * on_up * teeth_show
+        ramp_gum = np.float32(0.8) + np.float32(0.2) * clamp_np(ramp_np(y, u_t, u0 - np.float32(0.06) * iod))
+        total = cavity + gum + seam
+        color = (color * cavity + c["gum"][:, None] * ramp_gum * gum + c["deep"][:, None] * seam) \
+            / np.maximum(total, np.float32(1e-6))
+        return color, np.minimum(total, np.float32(1.0))
+
+    def _tooth_gaps(self, x: np.ndarray) -> np.ndarray:
+        """Slightly darker lines between teeth, every ~0.09 IOD, one on the midline."""
+        tooth = (x - self.rest_np[62, 0]) / (np.float32(0.09) * np.float32(self.iod))
+        return np.float32(1) - np.float32(0.1) * np.exp(-(((tooth - np.round(tooth)) / np.float32(0.06)) ** 2))
+
+
+def _band(y: np.ndarray, lo: np.ndarray, hi: np.ndarray, feather: float) -> np.ndarray:
+    """Soft inside-[lo, hi] mask that also fades out as the band gets thinner than the feather."""
+    return soft_inside_np(y, lo, hi, feather) * clamp_np((hi - lo) / np.float32(feather))
+
+
+def mouth_colors(image: np.ndarray, landmarks: np.ndarray, shows_teeth: bool) -> dict[str, np.ndarray]:
+    """The mouth's paint colours from the portrait: lips (the ring between outer and inner lip), teeth (the
+    photograph's own when it shows them, else ivory at the face's brightness) and what is derived from them."""
+    from skimage.draw import polygon
+
+    lm = np.asarray(landmarks, np.float64)
+    h, w = image.shape[:2]
+    outer = np.zeros((h, w), bool)
+    outer[polygon(lm[48:60, 1], lm[48:60, 0], (h, w))] = True
+    inner = np.zeros((h, w), bool)
+    inner[polygon(lm[60:68, 1], lm[60:68, 0], (h, w))] = True
+    pixels = image.astype(np.float32)
+    lips = pixels[outer & ~inner]
+    lip = np.median(lips, 0) if len(lips) > 20 else np.array([170.0, 95.0, 95.0], np.float32)
+    cheeks = pixels[int(lm[33, 1]):int(lm[48, 1]), int(lm[48, 0]):int(lm[54, 0])].reshape(-1, 3)
+    brightness = float(np.clip(np.median(cheeks.mean(1)) / 170.0, 0.8, 1.05)) if len(cheeks) else 1.0
+    bright = pixels[inner & (pixels[..., 2] > 150) & (pixels[..., 0] - pixels[..., 2] < 40)] if shows_teeth else []
+    ivory = np.array([236.0, 230.0, 212.0]) * 0.92 + 0.08 * lip
+    teeth = np.median(bright, 0) if len(bright) > 20 else ivory * brightness
+    return {"lip": lip, "inner": lip * np.array([0.6, 0.4, 0.42]), "deep": lip * np.array([0.2, 0.09, 0.1]),
+            "tongue": lip * np.array([0.78, 0.5, 0.52]),
+            "gum": lip * np.array([1.0, 0.82, 0.85]), "teeth": np.minimum(teeth, 255.0)}

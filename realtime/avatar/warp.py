@@ -1,0 +1,162 @@
+"""The smooth global warp on a coarse grid: head pose and the expression flow fields.
+
+  - head pose: the inverse of a smooth 3-D rotation of the head model, weighted to fade into the
+    static background (computed on the coarse grid, inverted by fixed-point iteration);
+  - expression: one small matmul (N, K) @ (K, h*w*2) over per-coefficient backward flow fields
+    interpolated at setup with thin-plate splines through the rig's landmark displacements, pinned to
+    zero on the image border and on a ring around the face.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .rig import (
+    EYE,
+    EYE_CORNERS,
+    INNER_LOWER,
+    INNER_UPPER,
+    LID_LINES,
+    LOWER_LID,
+    OUTER_LOWER,
+    OUTER_UPPER,
+    RIG_INDEX,
+    RIG_NAMES,
+    UPPER_LID,
+    Rig,
+)
+
+
+def warp_bases(rig: Rig) -> np.ndarray:
+    """The rig's bases as the smooth global warp should see them (K, 68, 2) IOD units: eyelids ride
+    rigidly with the eye corners and inner lips with the outer lips; the eye/mouth remaps do the rest."""
+    bases = rig.bases.copy()
+    for side, corners in EYE_CORNERS.items():
+        for p in UPPER_LID[side] + LOWER_LID[side]:
+            bases[:, p, 1] = bases[:, corners, 1].mean(1)
+    for inner, outer in zip(INNER_UPPER + INNER_LOWER, OUTER_UPPER + OUTER_LOWER):
+        bases[:, inner, 1] = bases[:, outer, 1]
+    # pressing thins the lip bodies but leaves the meeting line alone; a tuck is mostly rolled under:
+    # keeps the warp's inner lips from crossing when these add to a closure
+    bases[RIG_INDEX["lip_press"], INNER_UPPER + INNER_LOWER, 1] = 0.0
+    bases[RIG_INDEX["lower_lip_tuck"], INNER_LOWER, 1] *= 0.5
+    return bases
+
+
+def _anchor_points(rig: Rig, radii: tuple[float, float, float], size: int) -> np.ndarray:
+    eyes = (rig.rest[EYE["left"]].mean(0) + rig.rest[EYE["right"]].mean(0)) / 2
+    rx, up, down = (r * rig.iod for r in radii)
+    cy = eyes[1] + (down - up) / 2
+    ry = (down + up) / 2
+    angles = np.linspace(0, 2 * np.pi, 40, endpoint=False)
+    ring = np.stack([eyes[0] + rx * np.cos(angles), cy + ry * np.sin(angles)], 1)
+    edge = np.linspace(0, size - 1, 9)
+    border = np.concatenate([np.stack([edge, np.zeros(9)], 1), np.stack([edge, np.full(9, size - 1.0)], 1),
+                             np.stack([np.zeros(7), edge[1:-1]], 1), np.stack([np.full(7, size - 1.0), edge[1:-1]], 1)])
+    return np.concatenate([ring, border])
+
+
+def _lid_skin(rig: Rig, basis: np.ndarray, rise: float = 0.06) -> tuple[np.ndarray, np.ndarray]:
+    """Points a little above each upper lid margin (rest positions, displacements in px) that move with
+    the lid: the lashes and the lid fold stay one rigid band, so raising or lowering the brows stretches
+    the skin between fold and brow instead of smearing the lashes upwards."""
+    ids = [p for side in EYE_CORNERS for p in LID_LINES[side][0]]
+    rest = rig.rest[ids] - np.array([0.0, rise * rig.iod])
+    return rest, basis[ids] * rig.iod
+
+
+def _forehead(rig: Rig, basis: np.ndarray, rise: float = 0.4, up: float = 0.6, down: float = 0.25):
+    """Points above the brows that follow them in part (rest positions, displacements in px): raised brows
+    push the forehead up with them, lowered ones leave it (and the hairline) nearly in place."""
+    ids = list(range(17, 27))
+    moved = basis[ids] * rig.iod
+    share = np.where(moved[:, 1:] < 0, up, down)
+    return rig.rest[ids] - np.array([0.0, rise * rig.iod]), share * moved
+
+
+def coarse_axis(size: int, step: int) -> np.ndarray:
+    """Coarse grid positions 0, step, ... covering [0, size - 1] (the last may lie past the edge)."""
+    return np.arange(int(np.ceil((size - 1) / step)) + 1, dtype=np.float64) * step
+
+
+def expression_fields(rig: Rig, size: int, step: int, radii) -> np.ndarray:
+    """(K, 2, h, w) backward displacement fields in pixels, one per rig coefficient at value 1."""
+    from scipy.interpolate import RBFInterpolator
+
+    axis = coarse_axis(size, step)
+    field_size = len(axis)
+    grid = np.stack(np.meshgrid(axis, axis, indexing="xy"), -1).reshape(-1, 2)
+    anchors = _anchor_points(rig, radii, size)
+    gap = rig.rest[INNER_LOWER, 1] - rig.rest[INNER_UPPER, 1]
+    closed = [p for pair, g in zip(zip(INNER_UPPER, INNER_LOWER), gap) if g < 0.05 * rig.iod for p in pair]
+    fields = np.zeros((len(RIG_NAMES), 2, field_size, field_size), np.float32)
+    for k, basis in enumerate(warp_bases(rig)):
+        moved = basis * rig.iod
+        if not np.any(moved):
+            continue
+        skin, skin_moved = _lid_skin(rig, basis)
+        brow, brow_moved = _forehead(rig, basis)
+        # inner lips that meet in the photograph are left to the mouth remap: upper and lower coincide
+        # there, and moving them apart through a smooth field would fold it over (a torn mouth)
+        keep = [p for p in range(68) if p not in closed]
+        centres = np.concatenate([rig.rest[keep] + moved[keep], skin + skin_moved, brow + brow_moved, anchors])
+        values = np.concatenate([-moved[keep], -skin_moved, -brow_moved, np.zeros_like(anchors)])
+        spline = RBFInterpolator(centres, values, kernel="thin_plate_spline", smoothing=1e-3)
+        fields[k] = spline(grid).T.reshape(2, field_size, field_size)
+    return fields
+
+
+class CoarseWarp:
+    """Expression fields and the head model on the coarse grid, with the lookups the renderer needs."""
+
+    def __init__(self, rig: Rig, size: int, step: int, radii, pose_iterations: int, device, dtype):
+        self.rig, self.size, self.step, self.pose_iterations = rig, size, step, pose_iterations
+        self.device, self.dtype = device, dtype
+        fields = expression_fields(rig, size, step, radii)
+        self.fields = torch.from_numpy(fields.reshape(len(RIG_NAMES), -1)).to(device, dtype)  # (K, 2*h*w)
+        axis_np = coarse_axis(size, step)
+        self.coarse_size = len(axis_np)
+        self.coarse_extent = float(axis_np[-1])
+        axis = torch.from_numpy(axis_np).to(device, dtype)
+        gy, gx = torch.meshgrid(axis, axis, indexing="ij")
+        self.coarse = torch.stack([gx, gy], -1)  # (h, w, 2) pixel positions
+        pts = self.coarse.reshape(-1, 2).cpu().numpy()
+        head = rig.head
+        rel = np.stack([pts[:, 0] - head.centre[0], pts[:, 1] - head.centre[1], head.depth_at(pts)], -1)
+        self.head_rel = torch.from_numpy(rel).to(device, dtype)  # (h*w, 3)
+        self.head_weight = torch.from_numpy(head.weight_at(pts)).to(device, dtype)  # (h*w,)
+
+    def expression(self, coeffs: torch.Tensor) -> torch.Tensor:
+        """Backward displacement (n, 2, h, w) at face-frame points."""
+        h = self.coarse_size
+        return (coeffs @ self.fields).view(len(coeffs), 2, h, h)
+
+    def sample(self, field: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+        """Bilinear sample of a coarse (n, C, h, w) field at pixel positions (n, ..., ..., 2)."""
+        return F.grid_sample(field, points * (2.0 / self.coarse_extent) - 1.0, mode="bilinear",
+                             padding_mode="border", align_corners=True)
+
+    def forward(self, expression: torch.Tensor, points: torch.Tensor, iterations: int = 12) -> torch.Tensor:
+        """Where rest points (P, 2) land under the backward expression field: q with q + E(q) = p."""
+        p = points.unsqueeze(0).expand(expression.shape[0], -1, -1)
+        q = p
+        for _ in range(iterations):
+            q = p - self.sample(expression, q.unsqueeze(1)).squeeze(2).permute(0, 2, 1)
+        return q
+
+    def pose_backward(self, pose_np: np.ndarray) -> torch.Tensor | None:
+        """Backward displacement (n, 2, h, w) that undoes the head pose on the coarse grid."""
+        if not np.any(pose_np):
+            return None
+        dev, dt, h = self.device, self.dtype, self.coarse_size
+        rot, offset = (torch.from_numpy(a).to(dev, dt) for a in self.rig.head.rotation(pose_np[:, :3]))
+        moved = torch.einsum("nij,pj->npi", rot, self.head_rel) + offset[:, None]
+        moved = moved[..., :2] - self.head_rel[None, :, :2]
+        shift = torch.from_numpy(pose_np[:, 3:5] * self.rig.iod).to(dev, dt)[:, None, :]
+        forward = (self.head_weight[None, :, None] * (moved + shift)).view(-1, h, h, 2).permute(0, 3, 1, 2)
+        back = -forward
+        for _ in range(self.pose_iterations):
+            at = self.coarse.unsqueeze(0) + back.permute(0, 2, 3, 1)
+            back = -self.sample(forward, at)
+        return back

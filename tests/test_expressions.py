@@ -1,0 +1,112 @@
+"""Expressions read on the output pixels: dlib's 68 points on teacher-rendered talking frames of the default
+portrait (which smiles in the photograph), in inter-ocular units against the uninstructed render.
+
+The same measure and signatures as `python -m benchmarks.expressions` (benchmarks/face_metrics.py), on a few
+frames per clip so the module stays quick.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks.expressions import SENTENCE, clip_frames
+from benchmarks.face_metrics import against, check, clip_signature, landmarks
+from realtime.animate import Animator, AnimatorConfig
+from realtime.avatar import DlibLandmarkDetector, PortraitCache, RenderConfig, Renderer, Rig, enrol
+from realtime.vocab import vector
+
+STRIDE = 4  # every 4th frame after onset: 12 frames a clip
+
+
+@pytest.fixture(scope="module")
+def portrait(tmp_path_factory):
+    return enrol(None, cache=PortraitCache(tmp_path_factory.mktemp("avatar-cache")))
+
+
+@pytest.fixture(scope="module")
+def renderer(portrait):
+    return Renderer(portrait, RenderConfig(device="cpu")).setup()
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return DlibLandmarkDetector()
+
+
+@pytest.fixture(scope="module")
+def measure(renderer, detector):
+    from realtime.speech import Espeak
+
+    espeak = Espeak()
+    espeak.setup()
+    speech = espeak(SENTENCE)
+    animator = Animator(AnimatorConfig())
+
+    def signature(programs):
+        return clip_signature(detector, clip_frames(renderer, animator, speech, programs, stride=STRIDE))
+
+    base = signature([])
+    return lambda programs: against(signature(programs), base)
+
+
+def test_the_photograph_smiles_when_uninstructed(measure):
+    assert measure([])["lift"] > 0.12  # the default portrait's own smile, kept as photographed
+
+
+@pytest.mark.parametrize("label, program", [
+    ("serious", "neutral"), ("sad", "sad"), ("angry", "angry"), ("happy", "happy"), ("surprised", "surprised"),
+    ("disgusted", "disgusted"),
+])
+def test_each_expression_shows_its_signature_at_intensity_1(measure, label, program):
+    changes = measure([(program, 1.0)])
+    assert not check(label, changes), (label, changes)
+
+
+def test_sadness_deepens_with_intensity(measure):
+    lifts = [measure([("sad", level)])["lift"] for level in (0.35, 1.0)]
+    assert lifts[1] < lifts[0] - 0.03
+
+
+def _dark_share(frame: np.ndarray, top: float, bottom: float, left: float, right: float) -> float:
+    patch = frame[int(top):int(bottom), int(left):int(right)].astype(np.float64).mean(2)
+    return float((patch < 100).mean())
+
+
+def test_raised_brows_and_wide_eyes_do_not_darken_the_lids(renderer, portrait):
+    """The band between lash line and brows stays skin: the lashes are not smeared upwards into it."""
+    motion = np.stack([vector(), vector(brow_inner_up=1, brow_outer_up=1, eye_wide=1)])
+    frames = renderer(motion).numpy()
+    before = None
+    for frame, lm in zip(frames, Rig(portrait).landmarks(motion)):
+        shares = []
+        for lid, brow in (([37, 38], [19, 20]), ([43, 44], [23, 24])):  # above each eye's middle
+            top, bottom = lm[brow, 1].mean() + 3, lm[lid, 1].min() - 2
+            shares.append(_dark_share(frame, top, bottom, lm[lid, 0].min(), lm[lid, 0].max()))
+        if before is None:
+            before = shares
+        else:
+            assert all(a <= b + 0.05 for a, b in zip(shares, before)), (before, shares)
+
+
+def test_head_roll_leaves_the_collar_straight(renderer, portrait):
+    """Roll turns the head about the chin: the collar right under it is not sheared sideways (turning about a
+    pivot inside the head changed this band by 16-22 grey levels on average; about the chin, by about 10)."""
+    lm, iod = portrait.landmarks, portrait.iod
+    rows = slice(int(lm[8, 1] + 0.05 * iod), int(lm[8, 1] + 0.35 * iod))
+    cols = slice(int(lm[8, 0] - 1.2 * iod), int(lm[8, 0] + 1.2 * iod))
+    frames = renderer(np.stack([vector(head_roll=15), vector(head_roll=-15), vector(head_roll=-15, head_yaw=15)]))
+    for frame in frames.numpy():
+        change = np.abs(frame[rows, cols].astype(np.int16) - portrait.image[rows, cols].astype(np.int16)).mean()
+        assert change < 13.0, change
+
+
+def test_an_open_mouth_shows_tongue_and_lower_teeth_in_the_portraits_colours(renderer, portrait, detector):
+    frame = renderer(vector(jaw_open=1.0)).numpy()[0]
+    lm = Rig(portrait).landmarks(vector(jaw_open=1.0))[0]
+    cx, top, bottom = int(lm[62, 0]), lm[62, 1], lm[66, 1]
+    column = frame[int(top):int(bottom), cx - 3:cx + 4].astype(np.float64).mean(1)  # down the midline
+    third = len(column) // 3
+    deep, floor = column[third:2 * third].mean(0), column[-third:].mean(0)
+    assert floor.mean() > deep.mean() + 20  # tongue and teeth lighter than the dark inside
+    assert deep[0] > deep[2] + 5  # a red-brown cavity like the lips, not a grey hole
+    assert landmarks(detector, frame) is not None  # still a face to dlib
