@@ -115,6 +115,27 @@ def test_a_retransmission_in_time_loses_nothing():
     assert buffer.frames_given_up == 0
 
 
+def test_a_missing_packet_is_asked_for_again_while_its_frame_waits():
+    """aiortc NACKs a gap once, when it shows; a lost NACK or retransmission is asked for again."""
+    from realtime.media.jitter import RENACK_S, MarkerFrameBuffer
+
+    now, asked = [0.0], []
+    buffer = MarkerFrameBuffer(max_wait_s=0.1, clock=lambda: now[0])
+    buffer.request_retransmission = lambda ssrc, seqs: asked.append((now[0], seqs))
+    buffer.add(_video_packet(0, 0, VP8_KEY, True))
+    buffer.add(_video_packet(1, 1, b"a", False))
+    buffer.add(_video_packet(4, 2, b"d", True))  # seqs 2 and 3 lost
+    now[0] = RENACK_S / 2
+    buffer.add(_video_packet(5, 3, b"e", True))
+    now[0] = RENACK_S * 1.5
+    buffer.add(_video_packet(6, 4, b"f", True))
+    assert [seqs for _, seqs in asked] == [[2, 3], [2, 3]] and asked[1][0] - asked[0][0] >= RENACK_S
+    now[0] = RENACK_S * 2
+    assert buffer.add(_video_packet(2, 1, b"b", False)) == (False, None)
+    assert buffer.add(_video_packet(3, 1, b"c", True))[1].data == b"abc"
+    assert buffer.frames_given_up == 0
+
+
 def test_lost_audio_packets_are_concealed_with_the_voice_going_on():
     import numpy as np
 

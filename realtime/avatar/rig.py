@@ -48,7 +48,7 @@ INNER_LIP_LINES = ([60, *INNER_UPPER, 64], [60, *INNER_LOWER, 64])
 # smile_relax moves the corners this many times the photographed smile's height: the photograph's corner
 # texture (creases, cheek bulge) lags the landmarks, so the corners read level on the output pixels
 # (dlib on the default portrait, talking) only at about 1.6; more turns them visibly down
-RELAX_GAIN = 1.6
+RELAX_GAIN = 1.8
 # points that expression moves least: pose is estimated from them first
 RIGID_POINTS = [0, 1, 2, 14, 15, 16, 27, 28, 29, 30, 31, 33, 35, 36, 39, 42, 45]
 

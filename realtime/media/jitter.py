@@ -7,8 +7,10 @@ replaced (`replace_jitter_buffer`).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 import aiortc
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
@@ -37,8 +39,12 @@ class AudioPacketBuffer(JitterBuffer):
 
 
 # How long an incomplete video frame waits for a retransmission (NACK) before it is given up for a keyframe,
-# and how often a keyframe is asked for while none has come (the request itself may be lost).
-MAX_WAIT_S = 0.06
+# how often its missing packets are asked for again meanwhile (aiortc NACKs a gap only when it first shows, so a
+# lost NACK or a lost retransmission would wait for the next gap), and how often a keyframe is asked for while
+# none has come (the request itself may be lost). A keyframe is tens of packets: at a few % loss it is itself
+# rarely whole at first, so giving a frame up costs several frames; asking again is much cheaper.
+MAX_WAIT_S = 0.1
+RENACK_S = 0.02
 KEYFRAME_REQUEST_S = 0.1
 
 
@@ -56,10 +62,11 @@ class MarkerFrameBuffer(JitterBuffer):
     """A video frame goes to the decoder as soon as its last packet is in: the sender marks each frame's last
     packet (the RTP marker bit); with every packet from the frame's first to that one present, it is complete.
 
-    Loss: a frame with a packet missing waits up to `max_wait_s` for its retransmission (aiortc NACKs the gap);
-    then it is dropped, a keyframe is requested (PLI, repeated while none comes) and frames are skipped up to
-    that keyframe, since they could only decode to a broken picture. Recovery takes about max_wait_s + one frame
-    instead of waiting for the next loss to re-send the NACK, or for the buffer to overflow."""
+    Loss: a frame with a packet missing waits up to `max_wait_s` for its retransmission (aiortc NACKs the gap;
+    `request_retransmission`, set by `replace_jitter_buffer`, asks again every `RENACK_S`); then it is
+    dropped, a keyframe is requested (PLI, repeated while none comes) and frames are skipped up to that
+    keyframe, since they could only decode to a broken picture. Recovery takes at most about max_wait_s + one
+    frame instead of waiting for the next loss to re-send the NACK, or for the buffer to overflow."""
 
     def __init__(self, capacity: int = 512, max_wait_s: float = MAX_WAIT_S, clock=time.monotonic) -> None:
         super().__init__(capacity=capacity, is_video=True)
@@ -68,6 +75,8 @@ class MarkerFrameBuffer(JitterBuffer):
         self._need_keyframe = False
         self._asked_at = float("-inf")
         self.frames_given_up = 0
+        self.request_retransmission: Callable[[int, list[int]], None] | None = None  # (ssrc, sequence numbers)
+        self._renacked_at = float("-inf")
 
     def add(self, packet) -> tuple[bool, JitterFrame | None]:
         pli, frame = super().add(packet)  # ordering, loss and overflow handling stay aiortc's
@@ -80,6 +89,11 @@ class MarkerFrameBuffer(JitterBuffer):
                 self._drop_head(packet)
                 self._need_keyframe, self._stuck_since = True, None
                 frame = self._complete_frame()
+            elif self.request_retransmission is not None and now - self._renacked_at >= RENACK_S:
+                missing = self._missing_before(packet)
+                if missing:
+                    self.request_retransmission(packet.ssrc, missing)
+                    self._renacked_at = now
         elif frame is not None:
             self._stuck_since = None
         while frame is not None and self._need_keyframe:
@@ -103,6 +117,19 @@ class MarkerFrameBuffer(JitterBuffer):
                 self.remove(count + 1)
                 return JitterFrame(data=b"".join(p._data for p in packets), timestamp=packets[0].timestamp)
         return None
+
+    def _missing_before(self, newest) -> list[int]:
+        """Sequence numbers not yet in between the head of the buffer and the newest packet."""
+        missing: list[int] = []
+        if self._origin is None:
+            return missing
+        for count in range(self.capacity):
+            seq = uint16_add(self._origin, count)
+            if seq == newest.sequence_number:
+                break
+            if self._packets[seq % self.capacity] is None:
+                missing.append(seq)
+        return missing
 
     def _skippable_head(self) -> bool:
         """Waiting for a keyframe, the head is a frame that is not one: no use waiting for its retransmission.
@@ -147,6 +174,13 @@ def replace_jitter_buffer(pc, track, buffer: JitterBuffer) -> bool:
             break
         setattr(receiver, _BUFFER_ATTRIBUTE, buffer)
         if getattr(receiver, _BUFFER_ATTRIBUTE) is buffer:
+            if isinstance(buffer, MarkerFrameBuffer):
+                def nack(ssrc: int, seqs: list[int], receiver=receiver, sending: set = set()) -> None:  # noqa: B006
+                    # `sending` holds each request until it is sent: the loop keeps only weak references
+                    task = asyncio.ensure_future(receiver._send_rtcp_nack(ssrc, seqs))
+                    sending.add(task)
+                    task.add_done_callback(sending.discard)
+                buffer.request_retransmission = nack
             return True
         break
     log.warning("aiortc %s: could not replace the %s receiver's jitter buffer; it keeps aiortc's own, which "

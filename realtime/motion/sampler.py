@@ -26,6 +26,7 @@ from realtime.vocab import (
     INDEX,
     LO,
     MODEL_RATE,
+    OPENING_AXES,
     SAMPLES_PER_FRAME,
     SCALE,
     SPEECH_AXES,
@@ -123,6 +124,14 @@ class StreamingSampler:
         if text is not None and self.encoder is None and embedding is None:
             raise SamplerError("an instruction text needs an InstructionEncoder (the sampler got encoder=None)")
         self._pending = (text, float(intensity), None if text is None else embedding)
+
+    def close_mouth(self) -> None:
+        """Barge-in: the motion the next chunk continues from gets a closed mouth. The generator follows its own
+        prefix closely, so after speech cut off mid-word it could carry the open mouth on over the silence."""
+        with torch.inference_mode():
+            prefix = self._prefix.clone()
+            prefix[:, _OPENING] = 0.0
+            self._prefix = prefix
 
     def push(self, audio16k: np.ndarray) -> np.ndarray:
         """Feed mono 16 kHz float32 audio (any length); returns the (n, DIM) motion frames that became ready."""
@@ -246,6 +255,7 @@ class StreamingSampler:
         return np.clip((x0 * self._scale).numpy(), GENERATOR_LO, HI).astype(np.float32)
 
 
+_OPENING = [INDEX[name] for name in OPENING_AXES]
 # Axes that move fast and on cue (speech, blinks): never eased at chunk borders.
 FAST_AXES = SPEECH_AXES + ("smile", "frown", "upper_lip_raise", "mouth_asym") + EYELID_AXES
 

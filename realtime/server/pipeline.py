@@ -20,7 +20,7 @@ import numpy as np
 from realtime.media.stream import rgb_to_yuv420
 from realtime.server.playout import Playout, RenderedFrame
 from realtime.server.stats import StageTimes
-from realtime.vocab import FPS, INDEX, MODEL_RATE, SAMPLES_PER_FRAME, SPEECH_AXES
+from realtime.vocab import FPS, INDEX, MODEL_RATE, OPENING_AXES, SAMPLES_PER_FRAME
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class _Instruct:
 
 # Mouth axes a barge-in closes over CUT_FRAMES frames (the lips meet) instead of waiting one generator latency;
 # they stay closed while the generator, whose motion prefix still holds the open mouth, settles on the silence.
-_OPENING = [INDEX[name] for name in SPEECH_AXES if name not in ("lips_close", "lip_press")]
+_OPENING = [INDEX[name] for name in OPENING_AXES]
 _LIPS_CLOSE = INDEX["lips_close"]
 CUT_FRAMES, SETTLE_FRAMES, RELEASE_FRAMES = 1, 12, 3
 
@@ -75,6 +75,7 @@ class MotionPipeline:
         self._voice_start = 0  # absolute index (at the playout's rate) of self._voice[0]
         self.error: BaseException | None = None
         self._cut_frame, self._cut_step = -(1 << 30), 0  # frames before _cut_frame carry cleared speech
+        self._settled_cut = self._cut_frame  # the cut whose mouth the sampler's prefix was closed for
         self.skipped_samples = 0  # audio never sampled (see _process): frame f began at sample f*640 + this
         self._stopping = False
         self._taken: list = []  # what the worker took from its inbox last
@@ -206,6 +207,9 @@ class MotionPipeline:
             index = first + i
             voice = self._voice_for(index)
             if index < self._cut_frame + SETTLE_FRAMES:
+                if self._settled_cut != self._cut_frame:  # the generator goes on from the closed mouth shown
+                    self.sampler.close_mouth()
+                    self._settled_cut = self._cut_frame
                 closed = min(1.0, (self._cut_step + 1) / CUT_FRAMES,
                              (self._cut_frame + SETTLE_FRAMES - index) / RELEASE_FRAMES)  # in, hold, back out
                 values, voice = closing(values, closed), voice if index >= self._cut_frame else np.zeros_like(voice)

@@ -12,6 +12,7 @@ from realtime.vocab.axes import (
                                  LIP_AXES,
                                  LO,
                                  NAMES,
+                                 OPENING_AXES,
                                  SCALE,
                                  SPEECH_AXES,
                                  Axis,
@@ -36,7 +37,8 @@ from realtime.vocab.programs import (
 from realtime.vocab.timebase import AUDIO_PTIME_S, FPS, MODEL_RATE, SAMPLES_PER_FRAME, VIDEO_CLOCK, WEBRTC_AUDIO_RATE
 from realtime.vocab.visemes import VISEME_UNKNOWN, Viseme
 
-__all__ = ["AXES", "DIM", "EYELID_AXES", "HI", "INDEX", "LIP_AXES", "LO", "NAMES", "SCALE", "SPEECH_AXES", "Axis",
+__all__ = ["AXES", "DIM", "EYELID_AXES", "HI", "INDEX", "LIP_AXES", "LO", "NAMES", "OPENING_AXES", "SCALE",
+           "SPEECH_AXES", "Axis",
            "MotionSequence", "axes_table_markdown", "clip", "neutral", "vector", "INTENSITY_RANGE",
            "MAX_INSTRUCTION_CHARS", "EMOTIONS", "FACE_MOTIONS", "HEAD_MOTIONS", "LEVELS", "MODERATE", "MOTIONS",
            "PROGRAM_NAMES", "SLIGHT", "STRONG", "AUDIO_PTIME_S", "FPS", "MODEL_RATE", "SAMPLES_PER_FRAME",

@@ -80,6 +80,7 @@ SCALE = np.maximum(np.abs(LO), np.abs(HI)).astype(np.float32)
 SPEECH_AXES: tuple[str, ...] = ("jaw_open", "lips_close", "lip_press", "lip_funnel", "lip_pucker", "lower_lip_tuck",
                                 "mouth_stretch")
 LIP_AXES: tuple[str, ...] = SPEECH_AXES[1:]  # the speech axes the lips carry (all but the jaw)
+OPENING_AXES: tuple[str, ...] = tuple(a for a in SPEECH_AXES if a not in ("lips_close", "lip_press"))  # 0 = shut
 EYELID_AXES: tuple[str, ...] = ("blink_left", "blink_right")
 assert set(SPEECH_AXES + EYELID_AXES) <= set(NAMES)
 
