@@ -23,7 +23,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from realtime.media.conceal import LossConcealer
-from realtime.media.jitter import AudioPacketBuffer, MarkerFrameBuffer, replace_jitter_buffer
+from realtime.media.jitter import MarkerFrameBuffer, install_fast_buffer
 from realtime.vocab import WEBRTC_AUDIO_RATE
 
 # (pixels, arrival time.monotonic()); pixels are (H, W, 3) RGB, or (H, W) luma with frame_format="gray"
@@ -145,15 +145,7 @@ class AvatarClient:
             self.channel = pc.createDataChannel("control")
             self.channel.on("message", lambda raw: self._channel_inbox.put_nowait(_decode(raw)))
 
-        @pc.on("track")
-        def on_track(track: MediaStreamTrack) -> None:
-            if track.kind == "video":
-                self.video_buffer = MarkerFrameBuffer()  # -40 ms: no wait for the next frame
-                replace_jitter_buffer(pc, track, self.video_buffer)
-                self._tasks.append(asyncio.ensure_future(self._consume_video(track, on_frame, frame_format)))
-            else:
-                replace_jitter_buffer(pc, track, AudioPacketBuffer())  # a lost packet must not hold the rest back
-                self._tasks.append(asyncio.ensure_future(self._consume_audio(track, on_audio)))
+        self._receive(pc, on_frame, on_audio, frame_format)
 
         await pc.setLocalDescription(await pc.createOffer())
         message: dict[str, Any] = {"type": "offer", "sdp": pc.localDescription.sdp, "sdpType": "offer"}
@@ -174,7 +166,8 @@ class AvatarClient:
         return self.session
 
     async def view(self, session: str, on_frame: FrameCallback | None = None, audio: bool = False,
-                   frame_format: str = "rgb24", key: str | None = None) -> str:
+                   frame_format: str = "rgb24", key: str | None = None,
+                   on_audio: AudioCallback | None = None) -> str:
         """Receive another session's video (what /view?session=ID&key=KEY shows) on this client; `key` is the
         caller's `viewKey` (not needed with control rights)."""
         self.pc = pc = RTCPeerConnection()
@@ -182,12 +175,7 @@ class AvatarClient:
         if audio:
             pc.addTransceiver("audio", direction="recvonly")
 
-        @pc.on("track")
-        def on_track(track: MediaStreamTrack) -> None:
-            if track.kind == "video":
-                self.video_buffer = MarkerFrameBuffer()  # -40 ms: no wait for the next frame
-                replace_jitter_buffer(pc, track, self.video_buffer)
-                self._tasks.append(asyncio.ensure_future(self._consume_video(track, on_frame, frame_format)))
+        self._receive(pc, on_frame, on_audio, frame_format)
 
         await pc.setLocalDescription(await pc.createOffer())
         try:
@@ -201,11 +189,17 @@ class AvatarClient:
             raise
         return session
 
-    async def _consume_video(self, track: MediaStreamTrack, on_frame: FrameCallback | None, fmt: str) -> None:
-        await receive_video(track, self.video, on_frame, fmt, self._first_frame)
-
-    async def _consume_audio(self, track: MediaStreamTrack, on_audio: AudioCallback | None) -> None:
-        await receive_audio(track, self.audio, on_audio)
+    def _receive(self, pc: RTCPeerConnection, on_frame: FrameCallback | None, on_audio: AudioCallback | None,
+                 fmt: str) -> None:
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            buffer = install_fast_buffer(pc, track)  # no wait for the next frame; a lost packet holds nothing back
+            if track.kind == "video":
+                self.video_buffer = buffer
+                work = receive_video(track, self.video, on_frame, fmt, self._first_frame)
+            else:
+                work = receive_audio(track, self.audio, on_audio)
+            self._tasks.append(asyncio.ensure_future(work))
 
     async def wait_first_frame(self, timeout_s: float = 20.0) -> None:
         await asyncio.wait_for(self._first_frame.wait(), timeout_s)

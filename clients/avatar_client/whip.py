@@ -17,7 +17,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
 from clients.avatar_client.client import AudioCallback, FrameCallback, Received, receive_audio, receive_video
-from realtime.media.jitter import AudioPacketBuffer, MarkerFrameBuffer, replace_jitter_buffer
+from realtime.media.jitter import install_fast_buffer
 
 
 class WhipError(RuntimeError):
@@ -100,11 +100,10 @@ class _Endpoint:
     def _receive(self, on_frame: FrameCallback | None, on_audio: AudioCallback | None, fmt: str) -> None:
         @self.pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
+            install_fast_buffer(self.pc, track)
             if track.kind == "video":
-                replace_jitter_buffer(self.pc, track, MarkerFrameBuffer())  # a frame is out with its last packet
                 work = receive_video(track, self.video, on_frame, fmt, self.first_frame)
-            else:  # aiortc's audio buffer waits for 4 packets first: the voice came 90 ms after the face
-                replace_jitter_buffer(self.pc, track, AudioPacketBuffer())
+            else:
                 work = receive_audio(track, self.audio, on_audio)
             self._tasks.append(asyncio.ensure_future(work))
 

@@ -55,6 +55,9 @@ def closing(values: np.ndarray, closed: float) -> np.ndarray:
     return values
 
 
+_WAKE = object()  # put in the inbox by `cut` so that an idle worker closes the queued frames' mouths at once
+
+
 class WorkerGone(RuntimeError):
     """The session's worker stopped or failed: what was sent to it will never be applied."""
 
@@ -76,6 +79,7 @@ class MotionPipeline:
         self.error: BaseException | None = None
         self._cut_frame, self._cut_step = -(1 << 30), 0  # frames before _cut_frame carry cleared speech
         self._settled_cut = self._cut_frame  # the cut whose mouth the sampler's prefix was closed for
+        self._recut: int | None = None  # a cut whose already-queued frames still show the open mouth
         self.skipped_samples = 0  # audio never sampled (see _process): frame f began at sample f*640 + this
         self._stopping = False
         self._taken: list = []  # what the worker took from its inbox last
@@ -107,10 +111,14 @@ class MotionPipeline:
     def cut(self, sample: int) -> None:
         """Barge-in: frames driven by audio before `sample` that are not rendered yet close the mouth and
         go silent (the generator alone would take one latency to hear that the speech stopped); queued frames
-        go silent. Takes effect at the worker's next frame, not after the audio queued before it."""
+        go silent at once, and the worker re-renders them with the mouth closed before its next frame (they
+        are up to a chunk of pictures that would otherwise show the cleared speech for another 80-120 ms).
+        Takes effect at the worker's next frame, not after the audio queued before it."""
         frame = -(-(sample - self.skipped_samples) // SAMPLES_PER_FRAME)
         self._cut_step, self._cut_frame = 0, frame  # two int stores: the worker reads them frame by frame
         self.playout.silence(frame)
+        self._recut = frame
+        self._inbox.put(_WAKE)
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping = True
@@ -146,8 +154,11 @@ class MotionPipeline:
                         items.append(self._inbox.get_nowait())
                     except queue.Empty:
                         break
+                self._close_queued()
                 audio: list[_Audio] = []
                 for item in items:
+                    if item is _WAKE:
+                        continue
                     if item is None:
                         self._process(audio)
                         return
@@ -204,6 +215,7 @@ class MotionPipeline:
         # One frame at a time, each published as soon as it exists: the first frame of a chunk goes on air
         # a whole chunk's rendering earlier than with one batch (and batching is no cheaper on CPU).
         for i, values in enumerate(motion):
+            self._close_queued()
             index = first + i
             voice = self._voice_for(index)
             if index < self._cut_frame + SETTLE_FRAMES:
@@ -214,12 +226,28 @@ class MotionPipeline:
                              (self._cut_frame + SETTLE_FRAMES - index) / RELEASE_FRAMES)  # in, hold, back out
                 values, voice = closing(values, closed), voice if index >= self._cut_frame else np.zeros_like(voice)
                 self._cut_step += 1
-            t0 = time.perf_counter()
-            video = rgb_to_yuv420(np.asarray(self.renderer(values[None]))[0])
-            self.stats.record("render", time.perf_counter() - t0)
-            frame = RenderedFrame(index, video, voice, self._arrival_of(index), time.monotonic())
+            frame = RenderedFrame(index, self._picture(values), voice, self._arrival_of(index), time.monotonic(),
+                                  values)
             self.stats.count("frames_rendered")
             self.playout.put([frame])
+
+    def _picture(self, values: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter()
+        video = rgb_to_yuv420(np.asarray(self.renderer(values[None]))[0])
+        self.stats.record("render", time.perf_counter() - t0)
+        return video
+
+    def _close_queued(self) -> None:
+        """After a cut: frames rendered from the cleared speech but not yet on air get the mouth closed (the
+        earliest first: it goes on air first; a frame the playout takes meanwhile keeps the picture it had)."""
+        cut, self._recut = self._recut, None
+        if cut is None:
+            return
+        for frame in self.playout.queued_before(cut):
+            if frame.motion is not None:
+                frame.motion = closing(frame.motion, 1.0)
+                frame.video = self._picture(frame.motion)
+                self.stats.count("frames_reclosed")
 
     def _voice_for(self, index: int) -> np.ndarray:
         n = self.voice_per_frame

@@ -29,6 +29,7 @@ class RenderedFrame:
     voice: np.ndarray  # the caller's audio for this frame, float32 at the playout's audio rate
     audio_arrival: float  # monotonic time the first sample of this frame's audio arrived
     rendered_at: float  # monotonic time the frame was ready
+    motion: np.ndarray | None = None  # the motion vector it was rendered from (a barge-in re-renders it closed)
 
 
 @dataclass
@@ -108,6 +109,11 @@ class Playout:
             for frame in self._queue:
                 if frame.index < before:
                     frame.voice = np.zeros_like(frame.voice)
+
+    def queued_before(self, before: int) -> list[RenderedFrame]:
+        """The frames still waiting to go on air whose index is below `before`, first to air first."""
+        with self._lock:
+            return [frame for frame in self._queue if frame.index < before]
 
     @property
     def buffered(self) -> int:
