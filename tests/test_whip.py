@@ -115,7 +115,10 @@ def test_whip_speaker_and_whep_viewer_see_and_hear_the_avatar(server, resources,
     grid = np.arange(result["start"], result["start"] + 6.5, 0.04)
     rms = np.convolve(np.sqrt(on_grid(voice_t, voice_pcm ** 2, grid)), np.ones(3) / 3, "same")
     r, lag = best_lag(np.log(rms + 1e-3), on_grid(times, mouth_change, grid), max_lag=5)
-    assert r > 0.45 and abs(lag) <= 3, f"mouth vs the speaker's voice: r={r:.2f} at {lag * 40} ms"
+    assert r > 0.45, f"mouth vs the speaker's voice: r={r:.2f} at {lag * 40} ms"
+    # The viewer's voice and face stay together: a receiver buffer that holds audio for 4 packets put the voice
+    # 90 ms behind the mouth (lag -3 here); the mouth leads its sound by about one frame by design.
+    assert -2 <= lag <= 1, f"the WHEP viewer's voice and mouth are {lag * 40} ms apart"
 
 
 def test_whip_publisher_video_is_refused_and_a_receiving_one_gets_the_avatar(server, speech_wav):
