@@ -378,6 +378,10 @@ async def http_app(server: AvatarServer):
     async def one_request_per_connection(request, response) -> None:
         # A kept-alive connection would bring the browser's next request (a page, /ws) here, not to websockets.
         response.force_close()
+        origin = request.headers.get("Origin")
+        if origin and origin.rstrip("/").lower() in server.config.allowed_origins:  # CORS, errors included: a
+            response.headers.update({"Access-Control-Allow-Origin": origin, "Vary": "Origin",  # page sees a 401
+                                     "Access-Control-Expose-Headers": "Location, View-Key"})  # as a 401
 
     app.on_response_prepare.append(one_request_per_connection)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)

@@ -115,13 +115,6 @@ class WhipEndpoints:
             raise _fail(web.HTTPNotFound, f"no session {wanted!r}")
         return session
 
-    def _cors(self, request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
-        origin = request.headers.get("Origin")
-        if origin and origin.rstrip("/").lower() in self.server.config.allowed_origins:
-            response.headers.update({"Access-Control-Allow-Origin": origin, "Vary": "Origin",
-                                     "Access-Control-Expose-Headers": "Location, View-Key"})
-        return response
-
     # --- handlers ----------------------------------------------------------------------------------------
     async def publish(self, request: web.Request) -> web.StreamResponse:
         self._authorize(request)
@@ -136,7 +129,7 @@ class WhipEndpoints:
                         **({"Retry-After": "5"} if busy else {})) from None
         self.published = {s for s in self.published if s in self.server.sessions} | {session.id}
         log.info("WHIP publisher on session %s", session.id)
-        created = self._created(request, session.pc.localDescription.sdp, f"/whip/{session.id}")
+        created = self._created(session.pc.localDescription.sdp, f"/whip/{session.id}")
         created.headers["View-Key"] = session.view_key  # a WHEP viewer of this session sends it as its Bearer
         return created
 
@@ -148,7 +141,7 @@ class WhipEndpoints:
             raise _fail(web.HTTPNotFound, f"no WHIP session {wanted!r}")
         self._may_watch(request, session)  # its publisher holds the view key
         await session.close("the WHIP publisher ended it")
-        return self._cors(request, web.Response(text="ended\n"))
+        return web.Response(text="ended\n")
 
     async def view(self, request: web.Request) -> web.StreamResponse:
         offer = await self._offer(request, "video")
@@ -161,7 +154,7 @@ class WhipEndpoints:
         viewer = secrets.token_urlsafe(6)
         self.viewers = {key: peer for key, peer in self.viewers.items() if peer.connectionState != "closed"}
         self.viewers[(session.id, viewer)] = pc
-        return self._created(request, answer.sdp, f"/whep/{session.id}/{viewer}")
+        return self._created(answer.sdp, f"/whep/{session.id}/{viewer}")
 
     async def end_view(self, request: web.Request) -> web.StreamResponse:
         key = (request.match_info["session"], request.match_info["viewer"])
@@ -170,7 +163,7 @@ class WhipEndpoints:
             raise _fail(web.HTTPNotFound, f"no viewer {key[1]!r} of session {key[0]!r}")
         self._may_watch(request, session)
         await session.remove_viewer(self.viewers.pop(key))
-        return self._cors(request, web.Response(text="ended\n"))
+        return web.Response(text="ended\n")
 
     async def no_trickle(self, request: web.Request) -> web.StreamResponse:
         raise web.HTTPMethodNotAllowed("PATCH", ["DELETE"],
@@ -180,11 +173,10 @@ class WhipEndpoints:
         response = web.Response(status=204, headers={"Access-Control-Allow-Methods": ALLOWED_METHODS,
                                                      "Access-Control-Allow-Headers": "Authorization, Content-Type",
                                                      "Accept-Post": SDP})
-        return self._cors(request, response)
+        return response
 
-    def _created(self, request: web.Request, sdp: str, location: str) -> web.StreamResponse:
-        return self._cors(request, web.Response(status=201, body=sdp.encode(), content_type=SDP,
-                                                headers={"Location": location}))
+    def _created(self, sdp: str, location: str) -> web.StreamResponse:
+        return web.Response(status=201, body=sdp.encode(), content_type=SDP, headers={"Location": location})
 
 
 def _number(text: str | None) -> float | None:
