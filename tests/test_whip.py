@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from test_server import best_lag, on_grid, region, run
 
-from clients.avatar_client import FileMicrophone
+from clients.avatar_client import FileMicrophone, PushMicrophone
 from clients.avatar_client.whip import WhepViewer, WhipError, WhipPublisher
 from helpers import wait_until
 from realtime.server import ServerConfig, ServerThread
@@ -140,3 +140,39 @@ def test_whip_publisher_video_is_refused_and_a_receiving_one_gets_the_avatar(ser
     video = answer[answer.index("m=video"):]
     assert "a=inactive" in video  # not decoded for nothing
     assert received >= 1
+
+
+def test_a_program_publishes_the_audio_it_makes_over_whip(server, speech_wav):
+    """`PushMicrophone`: PCM pushed from code (a TTS, a mixer) is the WHIP publisher's voice; a viewer hears it only
+    once it is pushed, and `clear` takes back what is still queued."""
+    from realtime.media.audio import load_audio
+
+    voice: list[tuple[float, np.ndarray]] = []
+
+    async def body() -> dict:
+        mic = PushMicrophone()
+        async with WhipPublisher(server.url + "/whip", mic, token=TOKEN) as publisher:
+            viewer = await WhepViewer(f"{server.url}/whep/{publisher.session}", token=publisher.view_key,
+                                      on_audio=lambda pcm, t: voice.append((t, pcm))).start()
+            await asyncio.wait_for(viewer.first_frame.wait(), 20)
+            await asyncio.sleep(1.5)
+            pushed_at = time.monotonic()
+            speech = load_audio(speech_wav, target=48_000)
+            mic.push(speech[: 3 * 48_000], 48_000)  # three seconds at the program's own rate
+            mic.push(speech[: 30 * 48_000], 48_000)
+            await asyncio.sleep(2.0)
+            queued_before_clear = mic.queued_s
+            mic.clear()
+            cleared_at = time.monotonic()
+            await asyncio.sleep(2.0)
+            await viewer.close()
+        return {"pushed_at": pushed_at, "cleared_at": cleared_at, "queued": queued_before_clear,
+                "left": mic.queued_s}
+
+    r = run(body())
+    times = np.array([t for t, _ in voice])
+    rms = np.array([np.sqrt(np.mean(p ** 2)) for _, p in voice])
+    assert rms[times < r["pushed_at"]].max() < 0.003, "the viewer heard something before anything was pushed"
+    assert rms[(times > r["pushed_at"]) & (times < r["cleared_at"])].max() > 0.02, "the pushed speech never came"
+    assert r["queued"] > 1.0 and r["left"] == 0.0
+    assert rms[times > r["cleared_at"] + 1.0].max() < 0.003, "cleared audio was still sent"
