@@ -1,5 +1,6 @@
 """Expressions read on the output pixels: dlib's 68 points on teacher-rendered talking frames of the default
-portrait (which smiles in the photograph), in inter-ocular units against the uninstructed render.
+portrait (which smiles in the photograph) and of Grace Hopper (closed mouth, not smiling, glasses), in
+inter-ocular units against the uninstructed render.
 
 The same measure and signatures as `python -m benchmarks.expressions` (benchmarks/face_metrics.py), on a few
 frames per clip so the module stays quick.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.expressions import SENTENCE, clip_frames
+from benchmarks.expressions import PORTRAITS, SENTENCE, clip_frames
 from benchmarks.face_metrics import against, check, clip_signature, landmarks
 from realtime.animate import Animator, AnimatorConfig
 from realtime.avatar import DlibLandmarkDetector, PortraitCache, RenderConfig, Renderer, Rig, enrol
@@ -34,12 +35,15 @@ def detector():
 
 
 @pytest.fixture(scope="module")
-def measure(renderer, detector):
+def speech():
     from realtime.speech import Espeak
 
     espeak = Espeak()
     espeak.setup()
-    speech = espeak(SENTENCE)
+    return espeak(SENTENCE)
+
+
+def _measurer(renderer, detector, speech):
     animator = Animator(AnimatorConfig())
 
     def signature(programs):
@@ -47,6 +51,18 @@ def measure(renderer, detector):
 
     base = signature([])
     return lambda programs: against(signature(programs), base)
+
+
+@pytest.fixture(scope="module")
+def measure(renderer, detector, speech):
+    return _measurer(renderer, detector, speech)
+
+
+@pytest.fixture(scope="module")
+def measure_hopper(tmp_path_factory, detector, speech):
+    """The same measure on Grace Hopper's portrait (benchmarks/portraits/)."""
+    hopper = enrol(PORTRAITS["grace_hopper"], cache=PortraitCache(tmp_path_factory.mktemp("avatar-cache-hopper")))
+    return _measurer(Renderer(hopper, RenderConfig(device="cpu")).setup(), detector, speech)
 
 
 def test_the_photograph_smiles_when_uninstructed(measure):
@@ -60,6 +76,23 @@ def test_the_photograph_smiles_when_uninstructed(measure):
 def test_each_expression_shows_its_signature_at_intensity_1(measure, label, program):
     changes = measure([(program, 1.0)])
     assert not check(label, changes), (label, changes)
+
+
+@pytest.mark.parametrize("label, program", [
+    ("serious", "neutral"), ("angry", "angry"), ("happy", "happy"), ("surprised", "surprised"),
+    ("disgusted", "disgusted"),
+    pytest.param("sad", "sad", marks=pytest.mark.xfail(
+        reason="dlib's mouth points on this face do not follow corners pulled below the lip midline (rig -0.2 IOD "
+               "reads as about +0.01 on a still frame); see benchmarks/RESULTS.md", strict=False)),
+])
+def test_each_expression_shows_its_signature_on_a_closed_mouth_portrait(measure_hopper, label, program):
+    changes = measure_hopper([(program, 1.0)])
+    assert not check(label, changes), (label, changes)
+
+
+def test_serious_leaves_a_portrait_that_does_not_smile_as_it_is(measure_hopper):
+    """Grace Hopper does not smile: a relaxed neutral has no smile to undo, so her corners stay put."""
+    assert abs(measure_hopper([("neutral", 1.0)])["corners_up"]) <= 0.02
 
 
 def test_sadness_deepens_with_intensity(measure):

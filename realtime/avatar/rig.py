@@ -45,10 +45,14 @@ MOUTH = list(range(48, 68))
 LID_LINES = {side: ([c0, *UPPER_LID[side], c1], [c0, *LOWER_LID[side], c1])
              for side, (c0, c1) in EYE_CORNERS.items()}
 INNER_LIP_LINES = ([60, *INNER_UPPER, 64], [60, *INNER_LOWER, 64])
-# smile_relax moves the corners this many times the photographed smile's height: the photograph's corner
-# texture (creases, cheek bulge) lags the landmarks, so the corners read level on the output pixels
-# (dlib on the default portrait, talking) only at about 1.6; more turns them visibly down
-RELAX_GAIN = 1.8
+# smile_relax moves the corners this many times the photographed smile's height (above NEUTRAL_LIFT): the
+# photograph's corner texture (creases, cheek bulge) lags the landmarks, so the corners read level on the output
+# pixels (dlib on the default portrait, talking) only at about 2.3 (the same corner travel as 1.8 times the
+# whole lift before NEUTRAL_LIFT); more turns them visibly down
+RELAX_GAIN = 2.3
+# a mouth that does not smile still rests with its corners a little above the inner-lip midline (a closed,
+# relaxed mouth reads +0.03..0.05 IOD by dlib): only the lift above this is the photograph's smile to undo
+NEUTRAL_LIFT = 0.04
 # points that expression moves least: pose is estimated from them first
 RIGID_POINTS = [0, 1, 2, 14, 15, 16, 27, 28, 29, 30, 31, 33, 35, 36, 39, 42, 45]
 
@@ -107,7 +111,7 @@ def build_bases(landmarks: np.ndarray, iod: float) -> np.ndarray:
     gap = np.maximum(lm[INNER_LOWER, 1] - lm[INNER_UPPER, 1], 0.0)
     # the portrait's own smile: corners above the inner-lip midline
     midline = (lm[62, 1] + lm[66, 1]) / 2
-    smile0 = float(np.clip(midline - (lm[48, 1] + lm[54, 1]) / 2, 0.0, 0.25))
+    smile0 = float(np.clip(midline - (lm[48, 1] + lm[54, 1]) / 2 - NEUTRAL_LIFT, 0.0, 0.25))
 
     # --- jaw_open: jaw and lower lip drop, corners follow a little
     b = "jaw_open"
@@ -250,7 +254,7 @@ def build_bases(landmarks: np.ndarray, iod: float) -> np.ndarray:
             bases[b][up] += 0.9 * d
             bases[b][lo] -= 0.1 * d
     for side in ("left", "right"):
-        move("eye_wide", UPPER_LID[side], dy=-0.045)
+        move("eye_wide", UPPER_LID[side], dy=-0.075)  # AU5: sclera shows above the iris, even behind glasses
         for up, lo in zip(UPPER_LID[side], LOWER_LID[side]):
             h = lm[lo, 1] - lm[up, 1]
             move("eye_squint", lo, dy=-0.35 * h)
