@@ -46,10 +46,10 @@ LID_LINES = {side: ([c0, *UPPER_LID[side], c1], [c0, *LOWER_LID[side], c1])
              for side, (c0, c1) in EYE_CORNERS.items()}
 INNER_LIP_LINES = ([60, *INNER_UPPER, 64], [60, *INNER_LOWER, 64])
 # smile_relax moves the corners this many times the photographed smile's height (above NEUTRAL_LIFT): the
-# photograph's corner texture (creases, cheek bulge) lags the landmarks, so the corners read level on the output
-# pixels (dlib on the default portrait, talking) only at about 2.3 (the same corner travel as 1.8 times the
-# whole lift before NEUTRAL_LIFT); more turns them visibly down
-RELAX_GAIN = 2.3
+# photograph's corner texture (creases, cheek bulge) lags the landmarks a little even though the warp moves the
+# cheek mass with the corners (warp.py), so the corners read level on the output pixels (dlib on the default
+# portrait, talking) at about 1.6; without the cheek mass it took 2.3, which stretched the crease into a fold
+RELAX_GAIN = 1.6
 # a mouth that does not smile still rests with its corners a little above the inner-lip midline (a closed,
 # relaxed mouth reads +0.03..0.05 IOD by dlib): only the lift above this is the photograph's smile to undo
 NEUTRAL_LIFT = 0.04

@@ -75,6 +75,41 @@ def _forehead(rig: Rig, basis: np.ndarray, rise: float = 0.4, up: float = 0.6, d
     return rig.rest[ids] - np.array([0.0, rise * rig.iod]), share * moved
 
 
+# bases whose corner motion is the cheek's (AU12 and undoing it, AU15, AU14): the cheek mass goes with the corners
+CHEEK_BASES = ("smile", "smile_relax", "frown", "mouth_asym_right", "mouth_asym_left")
+JAW_SIDES = {48: [1, 2, 3, 4, 5, 6], 54: [15, 14, 13, 12, 11, 10]}
+
+
+def _cheek_mass(rig: Rig, basis: np.ndarray, reach: float = 1.1, reach_up: float = 0.75):
+    """Cheek skin around each mouth corner that follows the corner with a smooth, wide falloff (rest
+    positions, displacements in px), and the jaw contour beside it pulled along the same way.
+
+    A corner moved alone drags a narrow band of skin (the nasolabial crease becomes a long stretched fold);
+    moving the cheek as one mass spreads the strain over the whole cheek, from the jaw line to below the eye."""
+    lm, iod = rig.rest, rig.iod
+    points, moves = [], []
+    for corner, jaw in JAW_SIDES.items():
+        shift = basis[corner] * iod
+        if not np.any(shift):
+            continue
+        eye = lm[[41, 40]].mean(0) if corner == 48 else lm[[47, 46]].mean(0)
+        wing = lm[31] if corner == 48 else lm[35]
+        fan = [lm[corner] + t * (lm[j] - lm[corner]) for j in jaw[:5] for t in (0.45, 0.75)]
+        fan += [lm[corner] + t * (eye - lm[corner]) for t in (0.3, 0.55)]
+        fan += [lm[corner] + t * (wing - lm[corner]) for t in (0.5,)]
+        fan += [lm[j] for j in jaw]
+        fan = np.array(fan)
+        # the skin under the eye is held by the lids: the mass thins out sooner upwards
+        off = fan - lm[corner]
+        t = np.hypot(off[:, 0] / reach, off[:, 1] / np.where(off[:, 1] < 0, reach_up, reach)) / iod
+        weight = np.clip(1 - t ** 2, 0, 1) ** 2
+        points.append(fan)
+        moves.append(weight[:, None] * shift)
+    if not points:
+        return np.zeros((0, 2)), np.zeros((0, 2))
+    return np.concatenate(points), np.concatenate(moves)
+
+
 def coarse_axis(size: int, step: int) -> np.ndarray:
     """Coarse grid positions 0, step, ... covering [0, size - 1] (the last may lie past the edge)."""
     return np.arange(int(np.ceil((size - 1) / step)) + 1, dtype=np.float64) * step
@@ -97,11 +132,14 @@ def expression_fields(rig: Rig, size: int, step: int, radii) -> np.ndarray:
             continue
         skin, skin_moved = _lid_skin(rig, basis)
         brow, brow_moved = _forehead(rig, basis)
+        cheek, cheek_moved = _cheek_mass(rig, basis) if RIG_NAMES[k] in CHEEK_BASES else (np.zeros((0, 2)),) * 2
         # inner lips that meet in the photograph are left to the mouth remap: upper and lower coincide
         # there, and moving them apart through a smooth field would fold it over (a torn mouth)
-        keep = [p for p in range(68) if p not in closed]
-        centres = np.concatenate([rig.rest[keep] + moved[keep], skin + skin_moved, brow + brow_moved, anchors])
-        values = np.concatenate([-moved[keep], -skin_moved, -brow_moved, np.zeros_like(anchors)])
+        # the cheek's jaw contour points replace the landmarks' own (the rig barely moves them)
+        keep = [p for p in range(68) if p not in closed and not (len(cheek) and p in sum(JAW_SIDES.values(), []))]
+        centres = np.concatenate([rig.rest[keep] + moved[keep], skin + skin_moved, brow + brow_moved,
+                                  cheek + cheek_moved, anchors])
+        values = np.concatenate([-moved[keep], -skin_moved, -brow_moved, -cheek_moved, np.zeros_like(anchors)])
         spline = RBFInterpolator(centres, values, kernel="thin_plate_spline", smoothing=1e-3)
         fields[k] = spline(grid).T.reshape(2, field_size, field_size)
     return fields
