@@ -45,6 +45,7 @@ class BenchConfig:
     whip: str | None = None  # another server's WHIP and WHEP endpoints (None: our own server's)
     whep: str | None = None
     token: str | None = None
+    speech_trials: int | None = None  # say/clear trials (None: SpeechConfig's, 2 with --quick)
     latency: LatencyConfig = field(default_factory=LatencyConfig)
     throughput: ThroughputConfig = field(default_factory=ThroughputConfig)
     stages: StagesConfig = field(default_factory=StagesConfig)
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--whep", default=None, help="the WHEP endpoint that plays what --whip publishes (/latest ok)")
     p.add_argument("--token", default=None, help="Bearer token for --whip/--whep")
     p.add_argument("--onsets", type=int, default=None, help="syllable onsets in the glass-to-glass call")
+    p.add_argument("--trials", type=int, default=None, help="speech: say/clear trials (default 6)")
     p.add_argument("--max-sessions", type=int, default=None, help="throughput: try up to this many calls")
     p.add_argument("--measure-s", type=float, default=None, help="throughput: seconds measured per level")
     p.add_argument("--profile", action="store_true",
@@ -90,6 +92,10 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         from realtime.config import load_config
 
         config.stages.avatar = load_config(args.config)
+    if args.trials is not None:
+        if args.trials < 1:
+            raise ValueError(f"--trials must be >= 1, got {args.trials}")
+        config.speech_trials = args.trials
     if args.onsets is not None:
         if args.onsets < 1:
             raise ValueError(f"--onsets must be >= 1, got {args.onsets}")
@@ -158,7 +164,7 @@ def _live_parts(report: dict, artifacts: dict, live: list[str], config: BenchCon
         if "speech" in live:
             from benchmarks.speech_control import SpeechConfig, speech_control
 
-            trials = 2 if config.quick else SpeechConfig.trials
+            trials = config.speech_trials or (2 if config.quick else SpeechConfig.trials)
             _part(report, "speech", lambda: asyncio.run(speech_control(server.ws_url, portrait, SpeechConfig(trials))))
         if "whip" in live:
             http = server.ws_url.replace("ws://", "http://").removesuffix("/ws")
