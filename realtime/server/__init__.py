@@ -39,11 +39,14 @@ async def run_server(config: AvatarConfig | ServerConfig, stop: asyncio.Event | 
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
     config = AvatarConfig.of(config).check()
+    if config.server.ray is not None:
+        config = await loop.run_in_executor(None, _join_ray, config)
     if config.server.workers:  # sessions in worker processes; this one is the front (no model here)
         from realtime.server.front import FrontServer
 
         server = FrontServer(config, logging.getLevelName(logging.getLogger().getEffectiveLevel()))
-        what = f"{config.server.workers} worker(s) x {config.server.sessions_per_worker} session(s)"
+        what = (f"{config.server.workers} {'Ray ' if config.server.ray is not None else ''}worker(s) x "
+                f"{config.server.sessions_per_worker} session(s)")
     else:
         apply_threads(config.worker)
         if resources is None:
@@ -67,7 +70,26 @@ async def run_server(config: AvatarConfig | ServerConfig, stop: asyncio.Event | 
         await stop.wait()
     finally:
         await server.stop()
+        if config.server.ray is not None:
+            from realtime.server.ray_workers import shutdown
+
+            shutdown()
         print("avatar server: stopped", flush=True)
+
+
+def _join_ray(config: AvatarConfig) -> AvatarConfig:
+    """Connects to (or starts) the Ray cluster; with no worker count given, one worker per `ray_worker_cpus`."""
+    import dataclasses
+
+    from realtime.server.ray_workers import connect
+
+    address = None if config.server.ray == "local" else config.server.ray
+    cpus = connect(address).get("CPU", 0.0)
+    log.info("Ray cluster: %g CPU(s)", cpus)
+    if config.server.workers:
+        return config
+    workers = max(1, int(cpus // config.server.ray_worker_cpus))
+    return dataclasses.replace(config, server=dataclasses.replace(config.server, workers=workers))
 
 
 def __getattr__(name: str):
@@ -117,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="worker processes that own whole sessions (model and portrait loaded once in each); this "
                         f"process routes to them. 0: sessions in this process (the default); auto: one per core, "
                         f"{default_workers()} here")
+    p.add_argument("--ray", dest="server.ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="workers as Ray actors across a cluster (pip install -e '.[cluster]'): no ADDRESS starts a "
+                        "local Ray instance (or joins $RAY_ADDRESS); 'auto' or HOST:PORT joins a running cluster")
+    p.add_argument("--ray-worker-cpus", dest="server.ray_worker_cpus", type=float,
+                   help="CPUs Ray reserves per worker (default 1)")
     p.add_argument("--sessions-per-worker", dest="server.sessions_per_worker", type=int,
                    help="sessions each worker holds (default 1); with --workers, capacity = workers x this")
     p.add_argument("--idle-timeout", dest="server.idle_timeout_s", type=float,

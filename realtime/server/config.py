@@ -77,6 +77,11 @@ class ServerConfig:
     worker_start_timeout_s: float = 180.0  # loading model, encoder and portrait; a worker not up by then failed
     worker_request_timeout_s: float = 30.0  # a message forwarded to a worker not answered by then fails
     worker_poll_s: float = 1.0  # how often the front reconciles its routing table with the workers' sessions
+    # Scale-out (server/ray_workers.py): the workers are Ray actors placed on the nodes of a cluster. None: local
+    # worker processes. "local": start a Ray instance here (or join $RAY_ADDRESS); else a cluster address
+    # ("auto", "HOST:6379", "ray://HOST:10001"). With Ray and workers = 0, one worker per ray_worker_cpus.
+    ray: str | None = None
+    ray_worker_cpus: float = 1.0  # CPUs Ray reserves for each worker actor (one session costs ~half a core)
 
     def __post_init__(self) -> None:
         if self.max_sessions < 1:
@@ -103,6 +108,8 @@ class ServerConfig:
         if not 0 <= self.workers <= MAX_WORKERS:
             raise ValueError(f"workers must be 0..{MAX_WORKERS} (0 = sessions in the server's own process), "
                              f"got {self.workers}")
+        if self.ray_worker_cpus <= 0:
+            raise ValueError(f"ray_worker_cpus must be > 0, got {self.ray_worker_cpus}")
         if self.sessions_per_worker < 1:
             raise ValueError(f"sessions_per_worker must be >= 1, got {self.sessions_per_worker}")
         if min(self.worker_start_timeout_s, self.worker_request_timeout_s, self.worker_poll_s) <= 0:

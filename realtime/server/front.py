@@ -49,8 +49,14 @@ class FrontServer(AvatarServer):
     def __init__(self, config: AvatarConfig, log_level: str = "WARNING"):
         super().__init__(config.server, resources=None)
         self.secret = secrets.token_urlsafe(32)  # the workers' token: only this process can reach them
-        self.router = Router(config.server, self.secret,
-                             lambda worker: LocalWorker(worker, config, self.secret, log_level))
+        if config.server.ray is not None:  # actors on a Ray cluster in place of child processes
+            from realtime.server.ray_workers import worker_factory
+
+            make_worker = worker_factory(config, self.secret, log_level)
+        else:
+            def make_worker(worker: str) -> LocalWorker:
+                return LocalWorker(worker, config, self.secret, log_level)
+        self.router = Router(config.server, self.secret, make_worker)
         self.sessions = self.router.routes  # what WHIP/WHEP's checks look sessions up in
         self.clients: set[FrontClient] = set()
 

@@ -29,11 +29,21 @@ class WorkerSpec:
     worker_id: str
     log_level: str = "WARNING"
 
-    def worker_config(self) -> AvatarConfig:
-        server = dataclasses.replace(self.config.server, host="127.0.0.1", port=0, token=self.secret,
-                                     require_token_for_calls=True, max_sessions=self.config.server.sessions_per_worker,
-                                     workers=0, cert=None, key=None, allowed_origins=(), allowed_hosts=())
+    def worker_config(self, host: str = "127.0.0.1") -> AvatarConfig:
+        """Its internal endpoint on `host` (loopback here; a Ray worker's node address, ray_workers.py). The front
+        admits calls; the worker's own limit has one slot more for a session still closing when the front,
+        which has let it go, sends the next call (closing peers can take a second on a loaded machine)."""
+        server = dataclasses.replace(self.config.server, host=host, port=0, token=self.secret,
+                                     require_token_for_calls=True, max_sessions=self.config.server.sessions_per_worker + 1,
+                                     workers=0, ray=None, cert=None, key=None, allowed_origins=(), allowed_hosts=())
         return dataclasses.replace(self.config, server=server)
+
+
+    def configure_logging(self) -> None:
+        logging.basicConfig(level=self.log_level.upper(),
+                            format=f"%(asctime)s %(levelname)s worker {self.worker_id}: %(name)s: %(message)s")
+        for noisy in ("aioice", "aiortc", "websockets"):  # the front's polls and every ICE check otherwise
+            logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def _stop_on_eof(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
@@ -61,10 +71,7 @@ async def run_worker(spec: WorkerSpec) -> None:
 
 def main() -> int:
     spec: WorkerSpec = pickle.load(sys.stdin.buffer)  # from our parent, the front (never from the network)
-    logging.basicConfig(level=spec.log_level.upper(),
-                        format=f"%(asctime)s %(levelname)s worker {spec.worker_id}: %(name)s: %(message)s")
-    for noisy in ("aioice", "aiortc", "websockets"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    spec.configure_logging()
     try:
         import uvloop
     except ImportError:
