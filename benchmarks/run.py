@@ -79,8 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sessions", default=None, metavar="1,2,4,6",
                    help="instead of the suite: the capacity curve, these many callers at once per level "
                         "(sessions.json/.md/.png); with --workers 0,auto: in-process vs worker processes")
-    p.add_argument("--workers", default="0", help="--sessions: server modes to compare, e.g. 0,auto or 0,2 "
-                                                  "(0 = in-process; default %(default)s)")
+    p.add_argument("--workers", default="0", help="--sessions: server modes to compare, e.g. 0,auto,ray:2 "
+                                                  "(0 = in-process, ray:N = N Ray actors on a local Ray instance; "
+                                                  "default %(default)s)")
     p.add_argument("--sessions-per-worker", type=int, default=None,
                    help="--sessions: slots per worker (default: enough for the largest count)")
     p.add_argument("--soak", type=float, default=None, metavar="MINUTES",

@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import time
 from pathlib import Path
 
-from benchmarks.proc import load_average, machine, tree_rss_bytes
+from benchmarks.proc import cpu_seconds, load_average, machine, tree_rss_bytes
 from benchmarks.server_process import ServerProcess
 from benchmarks.stimulus import running_speech
 from benchmarks.throughput import ThroughputConfig, run_level
@@ -31,20 +32,21 @@ def parse_counts(text: str) -> tuple[int, ...]:
 
 def parse_modes(text: str) -> tuple[str, ...]:
     modes = tuple(v.strip() for v in text.split(",") if v.strip())
-    if not modes or any(m != "auto" and not m.isdigit() for m in modes):
-        raise ValueError(f"--workers takes numbers or auto, like 0,auto, got {text!r}")
+    if not modes or any(m != "auto" and not m.removeprefix("ray:").isdigit() for m in modes):
+        raise ValueError(f"--workers takes numbers, auto or ray:N (N Ray actors), like 0,auto,ray:2, got {text!r}")
     return modes
 
 
 def _mode_flags(mode: str, per_worker: int | None, top: int) -> list[str]:
     if mode == "0":
         return []
-    workers = mode
+    workers = mode.removeprefix("ray:")
     if per_worker is None:  # enough slots for the largest count
         from realtime.server.config import default_workers
 
-        per_worker = math.ceil(top / (default_workers() if mode == "auto" else max(int(mode), 1)))
-    return ["--workers", workers, "--sessions-per-worker", str(per_worker)]
+        per_worker = math.ceil(top / (default_workers() if workers == "auto" else max(int(workers), 1)))
+    ray = ["--ray"] if mode.startswith("ray:") else []  # a local Ray instance, its actors as the workers
+    return [*ray, "--workers", workers, "--sessions-per-worker", str(per_worker)]
 
 
 def run_mode(mode: str, counts: tuple[int, ...], per_worker: int | None, tp: ThroughputConfig, checkpoint=None,
@@ -56,10 +58,15 @@ def run_mode(mode: str, counts: tuple[int, ...], per_worker: int | None, tp: Thr
         idle = tree_rss_bytes(server.pid)
         levels = []
         for n in counts:
+            front_cpu, t0 = cpu_seconds(server.pid), time.monotonic()
             try:
                 levels.append(asyncio.run(run_level(server.ws_url, n, speech, server.pid, tp, idle)))
             except AvatarError as exc:  # more callers than slots: refused, as a caller would be
                 levels.append({"sessions": n, "refused": str(exc)})
+                continue
+            if flags and front_cpu is not None:  # the front's own process: signalling and routing, no media
+                used = (cpu_seconds(server.pid) or front_cpu) - front_cpu
+                levels[-1]["front_cpu_pct"] = round(100 * used / (time.monotonic() - t0), 1)
         return {"mode": f"workers {mode}" if flags else "in-process", "server_command": " ".join(server.command()[1:]),
                 "startup_s": server.startup_s, "trained": server.trained, "levels": levels}
 
@@ -81,14 +88,14 @@ def sessions_bench(counts: tuple[int, ...], modes: tuple[str, ...], per_worker: 
 
 def _row(run: dict, lv: dict) -> str:
     if "refused" in lv:
-        return f"| {run['mode']} | {lv['sessions']} | refused: {lv['refused']} | | | | | |"
+        return f"| {run['mode']} | {lv['sessions']} | refused: {lv['refused']} | | | | | | |"
     per = lv["per_session"]
     new = ", ".join(f"{s['new_fps']:.1f}" for s in per)
     repeats = ", ".join(str(s["frames_repeated"]) for s in per)
     gap = max((s.get("max_gap_ms") or 0) for s in per)
     cpu = lv["cpu"]
     return (f"| {run['mode']} | {lv['sessions']} | {new} | {repeats} | {gap:g} | {cpu['server_cpu_pct']} | "
-            f"{cpu['client_cpu_pct']} | {cpu['machine_busy_cores']} |")
+            f"{lv.get('front_cpu_pct', '–')} | {cpu['client_cpu_pct']} | {cpu['machine_busy_cores']} |")
 
 
 def markdown(report: dict) -> str:
@@ -96,8 +103,9 @@ def markdown(report: dict) -> str:
     lines = [f"Machine: {m.get('cpu_model')}, {m.get('cores')} cores; load average {m.get('load_average')} at start, "
              f"{m.get('load_average_end')} at end. Command: `{report['command']}`. {report['method']}.", "",
              "| server | callers | new pictures/s per caller | repeated frames per caller (in the window) "
-             "| longest gap (ms) | server CPU % (with workers) | callers' CPU % | machine busy (cores) |",
-             "|---" * 8 + "|"]
+             "| longest gap (ms) | server CPU % (with workers) | front's own CPU % | callers' CPU % "
+             "| machine busy (cores) |",
+             "|---" * 9 + "|"]
     for run in report["runs"]:
         lines += [_row(run, lv) for lv in run["levels"]]
     lines += [""] + [f"- {run['mode']}: `{run['server_command']}` (started in {run['startup_s']} s)"
