@@ -49,6 +49,8 @@ class ServerConfig:
     silence_fill_s: float = 0.12
     max_message_bytes: int = 256 * 1024
     ice_servers: tuple[str, ...] = ()  # e.g. ("stun:stun.l.google.com:19302",); none needed on a LAN
+    ice_username: str | None = None  # for the turn:/turns: entries of ice_servers (e.g. coturn's --user)
+    ice_credential: str | None = None
     portraits: Path | None = None  # a folder of portraits callers may choose by name (`portrait` in an offer)
     portrait_cache_mb: float = 512.0  # renderers of chosen/uploaded portraits kept in memory, by content
     # Who may reach the server. A browser page of another origin must not drive it (cross-site WebSocket), and
