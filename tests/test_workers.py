@@ -183,6 +183,29 @@ def test_calls_in_a_row_leak_nothing_and_viewers_are_routed(front):
     assert all(after[1][pid] <= before[1][pid] + 4 for pid in workers), (before, after)
 
 
+def test_whip_and_whep_are_relayed_to_the_owning_worker(front, speech_wav):
+    from clients.avatar_client.whip import WhepViewer, WhipPublisher
+
+    base = f"http://127.0.0.1:{front.port}"
+
+    async def body() -> dict:
+        publisher = await WhipPublisher(base + "/whip", FileMicrophone(speech_wav)).start()
+        try:
+            viewer = await WhepViewer(base + "/whep/latest", token=publisher.view_key, audio=False).start()
+            await asyncio.wait_for(viewer.first_frame.wait(), 20)
+            listed = front.api()["sessions"]
+            deleted = await viewer.delete(), await publisher.delete()
+            await viewer.close()
+        finally:
+            await publisher.close()
+        return {"session": publisher.session, "listed": listed, "deleted": deleted}
+
+    r = run(body())
+    assert [(s["session"], s["worker"] in ("w0", "w1")) for s in r["listed"]] == [(r["session"], True)]
+    assert r["deleted"] == (200, 200)
+    assert wait_until(lambda: front.api()["sessions"] == [], 5)
+
+
 def test_a_killed_worker_ends_only_its_call_and_is_replaced(front):
     async def body() -> dict:
         async with AvatarClient(front.ws_url) as a, AvatarClient(front.ws_url) as b:
