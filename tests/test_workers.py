@@ -203,6 +203,8 @@ def test_whip_and_whep_are_relayed_to_the_owning_worker(front, speech_wav):
     r = run(body())
     assert [(s["session"], s["worker"] in ("w0", "w1")) for s in r["listed"]] == [(r["session"], True)]
     assert r["deleted"] == (200, 200)
+    status, text = front.get("/api/portraits")  # the gallery, from a worker
+    assert status == 200 and "default" in text
     assert wait_until(lambda: front.api()["sessions"] == [], 5)
 
 
@@ -218,7 +220,8 @@ def test_a_killed_worker_ends_only_its_call_and_is_replaced(front):
             await asyncio.sleep(3.0)
             b_frames = len(b.video.times) - mark
             listed = [s["session"] for s in await b.sessions()]
-            return {"sa": sa, "sb": sb, "pids": pids, "ended": ended, "b_frames": b_frames,
+            health = front.get("/healthz")[1]
+            return {"health": health, "sa": sa, "sb": sb, "pids": pids, "ended": ended, "b_frames": b_frames,
                     "listed": listed, "a_closed": a.ws.close_code if a.ws else None}
 
     r = run(body())
@@ -228,6 +231,7 @@ def test_a_killed_worker_ends_only_its_call_and_is_replaced(front):
     assert r["b_frames"] >= 60, r["b_frames"]  # the other call never noticed (25 fps for 3 s)
     assert r["sa"] not in r["listed"]
     killed = r["pids"][r["sa"]]
+    assert "(restarting)" in r["health"] and r["health"].startswith("ok"), r["health"]  # the other still serves
     assert wait_until(lambda: front.api()["load"]["free"] == 2 and killed not in children(front.process.pid), 90)
     replacement = children(front.process.pid) - {r["pids"][r["sb"]]}
     assert len(replacement) == 1 and killed not in replacement

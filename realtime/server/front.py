@@ -90,12 +90,13 @@ class FrontServer(AvatarServer):
             return self._process_request(connection, request)  # the page server's answer (and its refusals)
         load = self.router.load()
         if path == "/healthz":
-            up = [w for w in load["workers"] if w["up"]]
+            serving = [w for w in load["workers"] if w["up"] and not w["problem"]]
             lines = [f"sessions {load['sessions']}/{load['capacity']} ({load['free']} free)"] + [
-                f"{w['worker']} pid {w['pid']}: {w['sessions']}/{w['slots']}" + ("" if w["up"] else " (restarting)")
+                f"{w['worker']} pid {w['pid']}: {w['sessions']}/{w['slots']}"
+                + ("" if w["up"] else " (restarting)") + (f" ({w['problem']})" if w["problem"] else "")
                 for w in load["workers"]]
-            status = HTTPStatus.OK if up else HTTPStatus.SERVICE_UNAVAILABLE
-            head = "ok" if up else "unhealthy: no worker is up"
+            status = HTTPStatus.OK if serving else HTTPStatus.SERVICE_UNAVAILABLE
+            head = "ok" if serving else "unhealthy: no worker is serving"
             return _response(status, "text/plain", "\n".join([head, *lines, ""]).encode())
         if not self._http_controller(connection, request):
             return self._process_request(connection, request)  # 401

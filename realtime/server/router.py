@@ -48,6 +48,7 @@ class WorkerState:
     reserved: int = 0  # offers on their way to this worker
     sessions: set[str] = field(default_factory=set)
     restarts: int = 0
+    problem: str | None = None  # its /healthz's complaint (a stalled session or denoiser), from the last poll
 
     @property
     def id(self) -> str:
@@ -214,6 +215,7 @@ class Router:
             await asyncio.sleep(self.config.worker_poll_s)
             for state in list(self.workers.values()):
                 asked = time.monotonic()
+                await self._check_health(state)
                 entries = await self._worker_sessions(state)
                 if entries is None:
                     continue
@@ -223,9 +225,18 @@ class Router:
                     if session not in live and (route is None or route.created < asked):
                         self.remove(session)
 
+    async def _check_health(self, state: WorkerState) -> None:
+        try:
+            status, body, _ = await self.worker_http(state, "GET", "/healthz")
+        except ProtocolError as exc:
+            state.problem = str(exc)
+            return
+        state.problem = None if status == 200 else body.decode(errors="replace").strip()
+
     def load(self) -> dict[str, Any]:
         workers = [{"worker": s.id, "pid": s.transport.pid, "node": s.transport.node, "up": s.up,
-                    "sessions": len(s.sessions), "slots": self.config.sessions_per_worker, "free": self.free(s)}
+                    "sessions": len(s.sessions), "slots": self.config.sessions_per_worker, "free": self.free(s),
+                    "problem": s.problem if s.up else None}
                    for s in self.workers.values()]
         return {"sessions": len(self.routes), "capacity": self.capacity,
                 "free": sum(w["free"] for w in workers), "workers": workers}
