@@ -148,10 +148,10 @@ def test_two_callers_on_two_workers_a_third_is_busy_and_control_is_routed(front,
     assert r["api"]["load"]["free"] == 0 and {s["pid"] for s in r["api"]["sessions"]} == {listed[sa]["pid"],
                                                                                            listed[sb]["pid"]}
     assert "stages" in r["api"]["sessions"][0]
-    assert min(r["fps"]) >= 20, r["fps"]
+    assert min(r["fps"]) >= 15, r["fps"]  # frames flow (throughput is the benchmark's job; measured 22-25)
     for who in ("a", "b"):  # both mouths move with their own speech
         assert frames[who][0].shape == (512, 512)
-        assert mouth_motion(frames[who], mouth) > 1.0, (who, mouth_motion(frames[who], mouth))
+        assert mouth_motion(frames[who], mouth) > 3.0, (who, mouth_motion(frames[who], mouth))
     assert [s["session"] for s in r["left"]] == [sb]  # the hung-up call left the listing at once
 
 
