@@ -61,14 +61,22 @@ class FrontServer(AvatarServer):
     async def start(self) -> None:
         if self.config.require_token_for_calls and self.config.token is None:
             raise ValueError("require_token_for_calls needs a token (--token)")
+        if self.config.token is None and not is_loopback(self.config.host):
+            log.warning("listening on %s without a token: anyone who can reach this address can start calls "
+                        "and watch them with their view key; set --token (and --require-token) on a network",
+                        self.config.host)
         await self.router.start()
         from realtime.server.front_http import ProxiedWhip
 
-        self._http = await http_app(self, ProxiedWhip(self))
-        self._server = await serve(self._handle, self.config.host, self.config.port, ssl=self._tls(),
-                                   process_request=self._front_request, max_size=self.config.max_message_bytes,
-                                   ping_interval=20, ping_timeout=20,
-                                   create_connection=split_connections(self._http.server))
+        try:
+            self._http = await http_app(self, ProxiedWhip(self))
+            self._server = await serve(self._handle, self.config.host, self.config.port, ssl=self._tls(),
+                                       process_request=self._front_request, max_size=self.config.max_message_bytes,
+                                       ping_interval=20, ping_timeout=20,
+                                       create_connection=split_connections(self._http.server))
+        except BaseException:  # the port is taken, …: the workers must not outlive a front that never served
+            await self.stop()
+            raise
         log.info("front on %s:%d, %d worker(s) x %d session(s)", self.config.host, self.port, self.config.workers,
                  self.config.sessions_per_worker)
 
