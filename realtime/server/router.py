@@ -23,6 +23,7 @@ from realtime.server.transport import WorkerStartError, WorkerTransport
 
 log = logging.getLogger(__name__)
 RESTART_BACKOFF_S = (0.5, 2.0, 5.0, 15.0)  # a worker that keeps dying at start-up is retried ever more slowly
+POLL_TIMEOUT_S = 5.0  # a hung worker must not hold up the poll of the others for long
 
 
 class NoWorker(ProtocolError):
@@ -172,14 +173,17 @@ class Router:
         return state
 
     async def worker_http(self, state: WorkerState, method: str, path: str, body: bytes | None = None,
-                          content_type: str | None = None) -> tuple[int, bytes, dict[str, str]]:
+                          content_type: str | None = None, timeout_s: float | None = None
+                          ) -> tuple[int, bytes, dict[str, str]]:
         """One HTTP request to a worker's internal endpoint, as the front (its secret as the Bearer)."""
         assert self._http is not None, "start() first"
         headers = {"Authorization": f"Bearer {self.secret}"}
         if content_type:
             headers["Content-Type"] = content_type
         try:
-            async with self._http.request(method, state.transport.url + path, data=body, headers=headers) as response:
+            timeout = {"timeout": aiohttp.ClientTimeout(total=timeout_s)} if timeout_s else {}  # else the session's
+            async with self._http.request(method, state.transport.url + path, data=body, headers=headers,
+                                          **timeout) as response:
                 return response.status, await response.read(), dict(response.headers)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ProtocolError(f"worker {state.id} did not answer: {type(exc).__name__}: {exc}") from None
@@ -190,8 +194,8 @@ class Router:
         if not state.up or self._http is None:
             return None
         try:
-            async with self._http.get(state.transport.url + "/api/sessions",
-                                      headers={"Authorization": f"Bearer {self.secret}"}) as response:
+            async with self._http.get(state.transport.url + "/api/sessions", timeout=aiohttp.ClientTimeout(
+                    total=POLL_TIMEOUT_S), headers={"Authorization": f"Bearer {self.secret}"}) as response:
                 response.raise_for_status()
                 entries = (await response.json())["sessions"]
         except (aiohttp.ClientError, TimeoutError, KeyError, ValueError) as exc:
@@ -227,7 +231,7 @@ class Router:
 
     async def _check_health(self, state: WorkerState) -> None:
         try:
-            status, body, _ = await self.worker_http(state, "GET", "/healthz")
+            status, body, _ = await self.worker_http(state, "GET", "/healthz", timeout_s=POLL_TIMEOUT_S)
         except ProtocolError as exc:
             state.problem = str(exc)
             return
