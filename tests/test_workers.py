@@ -260,3 +260,53 @@ def test_worker_flags_and_config():
                               ("worker_request_timeout_s", 0.0, "must be > 0")]:
         with pytest.raises(ConfigError, match=match):
             load_config(None, {"server": {key: value}})
+
+
+def test_the_router_places_refuses_and_replaces_through_any_transport():
+    """No processes: a stand-in transport (as a Ray actor will be) is all the router needs."""
+    from realtime.server.config import ServerConfig
+    from realtime.server.router import NoWorker, Route, Router
+    from realtime.server.transport import WorkerTransport
+
+    class StandIn(WorkerTransport):
+        made: list[StandIn] = []
+
+        def __init__(self, worker_id: str):
+            self.worker_id, self.pid, self.gone = worker_id, 1000 + len(StandIn.made), asyncio.Event()
+            StandIn.made.append(self)
+
+        async def start(self) -> None:
+            self.url = "http://127.0.0.1:9"
+
+        async def wait(self) -> str:
+            await self.gone.wait()
+            return "killed by signal 9"
+
+        async def stop(self) -> None:
+            self.gone.set()
+
+    async def body() -> None:
+        router = Router(ServerConfig(workers=2, sessions_per_worker=2, worker_poll_s=600), "secret", StandIn)
+        await router.start()
+        placed = []
+        for i in range(4):
+            state = router.reserve()
+            placed.append(state.id)
+            router.add(Route(f"s{i}", state.id, None))
+            router.release(state)
+        assert placed[:2] in (["w0", "w1"], ["w1", "w0"]) and sorted(placed) == ["w0", "w0", "w1", "w1"]
+        with pytest.raises(NoWorker, match="server busy: all 4 session"):
+            router.reserve()
+        assert router.load()["free"] == 0
+        StandIn.made[0].gone.set()  # w0 dies: its two sessions go, a replacement comes up
+        await asyncio.sleep(0.1)
+        assert sorted(router.routes) == sorted(f"s{i}" for i, w in enumerate(placed) if w == "w1")
+        for _ in range(50):
+            if router.workers["w0"].up:
+                break
+            await asyncio.sleep(0.1)
+        assert router.workers["w0"].up and router.workers["w0"].transport is StandIn.made[2]
+        assert router.reserve().id == "w0"  # the replacement takes the next call
+        await router.stop()
+
+    run(body(), 30)
