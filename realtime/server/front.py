@@ -234,7 +234,8 @@ class FrontServer(AvatarServer):
             await client.ws.send(raw)
 
     async def _leg_lost(self, client: FrontClient, leg: Leg) -> None:
-        """The connection to a worker broke (it died): a call there has ended; the caller is told, then closed."""
+        """The connection to a worker broke (it died, or hung): a call there has ended; the caller is told, then
+        its WebSocket is closed."""
         if client.legs.get(leg.worker) is leg:
             del client.legs[leg.worker]
         call = client.call
@@ -244,7 +245,7 @@ class FrontServer(AvatarServer):
         client.call = None
         with contextlib.suppress(ConnectionClosed):
             await client.ws.send(encode(error(f"the worker serving session {call.id} ({leg.worker}, pid {leg.pid}) "
-                                              "stopped: the call has ended"), client.binary))
+                                              f"{leg.lost_reason}: the call has ended"), client.binary))
             await client.ws.close(1011, "its worker stopped")
 
 
