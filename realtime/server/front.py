@@ -157,7 +157,7 @@ class FrontServer(AvatarServer):
         if kind in SESSION_MESSAGES:
             if kind == "bye" and client.call is None:
                 raise ProtocolError("no call to hang up on this connection")
-            route = self._route_of(client, message)
+            route = client.call if kind == "bye" else self._route_of(client, message)  # bye: always one's own call
             reply = await self._forward(client, route.worker, raw)
             if kind == "bye" and reply.get("type") == "bye":
                 self.router.remove(route.id)
