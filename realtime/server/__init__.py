@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="worker processes that own whole sessions (model and portrait loaded once in each); this "
                         f"process routes to them. 0: sessions in this process (the default); auto: one per core, "
                         f"{default_workers()} here")
-    p.add_argument("--sessions-per-worker", dest="server.sessions_per_worker", type=int,
+    p.add_argument("--sessions-per-worker", dest="server.sessions_per_worker", type=int, metavar="K",
                    help="sessions each worker holds (default 1); with --workers, capacity = workers x this")
     p.add_argument("--idle-timeout", dest="server.idle_timeout_s", type=float,
                    help="close a call that sends no audio and no instruction for this many seconds (default 30)")
