@@ -148,10 +148,10 @@ def test_two_callers_on_two_workers_a_third_is_busy_and_control_is_routed(front,
     assert r["api"]["load"]["free"] == 0 and {s["pid"] for s in r["api"]["sessions"]} == {listed[sa]["pid"],
                                                                                            listed[sb]["pid"]}
     assert "stages" in r["api"]["sessions"][0]
-    assert min(r["fps"]) >= 20, r["fps"]
+    assert min(r["fps"]) >= 15, r["fps"]  # frames flow (throughput is the benchmark's job; measured 22-25)
     for who in ("a", "b"):  # both mouths move with their own speech
         assert frames[who][0].shape == (512, 512)
-        assert mouth_motion(frames[who], mouth) > 1.0, (who, mouth_motion(frames[who], mouth))
+        assert mouth_motion(frames[who], mouth) > 3.0, (who, mouth_motion(frames[who], mouth))
     assert [s["session"] for s in r["left"]] == [sb]  # the hung-up call left the listing at once
 
 
@@ -183,6 +183,31 @@ def test_calls_in_a_row_leak_nothing_and_viewers_are_routed(front):
     assert all(after[1][pid] <= before[1][pid] + 4 for pid in workers), (before, after)
 
 
+def test_whip_and_whep_are_relayed_to_the_owning_worker(front, speech_wav):
+    from clients.avatar_client.whip import WhepViewer, WhipPublisher
+
+    base = f"http://127.0.0.1:{front.port}"
+
+    async def body() -> dict:
+        publisher = await WhipPublisher(base + "/whip", FileMicrophone(speech_wav)).start()
+        try:
+            viewer = await WhepViewer(base + "/whep/latest", token=publisher.view_key, audio=False).start()
+            await asyncio.wait_for(viewer.first_frame.wait(), 20)
+            listed = front.api()["sessions"]
+            deleted = await viewer.delete(), await publisher.delete()
+            await viewer.close()
+        finally:
+            await publisher.close()
+        return {"session": publisher.session, "listed": listed, "deleted": deleted}
+
+    r = run(body())
+    assert [(s["session"], s["worker"] in ("w0", "w1")) for s in r["listed"]] == [(r["session"], True)]
+    assert r["deleted"] == (200, 200)
+    status, text = front.get("/api/portraits")  # the gallery, from a worker
+    assert status == 200 and "default" in text
+    assert wait_until(lambda: front.api()["sessions"] == [], 5)
+
+
 def test_a_killed_worker_ends_only_its_call_and_is_replaced(front):
     async def body() -> dict:
         async with AvatarClient(front.ws_url) as a, AvatarClient(front.ws_url) as b:
@@ -195,7 +220,8 @@ def test_a_killed_worker_ends_only_its_call_and_is_replaced(front):
             await asyncio.sleep(3.0)
             b_frames = len(b.video.times) - mark
             listed = [s["session"] for s in await b.sessions()]
-            return {"sa": sa, "sb": sb, "pids": pids, "ended": ended, "b_frames": b_frames,
+            health = front.get("/healthz")[1]
+            return {"health": health, "sa": sa, "sb": sb, "pids": pids, "ended": ended, "b_frames": b_frames,
                     "listed": listed, "a_closed": a.ws.close_code if a.ws else None}
 
     r = run(body())
@@ -205,6 +231,7 @@ def test_a_killed_worker_ends_only_its_call_and_is_replaced(front):
     assert r["b_frames"] >= 60, r["b_frames"]  # the other call never noticed (25 fps for 3 s)
     assert r["sa"] not in r["listed"]
     killed = r["pids"][r["sa"]]
+    assert "(restarting)" in r["health"] and r["health"].startswith("ok"), r["health"]  # the other still serves
     assert wait_until(lambda: front.api()["load"]["free"] == 2 and killed not in children(front.process.pid), 90)
     replacement = children(front.process.pid) - {r["pids"][r["sb"]]}
     assert len(replacement) == 1 and killed not in replacement
@@ -233,3 +260,53 @@ def test_worker_flags_and_config():
                               ("worker_request_timeout_s", 0.0, "must be > 0")]:
         with pytest.raises(ConfigError, match=match):
             load_config(None, {"server": {key: value}})
+
+
+def test_the_router_places_refuses_and_replaces_through_any_transport():
+    """No processes: a stand-in transport (as a Ray actor will be) is all the router needs."""
+    from realtime.server.config import ServerConfig
+    from realtime.server.router import NoWorker, Route, Router
+    from realtime.server.transport import WorkerTransport
+
+    class StandIn(WorkerTransport):
+        made: list[StandIn] = []
+
+        def __init__(self, worker_id: str):
+            self.worker_id, self.pid, self.gone = worker_id, 1000 + len(StandIn.made), asyncio.Event()
+            StandIn.made.append(self)
+
+        async def start(self) -> None:
+            self.url = "http://127.0.0.1:9"
+
+        async def wait(self) -> str:
+            await self.gone.wait()
+            return "killed by signal 9"
+
+        async def stop(self) -> None:
+            self.gone.set()
+
+    async def body() -> None:
+        router = Router(ServerConfig(workers=2, sessions_per_worker=2, worker_poll_s=600), "secret", StandIn)
+        await router.start()
+        placed = []
+        for i in range(4):
+            state = router.reserve()
+            placed.append(state.id)
+            router.add(Route(f"s{i}", state.id, None))
+            router.release(state)
+        assert placed[:2] in (["w0", "w1"], ["w1", "w0"]) and sorted(placed) == ["w0", "w0", "w1", "w1"]
+        with pytest.raises(NoWorker, match="server busy: all 4 session"):
+            router.reserve()
+        assert router.load()["free"] == 0
+        StandIn.made[0].gone.set()  # w0 dies: its two sessions go, a replacement comes up
+        await asyncio.sleep(0.1)
+        assert sorted(router.routes) == sorted(f"s{i}" for i, w in enumerate(placed) if w == "w1")
+        for _ in range(50):
+            if router.workers["w0"].up:
+                break
+            await asyncio.sleep(0.1)
+        assert router.workers["w0"].up and router.workers["w0"].transport is StandIn.made[2]
+        assert router.reserve().id == "w0"  # the replacement takes the next call
+        await router.stop()
+
+    run(body(), 30)

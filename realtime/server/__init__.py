@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "local Ray instance (or joins $RAY_ADDRESS); 'auto' or HOST:PORT joins a running cluster")
     p.add_argument("--ray-worker-cpus", dest="server.ray_worker_cpus", type=float,
                    help="CPUs Ray reserves per worker (default 1)")
-    p.add_argument("--sessions-per-worker", dest="server.sessions_per_worker", type=int,
+    p.add_argument("--sessions-per-worker", dest="server.sessions_per_worker", type=int, metavar="K",
                    help="sessions each worker holds (default 1); with --workers, capacity = workers x this")
     p.add_argument("--idle-timeout", dest="server.idle_timeout_s", type=float,
                    help="close a call that sends no audio and no instruction for this many seconds (default 30)")

@@ -67,14 +67,22 @@ class FrontServer(AvatarServer):
     async def start(self) -> None:
         if self.config.require_token_for_calls and self.config.token is None:
             raise ValueError("require_token_for_calls needs a token (--token)")
+        if self.config.token is None and not is_loopback(self.config.host):
+            log.warning("listening on %s without a token: anyone who can reach this address can start calls "
+                        "and watch them with their view key; set --token (and --require-token) on a network",
+                        self.config.host)
         await self.router.start()
         from realtime.server.front_http import ProxiedWhip
 
-        self._http = await http_app(self, ProxiedWhip(self))
-        self._server = await serve(self._handle, self.config.host, self.config.port, ssl=self._tls(),
-                                   process_request=self._front_request, max_size=self.config.max_message_bytes,
-                                   ping_interval=20, ping_timeout=20,
-                                   create_connection=split_connections(self._http.server))
+        try:
+            self._http = await http_app(self, ProxiedWhip(self))
+            self._server = await serve(self._handle, self.config.host, self.config.port, ssl=self._tls(),
+                                       process_request=self._front_request, max_size=self.config.max_message_bytes,
+                                       ping_interval=20, ping_timeout=20,
+                                       create_connection=split_connections(self._http.server))
+        except BaseException:  # the port is taken, …: the workers must not outlive a front that never served
+            await self.stop()
+            raise
         log.info("front on %s:%d, %d worker(s) x %d session(s)", self.config.host, self.port, self.config.workers,
                  self.config.sessions_per_worker)
 
@@ -96,12 +104,13 @@ class FrontServer(AvatarServer):
             return self._process_request(connection, request)  # the page server's answer (and its refusals)
         load = self.router.load()
         if path == "/healthz":
-            up = [w for w in load["workers"] if w["up"]]
+            serving = [w for w in load["workers"] if w["up"] and not w["problem"]]
             lines = [f"sessions {load['sessions']}/{load['capacity']} ({load['free']} free)"] + [
-                f"{w['worker']} pid {w['pid']}: {w['sessions']}/{w['slots']}" + ("" if w["up"] else " (restarting)")
+                f"{w['worker']} pid {w['pid']}: {w['sessions']}/{w['slots']}"
+                + ("" if w["up"] else " (restarting)") + (f" ({w['problem']})" if w["problem"] else "")
                 for w in load["workers"]]
-            status = HTTPStatus.OK if up else HTTPStatus.SERVICE_UNAVAILABLE
-            head = "ok" if up else "unhealthy: no worker is up"
+            status = HTTPStatus.OK if serving else HTTPStatus.SERVICE_UNAVAILABLE
+            head = "ok" if serving else "unhealthy: no worker is serving"
             return _response(status, "text/plain", "\n".join([head, *lines, ""]).encode())
         if not self._http_controller(connection, request):
             return self._process_request(connection, request)  # 401
@@ -154,7 +163,7 @@ class FrontServer(AvatarServer):
         if kind in SESSION_MESSAGES:
             if kind == "bye" and client.call is None:
                 raise ProtocolError("no call to hang up on this connection")
-            route = self._route_of(client, message)
+            route = client.call if kind == "bye" else self._route_of(client, message)  # bye: always one's own call
             reply = await self._forward(client, route.worker, raw)
             if kind == "bye" and reply.get("type") == "bye":
                 self.router.remove(route.id)
@@ -231,7 +240,8 @@ class FrontServer(AvatarServer):
             await client.ws.send(raw)
 
     async def _leg_lost(self, client: FrontClient, leg: Leg) -> None:
-        """The connection to a worker broke (it died): a call there has ended; the caller is told, then closed."""
+        """The connection to a worker broke (it died, or hung): a call there has ended; the caller is told, then
+        its WebSocket is closed."""
         if client.legs.get(leg.worker) is leg:
             del client.legs[leg.worker]
         call = client.call
@@ -241,7 +251,7 @@ class FrontServer(AvatarServer):
         client.call = None
         with contextlib.suppress(ConnectionClosed):
             await client.ws.send(encode(error(f"the worker serving session {call.id} ({leg.worker}, pid {leg.pid}) "
-                                              "stopped: the call has ended"), client.binary))
+                                              f"{leg.lost_reason}: the call has ended"), client.binary))
             await client.ws.close(1011, "its worker stopped")
 
 

@@ -36,6 +36,23 @@ class ProxiedWhip(WhipEndpoints):
                                 content_type=headers.get("Content-Type", "text/plain").split(";")[0])
         return self._cors(request, response), headers
 
+    def routes(self, app: web.Application) -> None:
+        super().routes(app)
+        app.router.add_get("/api/portraits", self.portraits)  # every worker has the same --portraits folder
+        app.router.add_get("/portraits/{name}", self.portraits)
+        app.router.add_post("/api/portraits", self.no_uploads)
+
+    async def portraits(self, request: web.Request) -> web.StreamResponse:
+        up = [s for s in self.server.router.workers.values() if s.up]
+        if not up:
+            raise _fail(web.HTTPServiceUnavailable, "no worker is up")
+        response, _ = await self._relay(request, up[0], "GET", request.rel_url.path)
+        return response
+
+    async def no_uploads(self, request: web.Request) -> web.StreamResponse:
+        raise _fail(web.HTTPNotImplemented, "portrait uploads are not supported with --workers: put the images in "
+                                            "the --portraits folder")
+
     def _owner(self, session: str) -> WorkerState:
         try:
             return self.server.router.owner(session)

@@ -32,6 +32,7 @@ class Leg:
         self._pending: deque[asyncio.Future] = deque()
         self._reader: asyncio.Task | None = None
         self.closing = False
+        self.lost_reason = "stopped"  # why the leg broke, for the caller whose call was on it
 
     async def open(self, url: str, secret: str, timeout_s: float, max_size: int) -> Leg:
         """Connects and authenticates as a controller of the worker (the front has checked the client's rights)."""
@@ -60,8 +61,10 @@ class Leg:
             await self.ws.send(raw)
             return await asyncio.wait_for(future, timeout_s)
         except TimeoutError:
-            await self.close()
-            raise ProtocolError(f"worker {self.worker} did not answer within {timeout_s:g} s") from None
+            self.lost_reason = f"did not answer within {timeout_s:g} s"
+            await self.close()  # its answer would be taken for the next request's: the leg (and its call) ends
+            await self.on_lost(self)
+            raise ProtocolError(f"worker {self.worker} {self.lost_reason}") from None
         except ConnectionClosed:
             raise ProtocolError(f"worker {self.worker} is gone") from None
 

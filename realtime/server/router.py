@@ -23,6 +23,7 @@ from realtime.server.transport import WorkerStartError, WorkerTransport
 
 log = logging.getLogger(__name__)
 RESTART_BACKOFF_S = (0.5, 2.0, 5.0, 15.0)  # a worker that keeps dying at start-up is retried ever more slowly
+POLL_TIMEOUT_S = 5.0  # a hung worker must not hold up the poll of the others for long
 
 
 class NoWorker(ProtocolError):
@@ -48,6 +49,7 @@ class WorkerState:
     reserved: int = 0  # offers on their way to this worker
     sessions: set[str] = field(default_factory=set)
     restarts: int = 0
+    problem: str | None = None  # its /healthz's complaint (a stalled session or denoiser), from the last poll
 
     @property
     def id(self) -> str:
@@ -171,14 +173,17 @@ class Router:
         return state
 
     async def worker_http(self, state: WorkerState, method: str, path: str, body: bytes | None = None,
-                          content_type: str | None = None) -> tuple[int, bytes, dict[str, str]]:
+                          content_type: str | None = None, timeout_s: float | None = None
+                          ) -> tuple[int, bytes, dict[str, str]]:
         """One HTTP request to a worker's internal endpoint, as the front (its secret as the Bearer)."""
         assert self._http is not None, "start() first"
         headers = {"Authorization": f"Bearer {self.secret}"}
         if content_type:
             headers["Content-Type"] = content_type
         try:
-            async with self._http.request(method, state.transport.url + path, data=body, headers=headers) as response:
+            timeout = {"timeout": aiohttp.ClientTimeout(total=timeout_s)} if timeout_s else {}  # else the session's
+            async with self._http.request(method, state.transport.url + path, data=body, headers=headers,
+                                          **timeout) as response:
                 return response.status, await response.read(), dict(response.headers)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ProtocolError(f"worker {state.id} did not answer: {type(exc).__name__}: {exc}") from None
@@ -189,8 +194,8 @@ class Router:
         if not state.up or self._http is None:
             return None
         try:
-            async with self._http.get(state.transport.url + "/api/sessions",
-                                      headers={"Authorization": f"Bearer {self.secret}"}) as response:
+            async with self._http.get(state.transport.url + "/api/sessions", timeout=aiohttp.ClientTimeout(
+                    total=POLL_TIMEOUT_S), headers={"Authorization": f"Bearer {self.secret}"}) as response:
                 response.raise_for_status()
                 entries = (await response.json())["sessions"]
         except (aiohttp.ClientError, TimeoutError, KeyError, ValueError) as exc:
@@ -214,6 +219,7 @@ class Router:
             await asyncio.sleep(self.config.worker_poll_s)
             for state in list(self.workers.values()):
                 asked = time.monotonic()
+                await self._check_health(state)
                 entries = await self._worker_sessions(state)
                 if entries is None:
                     continue
@@ -223,9 +229,18 @@ class Router:
                     if session not in live and (route is None or route.created < asked):
                         self.remove(session)
 
+    async def _check_health(self, state: WorkerState) -> None:
+        try:
+            status, body, _ = await self.worker_http(state, "GET", "/healthz", timeout_s=POLL_TIMEOUT_S)
+        except ProtocolError as exc:
+            state.problem = str(exc)
+            return
+        state.problem = None if status == 200 else body.decode(errors="replace").strip()
+
     def load(self) -> dict[str, Any]:
         workers = [{"worker": s.id, "pid": s.transport.pid, "node": s.transport.node, "up": s.up,
-                    "sessions": len(s.sessions), "slots": self.config.sessions_per_worker, "free": self.free(s)}
+                    "sessions": len(s.sessions), "slots": self.config.sessions_per_worker, "free": self.free(s),
+                    "problem": s.problem if s.up else None}
                    for s in self.workers.values()]
         return {"sessions": len(self.routes), "capacity": self.capacity,
                 "free": sum(w["free"] for w in workers), "workers": workers}
