@@ -23,6 +23,30 @@ def cpu_seconds(pid: int | str = "self") -> float | None:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def process_tree(pid: int | str) -> list[int | str]:
+    """`pid` and its descendants (a server with worker processes is measured as a whole)."""
+    found, todo = [pid], [pid]
+    while todo:
+        try:
+            tasks = Path(f"/proc/{todo.pop()}/task")
+            kids = [int(c) for t in tasks.iterdir() for c in (t / "children").read_text().split()]
+        except OSError:
+            continue
+        found += kids
+        todo += kids
+    return found
+
+
+def tree_cpu_seconds(pid: int | str) -> float | None:
+    values = [cpu_seconds(p) for p in process_tree(pid)]
+    return sum(v for v in values if v is not None) if values[0] is not None else None
+
+
+def tree_rss_bytes(pid: int | str) -> int | None:
+    values = [rss_bytes(p) for p in process_tree(pid)]
+    return sum(v for v in values if v is not None) if values[0] is not None else None
+
+
 def rss_bytes(pid: int | str = "self") -> int | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -56,7 +80,7 @@ class CpuWindow:
 
     def start(self) -> CpuWindow:
         self._t0 = time.monotonic()
-        self._server0 = cpu_seconds(self.server_pid) if self.server_pid else None
+        self._server0 = tree_cpu_seconds(self.server_pid) if self.server_pid else None
         self._client0 = cpu_seconds()
         self._system0 = system_busy()
         return self
@@ -64,7 +88,7 @@ class CpuWindow:
     def stop(self) -> dict[str, float | None]:
         """Percent of one core (100 = one core fully busy) for server and client; machine busy in cores."""
         wall = max(time.monotonic() - self._t0, 1e-9)
-        server = cpu_seconds(self.server_pid) if self.server_pid else None
+        server = tree_cpu_seconds(self.server_pid) if self.server_pid else None  # with its worker processes
         client = cpu_seconds()
         system = system_busy()
         out: dict[str, float | None] = {"wall_s": round(wall, 2), "server_cpu_pct": None, "client_cpu_pct": None,

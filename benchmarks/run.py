@@ -78,6 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", action="store_true",
                    help="sample the server with py-spy during the glass-to-glass call (pip install py-spy)")
     p.add_argument("--no-stop", action="store_true", help="throughput: try every level even after one fails")
+    p.add_argument("--sessions", default=None, metavar="1,2,4,6",
+                   help="instead of the suite: the capacity curve, these many callers at once per level "
+                        "(sessions.json/.md/.png); with --workers 0,auto: in-process vs worker processes")
+    p.add_argument("--workers", default="0", help="--sessions: server modes to compare, e.g. 0,auto,ray:2 "
+                                                  "(0 = in-process, ray:N = N Ray actors on a local Ray instance; "
+                                                  "default %(default)s)")
+    p.add_argument("--sessions-per-worker", type=int, default=None,
+                   help="--sessions: slots per worker (default: enough for the largest count)")
     p.add_argument("--soak", type=float, default=None, metavar="MINUTES",
                    help="instead of the suite: one call this long, memory, threads, latency and repeats sampled "
                         "every 10 s (soak.json, soak.png)")
@@ -375,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     command = "avatar bench " + " ".join(sys.argv[2:] if argv is None else argv)
     if args.soak is not None:
         return _soak(args, command.strip())
+    if args.sessions is not None:
+        return _sessions(args, command.strip())
     try:
         config = config_from_args(args)
         report = run_bench(config, args.out, command.strip())
@@ -384,6 +394,21 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown(report))
     print(f"written to {args.out}/")
     return 1 if report["errors"] else 0
+
+
+def _sessions(args: argparse.Namespace, command: str) -> int:
+    from benchmarks.sessions import markdown, parse_counts, parse_modes, sessions_bench
+
+    try:
+        counts, modes = parse_counts(args.sessions), parse_modes(args.workers)
+    except ValueError as exc:
+        print(f"avatar bench: error: {exc}", file=sys.stderr)
+        return 2
+    report = sessions_bench(counts, modes, args.sessions_per_worker, args.measure_s or 9.5, args.out, command,
+                            checkpoint=args.checkpoint, image=args.image, avatar_config=args.config)
+    print(markdown(report))
+    print(f"written to {args.out}/sessions.json, sessions.md, sessions.png")
+    return 0
 
 
 def _soak(args: argparse.Namespace, command: str) -> int:

@@ -16,7 +16,7 @@ import numpy as np
 
 from benchmarks.analysis import FPS, VIDEO_CLOCK, summary
 from benchmarks.probe import TimedMicrophone
-from benchmarks.proc import CpuWindow, rss_bytes
+from benchmarks.proc import CpuWindow, tree_rss_bytes
 from benchmarks.stimulus import RATE, running_speech
 from clients.avatar_client import AvatarClient
 
@@ -66,7 +66,7 @@ async def run_level(ws_url: str, n: int, speech: np.ndarray, server_pid: int | N
         window = CpuWindow(server_pid).start()
         t_start = time.monotonic()
         while time.monotonic() < t_start + config.measure_s:
-            rss_peak = max(rss_peak, rss_bytes(server_pid) or 0) if server_pid else 0
+            rss_peak = max(rss_peak, tree_rss_bytes(server_pid) or 0) if server_pid else 0
             await asyncio.sleep(0.5)
         t_end = time.monotonic()
         cpu = window.stop()
@@ -89,6 +89,7 @@ async def run_level(ws_url: str, n: int, speech: np.ndarray, server_pid: int | N
                  else np.zeros(0))
         counts = {k: _delta(a, b, k) for k in ("frames_shown", *LOSS_COUNTS, "audio_skipped_ms", "audio_dropped_ms")}
         counts["missing_ticks"] = int(np.clip(ticks - 1, 0, None).sum())
+        counts["max_gap_ms"] = round(1000 * float(np.diff(times[inside]).max()), 1) if inside.sum() > 1 else None
         new_fps = counts["frames_shown"] / (t_end - t_start)  # frames shown for the first time (no repeats)
         sessions.append({"fps": round(fps, 2), "new_fps": round(new_fps, 2), **counts,
                          "latency_p95_ms": _stage(a, "latency", "p95_ms"), "render_p50_ms": _stage(a, "render"),
@@ -113,7 +114,7 @@ async def run_level(ws_url: str, n: int, speech: np.ndarray, server_pid: int | N
 
 async def throughput(ws_url: str, server_pid: int | None, config: ThroughputConfig) -> dict:
     speech = running_speech(config.warmup_s + config.measure_s + 10.0)
-    idle_rss = rss_bytes(server_pid) if server_pid else None
+    idle_rss = tree_rss_bytes(server_pid) if server_pid else None
     levels = []
     for n in range(1, config.max_sessions + 1):
         level = await run_level(ws_url, n, speech, server_pid, config, idle_rss)

@@ -138,3 +138,14 @@ def test_serve_with_a_config_file(tmp_path):
     done = subprocess.run([sys.executable, "-m", "realtime", "serve", "--config", str(bad)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "unknown key server.max_sesions" in done.stderr, done.stderr
+
+
+def test_turn_servers_get_their_credentials_and_stun_servers_none():
+    from realtime.server import ServerConfig
+    from realtime.server.session import ice_servers
+
+    config = load_config(None, {"server": {"ice_servers": ["stun:stun.example:3478", "turn:turn.example:3478"],
+                                           "ice_username": "avatar", "ice_credential": "secret"}})
+    assert [(s.urls, s.username, s.credential) for s in ice_servers(config.server)] == [
+        ("stun:stun.example:3478", None, None), ("turn:turn.example:3478", "avatar", "secret")]
+    assert ice_servers(ServerConfig()) == []  # none by default: a LAN needs none

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from realtime.server.config import ServerConfig, default_max_sessions
+from realtime.server.config import ServerConfig, default_max_sessions, default_workers
 
 if TYPE_CHECKING:
     from realtime.config import AvatarConfig
@@ -39,10 +39,20 @@ async def run_server(config: AvatarConfig | ServerConfig, stop: asyncio.Event | 
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
     config = AvatarConfig.of(config).check()
-    apply_threads(config.worker)
-    if resources is None:
-        resources = await loop.run_in_executor(None, AvatarResources.load, config)
-    server = AvatarServer(config.server, resources)
+    if config.server.ray is not None:
+        config = await loop.run_in_executor(None, _join_ray, config)
+    if config.server.workers:  # sessions in worker processes; this one is the front (no model here)
+        from realtime.server.front import FrontServer
+
+        server = FrontServer(config, logging.getLevelName(logging.getLogger().getEffectiveLevel()))
+        what = (f"{config.server.workers} {'Ray ' if config.server.ray is not None else ''}worker(s) x "
+                f"{config.server.sessions_per_worker} session(s)")
+    else:
+        apply_threads(config.worker)
+        if resources is None:
+            resources = await loop.run_in_executor(None, AvatarResources.load, config)
+        server = AvatarServer(config.server, resources)
+        what = f"{config.server.max_sessions} session(s)"
     await server.start()
     gc.collect()
     gc.freeze()  # the models and the portrait live as long as the server: later collections skip them
@@ -53,15 +63,33 @@ async def run_server(config: AvatarConfig | ServerConfig, stop: asyncio.Event | 
             pass
     if ready is not None:
         ready(server)
+    trained = server.trained if config.server.workers else resources.trained
     print(f"avatar server: {'https' if config.server.tls else 'http'}://{config.server.host}:{server.port}/  "
-          f"(WebSocket /ws, {config.server.max_sessions} session(s), "
-          f"generator {'trained' if resources.trained else 'UNTRAINED'})",
-          flush=True)
+          f"(WebSocket /ws, {what}, generator {'trained' if trained else 'UNTRAINED'})", flush=True)
     try:
         await stop.wait()
     finally:
         await server.stop()
+        if config.server.ray is not None:
+            from realtime.server.ray_workers import shutdown
+
+            shutdown()
         print("avatar server: stopped", flush=True)
+
+
+def _join_ray(config: AvatarConfig) -> AvatarConfig:
+    """Connects to (or starts) the Ray cluster; with no worker count given, one worker per `ray_worker_cpus`."""
+    import dataclasses
+
+    from realtime.server.ray_workers import connect
+
+    address = None if config.server.ray == "local" else config.server.ray
+    cpus = connect(address).get("CPU", 0.0)
+    log.info("Ray cluster: %g CPU(s)", cpus)
+    if config.server.workers:
+        return config
+    workers = max(1, int(cpus // config.server.ray_worker_cpus))
+    return dataclasses.replace(config, server=dataclasses.replace(config.server, workers=workers))
 
 
 def __getattr__(name: str):
@@ -107,6 +135,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-sessions", dest="server.max_sessions", type=int,
                    help=f"concurrent calls before new callers are refused (default: one per CPU core, "
                         f"{default_max_sessions()} here)")
+    p.add_argument("--workers", dest="server.workers", type=_workers, metavar="N|auto",
+                   help="worker processes that own whole sessions (model and portrait loaded once in each); this "
+                        f"process routes to them. 0: sessions in this process (the default); auto: one per core, "
+                        f"{default_workers()} here")
+    p.add_argument("--ray", dest="server.ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="workers as Ray actors across a cluster (pip install -e '.[cluster]'): no ADDRESS starts a "
+                        "local Ray instance (or joins $RAY_ADDRESS); 'auto' or HOST:PORT joins a running cluster")
+    p.add_argument("--ray-worker-cpus", dest="server.ray_worker_cpus", type=float,
+                   help="CPUs Ray reserves per worker (default 1)")
+    p.add_argument("--sessions-per-worker", dest="server.sessions_per_worker", type=int, metavar="K",
+                   help="sessions each worker holds (default 1); with --workers, capacity = workers x this")
     p.add_argument("--idle-timeout", dest="server.idle_timeout_s", type=float,
                    help="close a call that sends no audio and no instruction for this many seconds (default 30)")
     p.add_argument("--checkpoint", dest="server.checkpoint", type=Path, help="generator checkpoint folder")
@@ -123,6 +162,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", dest="worker.threads", type=int, help="torch/OpenCV CPU threads (default 1)")
     p.add_argument("--log-level", default="INFO")
     return p
+
+
+def _workers(text: str) -> int:
+    if text == "auto":
+        return default_workers()
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--workers takes a number or auto, got {text!r}") from None
 
 
 def config_from_args(args: argparse.Namespace) -> AvatarConfig:

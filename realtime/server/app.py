@@ -67,6 +67,7 @@ class AvatarServer:
         self.access = AccessPolicy(config.allowed_hosts, config.allowed_origins)
         self.watchdog = Watchdog(config, self.sessions, getattr(resources, "_denoiser", None))
         self.max_viewers = 4
+        self.portraits: PortraitGallery | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -352,16 +353,18 @@ class AvatarServer:
                 "viewer": True}
 
 
-async def http_app(server: AvatarServer):
-    """The aiohttp side of the port (see http_front): WHIP/WHEP and the portrait gallery."""
+async def http_app(server: AvatarServer, whip=None):
+    """The aiohttp side of the port (see http_front): WHIP/WHEP (`whip`: other endpoints than the in-process
+    ones) and the portrait gallery (when the server has one)."""
     from aiohttp import web
 
     from realtime.server import portraits
     from realtime.server.whip import WhipEndpoints
 
     app = web.Application(client_max_size=portraits.MAX_UPLOAD_BYTES + 1)  # each handler reads at most its limit
-    WhipEndpoints(server).routes(app)
-    portraits.routes(app, server.portraits, server.config.token)
+    (whip or WhipEndpoints(server)).routes(app)
+    if server.portraits is not None:
+        portraits.routes(app, server.portraits, server.config.token)
 
     @web.middleware
     async def same_checks_as_the_page_server(request, handler):

@@ -11,6 +11,16 @@ def default_max_sessions() -> int:
     return max(1, (os.cpu_count() or 1) // 1)
 
 
+def default_workers() -> int:
+    """`--workers auto`: one worker per core. A worker is one Python process, so one GIL: its sessions' pacing,
+    RTP/SRTP, encoding and the event loop share one core at most (with two sessions in one process 57 % of two
+    cores stayed idle while both repeated frames); more workers than cores only add copies of the model."""
+    return max(1, os.cpu_count() or 1)
+
+
+MAX_WORKERS = 64
+
+
 @dataclass
 class ServerConfig:
     host: str = "127.0.0.1"
@@ -39,6 +49,8 @@ class ServerConfig:
     silence_fill_s: float = 0.12
     max_message_bytes: int = 256 * 1024
     ice_servers: tuple[str, ...] = ()  # e.g. ("stun:stun.l.google.com:19302",); none needed on a LAN
+    ice_username: str | None = None  # for the turn:/turns: entries of ice_servers (e.g. coturn's --user)
+    ice_credential: str | None = None
     portraits: Path | None = None  # a folder of portraits callers may choose by name (`portrait` in an offer)
     portrait_cache_mb: float = 512.0  # renderers of chosen/uploaded portraits kept in memory, by content
     # Who may reach the server. A browser page of another origin must not drive it (cross-site WebSocket), and
@@ -57,6 +69,21 @@ class ServerConfig:
     max_channel_messages: int = 16  # data-channel messages queued per session before new ones are refused
     message_rate: float = 20.0  # messages per second per connection (WebSocket or data channel), sustained
     message_burst: int = 40  # and in a burst
+    # The process model (server/front.py, router.py, worker.py). 0: every session in this one process (one GIL).
+    # N: N worker processes, started once, each loading model and portrait and owning up to
+    # `sessions_per_worker` whole sessions (peer connections, pipeline, viewers); this process keeps the page,
+    # /ws, /api and WHIP/WHEP and routes signalling and control to them. Capacity is then workers x
+    # sessions_per_worker (max_sessions applies to the in-process mode only).
+    workers: int = 0
+    sessions_per_worker: int = 1  # one session costs ~half a core of CPU plus its share of one GIL
+    worker_start_timeout_s: float = 180.0  # loading model, encoder and portrait; a worker not up by then failed
+    worker_request_timeout_s: float = 30.0  # a message forwarded to a worker not answered by then fails
+    worker_poll_s: float = 1.0  # how often the front reconciles its routing table with the workers' sessions
+    # Scale-out (server/ray_workers.py): the workers are Ray actors placed on the nodes of a cluster. None: local
+    # worker processes. "local": start a Ray instance here (or join $RAY_ADDRESS); else a cluster address
+    # ("auto", "HOST:6379", "ray://HOST:10001"). With Ray and workers = 0, one worker per ray_worker_cpus.
+    ray: str | None = None
+    ray_worker_cpus: float = 1.0  # CPUs Ray reserves for each worker actor (one session costs ~half a core)
 
     def __post_init__(self) -> None:
         if self.max_sessions < 1:
@@ -80,6 +107,15 @@ class ServerConfig:
         self.allowed_hosts = tuple(h.lower() for h in self.allowed_hosts)
         if self.message_rate <= 0 or self.message_burst < 1:
             raise ValueError("message_rate must be > 0 and message_burst >= 1")
+        if not 0 <= self.workers <= MAX_WORKERS:
+            raise ValueError(f"workers must be 0..{MAX_WORKERS} (0 = sessions in the server's own process), "
+                             f"got {self.workers}")
+        if self.ray_worker_cpus <= 0:
+            raise ValueError(f"ray_worker_cpus must be > 0, got {self.ray_worker_cpus}")
+        if self.sessions_per_worker < 1:
+            raise ValueError(f"sessions_per_worker must be >= 1, got {self.sessions_per_worker}")
+        if min(self.worker_start_timeout_s, self.worker_request_timeout_s, self.worker_poll_s) <= 0:
+            raise ValueError("worker_start_timeout_s, worker_request_timeout_s and worker_poll_s must be > 0")
 
     @property
     def tls(self) -> bool:

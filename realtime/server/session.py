@@ -27,9 +27,14 @@ from realtime.vocab import SAMPLES_PER_FRAME
 log = logging.getLogger(__name__)
 
 
+def ice_servers(config: ServerConfig) -> list[RTCIceServer]:
+    """STUN entries as they are; TURN entries with the configured user and credential."""
+    return [RTCIceServer(urls=url, username=config.ice_username, credential=config.ice_credential)
+            if url.startswith(("turn:", "turns:")) else RTCIceServer(urls=url) for url in config.ice_servers]
+
+
 def peer_connection(config: ServerConfig) -> RTCPeerConnection:
-    servers = [RTCIceServer(urls=url) for url in config.ice_servers]
-    return RTCPeerConnection(RTCConfiguration(iceServers=servers))
+    return RTCPeerConnection(RTCConfiguration(iceServers=ice_servers(config)))
 
 
 def parse_offer(message: dict[str, Any]) -> RTCSessionDescription:
