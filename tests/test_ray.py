@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 
 import pytest
-from test_workers import Front, run
+from test_workers import Front, kill_one_of_two_calls, run
 
 from clients.avatar_client import AvatarClient, AvatarError, FileMicrophone
 from helpers import wait_until
@@ -72,22 +71,10 @@ def test_two_callers_on_two_nodes_a_third_is_busy_and_control_reaches_the_right_
 
 
 def test_a_killed_worker_ends_only_its_call_and_a_new_actor_serves(front):
-    async def body() -> dict:
-        async with AvatarClient(front.ws_url) as a, AvatarClient(front.ws_url) as b:
-            sa, sb = await a.call(None), await b.call(None)
-            await asyncio.gather(a.wait_first_frame(), b.wait_first_frame())
-            pids = {s["session"]: s["pid"] for s in front.api()["sessions"]}
-            os.kill(pids[sa], signal.SIGKILL)
-            ended = await asyncio.wait_for(a._inbox.get(), 10)  # the front's notice, then the close
-            mark = len(b.video.times)
-            await asyncio.sleep(3.0)
-            return {"sa": sa, "sb": sb, "pids": pids, "ended": ended, "b_frames": len(b.video.times) - mark,
-                    "listed": [s["session"] for s in await b.sessions()]}
-
     assert wait_until(lambda: front.api()["load"]["free"] == 2, 20)
-    r = run(body())
+    r = kill_one_of_two_calls(front)
     assert r["ended"]["type"] == "error" and r["sa"] in r["ended"]["message"], r["ended"]
-    assert r["b_frames"] >= 50, r["b_frames"]  # the other worker's call never noticed
+    assert r["a_closed"] == 1011 and r["b_frames"] >= 50, r  # the other worker's call never noticed
     assert r["sa"] not in r["listed"] and r["sb"] in r["listed"]
     killed = r["pids"][r["sa"]]
     assert wait_until(lambda: front.api()["load"]["free"] == 2, 60)  # a new actor took the dead one's place

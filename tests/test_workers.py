@@ -208,7 +208,8 @@ def test_whip_and_whep_are_relayed_to_the_owning_worker(front, speech_wav):
     assert wait_until(lambda: front.api()["sessions"] == [], 5)
 
 
-def test_a_killed_worker_ends_only_its_call_and_is_replaced(front):
+def kill_one_of_two_calls(front) -> dict:
+    """Two calls on the two workers; the first call's worker is SIGKILLed; what both callers then see."""
     async def body() -> dict:
         async with AvatarClient(front.ws_url) as a, AvatarClient(front.ws_url) as b:
             sa, sb = await a.call(None), await b.call(None)
@@ -224,7 +225,11 @@ def test_a_killed_worker_ends_only_its_call_and_is_replaced(front):
             return {"health": health, "sa": sa, "sb": sb, "pids": pids, "ended": ended, "b_frames": b_frames,
                     "listed": listed, "a_closed": a.ws.close_code if a.ws else None}
 
-    r = run(body())
+    return run(body())
+
+
+def test_a_killed_worker_ends_only_its_call_and_is_replaced(front):
+    r = kill_one_of_two_calls(front)
     assert r["ended"]["type"] == "error" and "stopped: the call has ended" in r["ended"]["message"], r["ended"]
     assert r["sa"] in r["ended"]["message"]
     assert r["a_closed"] == 1011

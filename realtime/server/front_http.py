@@ -34,7 +34,7 @@ class ProxiedWhip(WhipEndpoints):
         kept = {k: v for k, v in headers.items() if k in RELAYED_HEADERS and k != "Content-Type"}
         response = web.Response(status=status, body=body, headers=kept,
                                 content_type=headers.get("Content-Type", "text/plain").split(";")[0])
-        return self._cors(request, response), headers
+        return response, headers  # CORS, if any, is added to every response by http_app
 
     def routes(self, app: web.Application) -> None:
         super().routes(app)
