@@ -54,7 +54,7 @@ RELAX_GAIN = 1.6
 # relaxed mouth reads +0.03..0.05 IOD by dlib): only the lift above this is the photograph's smile to undo
 NEUTRAL_LIFT = 0.04
 # points that expression moves least: pose is estimated from them first
-RIGID_POINTS = [0, 1, 2, 14, 15, 16, 27, 28, 29, 30, 31, 33, 35, 36, 39, 42, 45]
+RIGID_POINTS = [0, 16, 27, 28, 29, 30, 31, 33, 35, 36, 39, 42, 45]  # no lower jaw line: the cheek carries it
 
 
 def motion_to_rig(motion: np.ndarray) -> np.ndarray:
