@@ -42,12 +42,13 @@ FACE = (slice(120, 424), slice(128, 384))
 class Bench:
     """The render path, the pixel meter and the speech sources, loaded once."""
 
-    def __init__(self, checkpoint: str | None, seed: int):
+    def __init__(self, checkpoint: str | None, seed: int, sampler: dict | None = None):
         from realtime.assembly import AvatarParts
         from realtime.config import AvatarConfig
         from realtime.speech import Espeak
 
         config = AvatarConfig().replace("server", checkpoint=checkpoint) if checkpoint else AvatarConfig()
+        config = config.replace("sampler", **(sampler or {}))
         self.parts = AvatarParts.load(config)
         self.renderer = self.parts.renderer()
         self.meter = PixelMeter(self.parts.portrait)
@@ -129,9 +130,10 @@ def run_instructions(bench: Bench, quick: bool, sheets: Path | None) -> dict:
             group, rules, _ = hw.CLASSES[name]
             frames, table = render(wording)
             ok, values = followed(rules, table, base)
-            _, teacher_values = followed(rules, teacher[name], teacher[""]) if source == "text" else (None, None)
+            teacher_ok, teacher_values = (followed(rules, teacher[name], teacher[""]) if source == "text"
+                                          else (None, None))
             rows.append({"source": source, "class": name, "group": group, "wording": wording, "followed": ok,
-                         "values": values, "teacher_values": teacher_values,
+                         "values": values, "teacher_values": teacher_values, "teacher_followed": teacher_ok,
                          "rules": [[r.measure, r.sign, r.threshold] for r in rules]})
             sheet_frames.setdefault((source, name), frames)
             print(f"  {source:18} {name:16} {wording!r:45} {'ok  ' if ok else 'MISS'} "
@@ -179,16 +181,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", choices=("lipsync", "instructions"), default=None)
+    parser.add_argument("--sampler", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="SamplerConfig overrides, e.g. prime_chunks=0 (the settings before issue 11)")
     parser.add_argument("--sheets", default=None, help="folder for contact sheets of the failing classes")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/generalisation[_quick])")
     args = parser.parse_args(argv)
     from benchmarks.generalisation_report import markdown, summary
+    from realtime.motion.sampler import SamplerConfig
 
     hs.check_sentences()
     compared = hw.check()
     started = time.time()
-    bench = Bench(args.checkpoint, args.seed)
-    result = {"command": "python -m benchmarks.generalisation" + (" --quick" if args.quick else ""),
+    overrides = {k: type(getattr(SamplerConfig(), k))(v) for k, v in (kv.split("=", 1) for kv in args.sampler)}
+    bench = Bench(args.checkpoint, args.seed, overrides)
+    result = {"command": "python -m benchmarks.generalisation" + (" --quick" if args.quick else "")
+              + "".join(f" --sampler {kv}" for kv in args.sampler),
               "checkpoint": args.checkpoint or "shipped", "seed": args.seed,
               "sampler": vars(bench.parts.config.sampler), "catalogue_texts_checked": compared}
     if args.only != "instructions":

@@ -43,6 +43,7 @@ def summary(result: dict) -> dict:
             entry[kind].append(bool(row["followed"]))
             if row["teacher_values"] is not None and not entry["teacher"]:
                 entry["teacher"] = row["teacher_values"]
+                entry["teacher_ok"] = row.get("teacher_followed")
         for entry in classes.values():
             entry["values_text"] = None
         for row in result["instructions"]["rows"]:  # mean signed change per class, text source, first rule
@@ -53,7 +54,8 @@ def summary(result: dict) -> dict:
             name: {"group": e["group"], "text": float(np.mean(e["text"])) if e["text"] else None,
                    "audio": float(np.mean(e["audio"])) if e["audio"] else None, "n": len(e["text"]) + len(e["audio"]),
                    "mean_change_text": float(np.mean(e["_v"])) if e.get("_v") else None,
-                   "teacher_change": e["teacher"][0] if e["teacher"] else None}
+                   "teacher_change": e["teacher"][0] if e["teacher"] else None,
+                   "teacher_followed": e.get("teacher_ok")}
             for name, e in classes.items()}
         rows = result["instructions"]["rows"]
         out["instructions_total"] = {
@@ -84,10 +86,12 @@ def markdown(result: dict) -> str:
         lines += [f"Instructions followed overall: render --text {tot['text']:.2f}, render --audio {tot['audio']:.2f}",
                   "", "| class | group | followed, --text | followed, --audio | mean change (--text) | "
                   "teacher's change | rule |", "|---|---|---|---|---|---|---|"]
+        # a rule the teacher itself does not pass measures the renderer's pixels, not the generator
         rules = {r["class"]: r["rules"] for r in result["instructions"]["rows"]}
         for name, c in s["instructions"].items():
             rule = "; ".join(f"{m} {'+' if sign > 0 else '-'}{t}" for m, sign, t in rules[name])
             lines.append(f"| {name} | {c['group']} | {_f(c['text'])} | {_f(c['audio'])} | "
-                         f"{_f(c['mean_change_text'], '+.3f')} | {_f(c['teacher_change'], '+.3f')} | {rule} |")
+                         f"{_f(c['mean_change_text'], '+.3f')} | {_f(c['teacher_change'], '+.3f')}"
+                         f"{' (teacher fails: not measurable)' if c['teacher_followed'] is False else ''} | {rule} |")
         lines.append("")
     return "\n".join(lines) + "\n"

@@ -10,6 +10,14 @@ a catalogue text, train or held-out, nor a matcher reference text):
 - negations ("quit smiling", "no more grinning"), combinations ("beam and bob your head"), intensity words
   the templates do not use ("a tad", "enormously").
 
+Thresholds are about half of what the teacher (the procedural animator, `render --teacher`) shows on the same
+pixels for the class's program at intensity 1 (calibrated once, on the uninstructed sentence of
+`benchmarks.generalisation`); a class whose teacher change does not pass its own rule is reported as not
+measurable on these pixels rather than as failed (`teacher_followed` in the results). Some signatures are not
+the obvious ones because the obvious ones do not show in dlib's points on this renderer: anger lowers the lip
+corners (its brow lowering moves dlib's brow points by < 0.01 IOD, for the teacher too), a frown narrows the
+eyes, a nod moves the nose tip up and down.
+
 A class is judged on the pixels (`benchmarks.pixels` measures), against the uninstructed render of the same
 speech: `Rule(measure, sign, threshold)` holds when the change of the measure's median over the clip
 (or, for `energy` rules, the ratio of its frame-to-frame motion) is at least `threshold` in direction `sign`.
@@ -31,74 +39,74 @@ class Rule:
 # class -> (group, rules that must all hold, wordings); the first two wordings of a class make --quick
 CLASSES: dict[str, tuple[str, tuple[Rule, ...], tuple[str, ...]]] = {
     # emotions
-    "happy": ("emotion", (Rule("lift", 1, 0.03),),
+    "happy": ("emotion", (Rule("lift", 1, 0.012),),
               ("show joyfulness", "beam with happiness", "look thrilled to bits", "be full of joy and glee")),
-    "sad": ("emotion", (Rule("lift", -1, 0.03),),
+    "sad": ("emotion", (Rule("lift", -1, 0.05),),
             ("show sorrowfulness", "look like you are about to cry", "be mournful", "look crestfallen")),
-    "angry": ("emotion", (Rule("brow_height", -1, 0.02),),
+    "angry": ("emotion", (Rule("lift", -1, 0.05),),
               ("look infuriated", "give me a furious scowl", "be full of wrath", "look maddened")),
-    "surprised": ("emotion", (Rule("brow_height", 1, 0.03),),
+    "surprised": ("emotion", (Rule("brow_height", 1, 0.06),),
                   ("look thunderstruck", "act as if you cannot believe it", "show surprisal", "be caught off guard")),
-    "disgusted": ("emotion", (Rule("upper_lip", -1, 0.015),),
+    "disgusted": ("emotion", (Rule("nose", -1, 0.015),),
                   ("look queasy", "act like something smells awful", "wrinkle your nose in revulsion",
                    "look grossed out by it")),
-    "fearful": ("emotion", (Rule("brow_height", 1, 0.02),),
+    "fearful": ("emotion", (Rule("brow_height", 1, 0.05),),
                 ("look spooked", "show fright", "act as if you saw a ghost", "look jittery")),
-    "contemptuous": ("emotion", (Rule("mouth_asym", 1, 0.015),),
+    "contemptuous": ("emotion", (Rule("mouth_asym", 1, 0.011),),
                      ("sneer at me", "look down your nose at me", "look supercilious", "show disrespect")),
-    "not_smiling": ("emotion", (Rule("lift", -1, 0.03),),
+    "not_smiling": ("emotion", (Rule("lift", -1, 0.06),),
                     ("quit smiling", "no more grinning please", "stop laughing", "look tranquil, no smiles")),
     # action units
-    "raise_brows": ("action_unit", (Rule("brow_height", 1, 0.03),),
+    "raise_brows": ("action_unit", (Rule("brow_height", 1, 0.07),),
                     ("hoist your eyebrows", "put your eyebrows up high", "brows way up", "lift the eyebrows")),
-    "frown": ("action_unit", (Rule("brow_height", -1, 0.02),),
+    "frown": ("action_unit", (Rule("eye_open", -1, 0.015),),
               ("glower", "pull your brows down", "knit the brow", "lour at me")),
-    "smile": ("action_unit", (Rule("lift", 1, 0.03),),
+    "smile": ("action_unit", (Rule("width", 1, 0.015),),
               ("crack a smile", "flash a smile", "smile with your whole face", "give me a little smile")),
-    "grin": ("action_unit", (Rule("lift", 1, 0.04),),
+    "grin": ("action_unit", (Rule("width", 1, 0.05),),
              ("a toothy grin", "grin widely", "grin like a cheshire cat", "show a cheeky grin")),
-    "pout": ("action_unit", (Rule("width", -1, 0.03),),
+    "pout": ("action_unit", (Rule("width", -1, 0.07),),
              ("sulk", "purse your lips", "push the lips forward", "pucker up")),
-    "open_mouth": ("action_unit", (Rule("mouth_open", 1, 0.1),),
+    "open_mouth": ("action_unit", (Rule("mouth_open", 1, 0.15),),
                    ("let your jaw hang open", "open wide", "mouth agape", "hang your mouth open")),
-    "close_eyes": ("action_unit", (Rule("eye_open", -1, 0.08),),
+    "close_eyes": ("action_unit", (Rule("eye_open", -1, 0.1),),
                    ("shut both eyes tight", "keep the eyelids closed", "eyes shut please", "squeeze your eyes shut")),
-    "blink": ("action_unit", (Rule("blinks", 1, 0.06),),
+    "blink": ("action_unit", (Rule("blinks", 1, 0.025),),
               ("bat your eyelids", "blink rapidly", "nictitate", "blink lots")),
-    "wink": ("action_unit", (Rule("wink", 1, 0.08),),
+    "wink": ("action_unit", (Rule("wink", 1, 0.05),),
              ("wink your eye at me", "a sly wink", "wink cheekily", "close one eye")),
     # gaze (the iris in the pixels)
-    "gaze_left": ("gaze", (Rule("gaze_x", -1, 0.04),),
+    "gaze_left": ("gaze", (Rule("gaze_x", -1, 0.08),),
                   ("peek leftward", "cast your eyes to the left side", "eyes toward the left", "steal a look left")),
-    "gaze_right": ("gaze", (Rule("gaze_x", 1, 0.04),),
+    "gaze_right": ("gaze", (Rule("gaze_x", 1, 0.08),),
                    ("peek rightward", "cast your eyes to the right side", "eyes toward the right",
                     "steal a look right")),
-    "gaze_up": ("gaze", (Rule("gaze_y", -1, 0.03),),
+    "gaze_up": ("gaze", (Rule("gaze_y", -1, 0.008),),
                 ("peek upward", "gaze at the sky", "eyes toward the ceiling", "glance skyward")),
-    "gaze_down": ("gaze", (Rule("gaze_y", 1, 0.03),),
+    "gaze_down": ("gaze", (Rule("gaze_y", 1, 0.004),),
                   ("peek downward", "gaze at the ground", "eyes toward your feet", "glance at the ground")),
     # head gestures, both directions
-    "nod": ("head", (Rule("pitch_energy", 1, 1.5),),
+    "nod": ("head", (Rule("nose_y_range", 1, 1.3),),
             ("bob your head up and down", "nod along", "give me a yes with your head", "keep nodding")),
-    "shake": ("head", (Rule("yaw_energy", 1, 1.5),),
+    "shake": ("head", (Rule("nose_x_range", 1, 1.6),),
               ("wag your head side to side", "signal no with a head shake", "shake the head in disbelief",
                "head going side to side")),
-    "turn_left": ("head", (Rule("yaw", -1, 0.04),),
+    "turn_left": ("head", (Rule("yaw", -1, 0.05),),
                   ("swivel your head leftward", "swing your face to the left", "rotate the head leftward",
                    "point your nose to the left")),
-    "turn_right": ("head", (Rule("yaw", 1, 0.04),),
+    "turn_right": ("head", (Rule("yaw", 1, 0.06),),
                    ("swivel your head rightward", "swing your face to the right", "rotate the head rightward",
                     "point your nose to the right")),
-    "tilt_left": ("head", (Rule("roll", -1, 3.0),),
+    "tilt_left": ("head", (Rule("roll", -1, 4.0),),
                   ("tip your head to the left", "lean the head leftward", "cock the head to the left",
                    "incline your head to the left")),
-    "tilt_right": ("head", (Rule("roll", 1, 3.0),),
+    "tilt_right": ("head", (Rule("roll", 1, 4.0),),
                    ("tip your head to the right", "lean the head rightward", "cock the head to the right",
                     "incline your head to the right")),
     # combinations: every part must show
-    "happy+nod": ("combination", (Rule("lift", 1, 0.03), Rule("pitch_energy", 1, 1.5)),
+    "happy+nod": ("combination", (Rule("lift", 1, 0.012), Rule("nose_y_range", 1, 1.3)),
                   ("beam and bob your head", "look joyous while you nod along")),
-    "angry+turn_left": ("combination", (Rule("brow_height", -1, 0.02), Rule("yaw", -1, 0.04)),
+    "angry+turn_left": ("combination", (Rule("lift", -1, 0.05), Rule("yaw", -1, 0.05)),
                         ("look infuriated and swivel your head leftward", "glower while swinging your face left")),
 }
 # Intensity: (slight wording, strong wording, measure, sign): followed when the strong wording moves the

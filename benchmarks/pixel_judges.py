@@ -87,6 +87,10 @@ def _energy(x: np.ndarray) -> float:
 
 def rule_value(rule: Rule, table: np.ndarray, base: np.ndarray) -> float:
     """The signed change a rule reads (instructed vs uninstructed clip), in the rule's own units."""
+    if rule.measure.endswith("_range"):  # how far a gesture swings: the 5-95 % range, over the uninstructed one's
+        name = rule.measure[: -len("_range")]
+        spread = [float(np.subtract(*np.percentile(column(t, name), [95, 5]))) for t in (table, base)]
+        return spread[0] / max(spread[1], 1e-6)
     if rule.measure.endswith("_energy"):
         name = rule.measure[: -len("_energy")]
         return _energy(column(table, name)) / max(_energy(column(base, name)), 1e-6)
@@ -95,9 +99,9 @@ def rule_value(rule: Rule, table: np.ndarray, base: np.ndarray) -> float:
             eyes = np.minimum(column(t, "eye_l"), column(t, "eye_r"))
             return float((eyes < 0.5 * np.median(column(base, "eye_open"))).mean())
         return shut(table) - shut(base)
-    if rule.measure == "wink":  # one eye shut while the other is open: the 90th percentile of |left - right|
+    if rule.measure == "wink":  # one eye shut while the other is open: the largest |left - right|
         def gap(t):
-            return float(np.percentile(np.abs(column(t, "eye_l") - column(t, "eye_r")), 90))
+            return float(np.abs(column(t, "eye_l") - column(t, "eye_r")).max())
         return gap(table) - gap(base)
     assert rule.measure in MEASURES, rule.measure
     return float(np.median(column(table, rule.measure)) - np.median(column(base, rule.measure)))
@@ -105,6 +109,6 @@ def rule_value(rule: Rule, table: np.ndarray, base: np.ndarray) -> float:
 
 def followed(rules: tuple[Rule, ...], table: np.ndarray, base: np.ndarray) -> tuple[bool, list[float]]:
     values = [rule_value(r, table, base) for r in rules]
-    ok = all((v >= r.threshold) if r.measure.endswith("_energy") else (v * r.sign >= r.threshold)
+    ok = all((v >= r.threshold) if r.measure.endswith(("_energy", "_range")) else (v * r.sign >= r.threshold)
              for r, v in zip(rules, values))
     return ok, values

@@ -7,6 +7,7 @@ plus the few a gesture or gaze needs:
 - eye_l / eye_r: each eye's aspect ratio (image-left eye = points 36-41), for winks and blinks;
 - gaze_x / gaze_y: the iris centre (the darkest pixels inside the eye's outline, as enrolment finds it)
   off the eye's centre, in eye widths, mean of both eyes (+x = image-right, +y = down);
+- nose_x / nose_y: the nose tip's position in the frame, in IOD (nods and shakes move it);
 - yaw: nose tip (30) off the jaw midline (0, 16) in jaw widths (+ = image-right);
 - pitch: nose tip below the eye line, in IOD (+ = head down);
 - roll: the eye line's angle in degrees (+ = image-right eye lower, i.e. the head tilts to image-right).
@@ -18,7 +19,7 @@ import numpy as np
 from benchmarks.face_metrics import EYE_CORNERS, iod, signature
 
 MEASURES = ("mouth_open", "lift", "brow_height", "brow_gap", "eye_open", "upper_lip", "nose", "width", "mouth_asym",
-            "eye_l",
+            "eye_l", "nose_x", "nose_y",
             "eye_r", "gaze_x", "gaze_y", "yaw", "pitch", "roll")
 
 
@@ -48,6 +49,7 @@ def measures(frame: np.ndarray, lm: np.ndarray) -> dict[str, float]:
     out["mouth_asym"] = float(abs((lm[48, 1] - lm[54, 1]) - slope * (lm[48, 0] - lm[54, 0])) / d)
     out["eye_l"], out["eye_r"] = _ear(lm[36:42]), _ear(lm[42:48])
     out["gaze_x"], out["gaze_y"] = _gaze(frame, lm, d)
+    out["nose_x"], out["nose_y"] = float(lm[30, 0] / d), float(lm[30, 1] / d)
     jaw_mid = (lm[0] + lm[16]) / 2
     out["yaw"] = float((lm[30, 0] - jaw_mid[0]) / max(abs(lm[16, 0] - lm[0, 0]), 1e-6))
     out["pitch"] = float((lm[30, 1] - lm[EYE_CORNERS, 1].mean()) / d)

@@ -55,6 +55,12 @@ class SamplerConfig:
     # previous one was heading and ease into the model's own trajectory over `border_ease_frames` (0 = off).
     # The mouth and the blinks follow the model untouched, so closures and blinks keep their timing and depth.
     border_ease_frames: int = 2
+    # Chunks sampled over silence before a stream's first chunk (thrown away), so the first chunk continues a
+    # resting face of the model's own instead of an empty prefix. With an empty prefix the model kept the mouth
+    # nearly shut for the first ~0.8 s of speech (cold start: the first words opened 3-50 % as wide as the
+    # same words later, on output pixels; benchmarks/generalisation.py). Costs one-off compute at the first
+    # chunk (prime_chunks DDIM windows), none afterwards. 0 = off.
+    prime_chunks: int = 4
 
 
 @dataclass
@@ -99,6 +105,7 @@ class StreamingSampler:
         self.samples_pushed = 0
         self.frames_emitted = 0  # frames generated (returned by push/flush)
         self._finished = False
+        self._primed = self.config.prime_chunks <= 0
 
     # --- public -----------------------------------------------------------------------------------------
     @property
@@ -235,8 +242,29 @@ class StreamingSampler:
         keep = 1.0 - ease * ease * (3.0 - 2.0 * ease)
         return x0 + (expected - x0[0]) * self._slow[None] * keep[:, None]
 
+    def _prime(self) -> None:
+        """Sample `prime_chunks` windows over the silence that precedes the stream (no instruction), keeping
+        only their motion as the first real chunk's prefix. The stream's noise generator is used, so a seed
+        still fixes the result."""
+        self._primed = True
+        k = FEATURES_PER_MOTION_FRAME
+        feats = self._silence.expand((self.past + self.P + self.W + self.future) * k, -1)
+        audio_states, _ = self.model.encode_audio(feats[None])
+        audio_states = audio_states[:, self.past: self.past + self.P + self.W]
+        cache = InstructionCache.stack([self._null, self._neutral])
+        lo, hi = (self._lo, self._hi) if self.config.clamp else (None, None)
+        for _ in range(self.config.prime_chunks):
+            noise = torch.randn(1, self.W, self.model.cfg.motion_dim, generator=self._generator)
+            request = DenoiseRequest(noise * self.config.temperature, self._prefix[None], self._prefix_valid[None],
+                                     audio_states, cache, [self.config.guidance])
+            x0 = self._denoise_alone(request, self.config.steps, lo, hi)[0]
+            self._prefix = torch.cat([self._prefix, x0])[-self.P:]
+            self._prefix_valid = torch.cat([self._prefix_valid, torch.ones(self.W, dtype=torch.bool)])[-self.P:]
+
     def _chunk(self) -> np.ndarray:
         n = self.frames_emitted
+        if not self._primed:
+            self._prime()
         self._apply_pending_instruction()
         self._advance_ramps()
         feats = self._feature_window(n - self.P - self.past, n + self.W + self.future)
