@@ -61,8 +61,7 @@ def _teacher_motion(job: RenderJob, parts, speech, n_frames: int, result: Render
     if job.instruction:
         from realtime.instruct import ProgramMatcher
 
-        matcher = ProgramMatcher(parts.encoder)
-        matcher.setup()
+        matcher = getattr(parts.encoder, "matcher", None) or ProgramMatcher(parts.encoder).setup()
         match = matcher(job.instruction)
         programs = [(name, job.intensity if job.intensity is not None else level)
                     for name, level in match.programs]

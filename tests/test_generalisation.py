@@ -88,3 +88,26 @@ def test_priming_keeps_the_streaming_contract(shipped):
     assert len(first) == 2 and sampler.latency_s == pytest.approx(0.04)
     rest = sampler.flush()
     assert len(first) + len(rest) == 3
+
+
+@pytest.fixture(scope="module")
+def worded():
+    from realtime.instruct import WordedEncoder
+
+    return WordedEncoder().setup()
+
+
+def test_generator_gets_the_plain_training_wording_of_what_the_matcher_understood(worded):
+    from realtime.instruct import EncoderConfig, WordedEncoder, plain_wording
+    from realtime.training.catalogue import train
+    from realtime.vocab import SLIGHT, STRONG
+
+    training = {i.text for i in train()}
+    for programs in ((("surprised", STRONG),), (("angry", SLIGHT),), (("nod", STRONG),), (("frown", SLIGHT),),
+                     (("neutral", 0.65),)):
+        assert plain_wording(programs) in training, programs
+    assert worded.wording("quit smiling") == "look neutral"  # a negation is not a smile
+    assert worded.wording("swivel your head leftward") == "turn your head left"  # the direction's stem decides
+    assert worded.wording("compile the kernel") == "compile the kernel"  # not understood: as written
+    assert worded("crack a smile").text == worded("smile").text == "smile"
+    assert WordedEncoder(EncoderConfig(reword=False)).wording("crack a smile") == "crack a smile"
