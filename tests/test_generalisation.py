@@ -58,14 +58,14 @@ def shipped():
     return load_generator()
 
 
-def _first_and_again(model, audio: np.ndarray, prime_chunks: int) -> float:
+def _first_and_again(model, audio: np.ndarray, **sampler) -> float:
     """Jaw opening over speech that starts at once, against the same speech said again after a pause."""
     from realtime.motion.sampler import SamplerConfig, generate
 
     gap = np.zeros(12 * SAMPLES_PER_FRAME, np.float32)
     n = len(audio) // SAMPLES_PER_FRAME
     motion = generate(model, None, np.concatenate([audio, gap, audio, gap]), None, seed=0,
-                      config=SamplerConfig(prime_chunks=prime_chunks)).values
+                      config=SamplerConfig(**sampler)).values
     jaw = motion[:, INDEX["jaw_open"]]
     return float(jaw[:n].mean() / jaw[n + 12: 2 * n + 12].mean())
 
@@ -76,8 +76,8 @@ def test_first_words_of_a_stream_open_the_mouth_like_later_ones(shipped, espeak)
     speech = espeak("Maybe both of my brothers baked plum pies.", voice="en-us")
     audio = resample(speech.audio, speech.sample_rate, MODEL_RATE)[: MODEL_RATE * 4 // 5]  # the first 0.8 s
     audio = audio[: len(audio) // SAMPLES_PER_FRAME * SAMPLES_PER_FRAME]
-    assert _first_and_again(shipped, audio, prime_chunks=4) >= 0.6
-    assert _first_and_again(shipped, audio, prime_chunks=0) < 0.6  # the cold start the priming removes
+    assert _first_and_again(shipped, audio) >= 0.6
+    assert _first_and_again(shipped, audio, prime_chunks=0, silence_gate_db=0) < 0.6  # the cold start removed
 
 
 def test_priming_keeps_the_streaming_contract(shipped):
@@ -111,3 +111,31 @@ def test_generator_gets_the_plain_training_wording_of_what_the_matcher_understoo
     assert worded.wording("compile the kernel") == "compile the kernel"  # not understood: as written
     assert worded("crack a smile").text == worded("smile").text == "smile"
     assert WordedEncoder(EncoderConfig(reword=False)).wording("crack a smile") == "crack a smile"
+
+
+def test_silence_gate_closes_pauses_in_line_noise_and_leaves_speech_open(shipped, espeak):
+    from realtime.media import resample
+    from realtime.motion.gate import SilenceGate
+    from realtime.motion.sampler import SamplerConfig, generate
+
+    speech = espeak("Bring me the map, please.", voice="en-us")
+    words = resample(speech.audio, speech.sample_rate, MODEL_RATE)
+    pause = np.zeros(MODEL_RATE // 2, np.float32)
+    clean = np.concatenate([words, pause, words, pause])
+    rng = np.random.default_rng(0)
+    noisy = clean + rng.normal(0, 0.03 * float(np.sqrt((words ** 2).mean())), len(clean)).astype(np.float32)
+    gate = SilenceGate()
+    first, silent = 0, []
+    for k in range(0, len(noisy), 2 * SAMPLES_PER_FRAME):  # as a stream: 2 frames at a time, 1 of lookahead
+        gate.push(noisy[k:k + 2 * SAMPLES_PER_FRAME], SAMPLES_PER_FRAME)
+        ready = (k + 2 * SAMPLES_PER_FRAME) // SAMPLES_PER_FRAME - 1 - first
+        silent.append(gate.silent(first, ready))
+        first += ready
+    silent = np.concatenate(silent)
+    w = len(words) // SAMPLES_PER_FRAME
+    assert silent[w + 3: w + 10].all() and not silent[2: w // 3].any()  # the pause, not the words
+    jaw = generate(shipped, None, noisy, None, seed=0, config=SamplerConfig()).values[:len(silent), INDEX["jaw_open"]]
+    off = generate(shipped, None, noisy, None, seed=0, config=SamplerConfig(silence_gate_db=0)).values
+    pause = slice(w + 3, w + 10)
+    assert jaw[pause].max() == 0.0 and off[pause, INDEX["jaw_open"]].max() > 0.0
+    assert jaw[2: w // 3].mean() > 0.1  # speech still opens the mouth

@@ -18,6 +18,7 @@ import torch
 
 from realtime.motion.diffusion import DenoiseRequest, ddim_sample_many
 from realtime.motion.features import FEATURES_PER_MOTION_FRAME, HOP, LogMel, StreamingLogMel
+from realtime.motion.gate import SilenceGate
 from realtime.motion.model import InstructionCache, MotionGenerator
 from realtime.vocab import (
     EYELID_AXES,
@@ -61,6 +62,9 @@ class SamplerConfig:
     # same words later, on output pixels; benchmarks/generalisation.py). Costs one-off compute at the first
     # chunk (prime_chunks DDIM windows), none afterwards. 0 = off.
     prime_chunks: int = 4
+    # Close the mouth on frames whose audio sits within this many dB of the line's noise floor (gate.py): the
+    # model read line noise in pauses as faint speech. 0 = off.
+    silence_gate_db: float = 6.0
 
 
 @dataclass
@@ -106,6 +110,7 @@ class StreamingSampler:
         self.frames_emitted = 0  # frames generated (returned by push/flush)
         self._finished = False
         self._primed = self.config.prime_chunks <= 0
+        self._gate = SilenceGate(self.config.silence_gate_db) if self.config.silence_gate_db > 0 else None
 
     # --- public -----------------------------------------------------------------------------------------
     @property
@@ -150,6 +155,8 @@ class StreamingSampler:
         if not np.isfinite(audio).all():
             raise SamplerError("audio contains NaN or infinite samples")
         self.samples_pushed += len(audio)
+        if self._gate is not None:
+            self._gate.push(audio, SAMPLES_PER_FRAME)
         return self._ingest(audio)
 
     def flush(self) -> np.ndarray:
@@ -160,6 +167,8 @@ class StreamingSampler:
         needed_frames = -(-target // self.W) * self.W + self.future
         needed_samples = needed_frames * SAMPLES_PER_FRAME
         pad = max(0, needed_samples - self.samples_pushed)
+        if self._gate is not None:
+            self._gate.push(np.zeros(pad, np.float32), SAMPLES_PER_FRAME)  # the stream is followed by silence
         out = self._ingest(np.zeros(pad, np.float32), limit=target)
         self._finished = True
         return out
@@ -278,12 +287,23 @@ class StreamingSampler:
         request = DenoiseRequest(noise, self._prefix[None], self._prefix_valid[None], audio_states, cache, weights)
         x0 = self.denoiser(request, self.config.steps, lo, hi)[0]
         x0 = self._ease_border(x0)
+        if self._gate is not None:
+            silent = torch.from_numpy(self._gate.silent(n, self.W))
+            if bool(silent.any()):
+                x0 = x0.clone()
+                x0[silent[:, None] & _OPENING_MASK[None]] = 0.0
+                lips = x0[:, _LIPS]
+                x0[:, _LIPS] = torch.where(silent, lips.clamp(min=_LIPS_CLOSED / float(SCALE[_LIPS])), lips)
         self._prefix = torch.cat([self._prefix, x0])[-self.P:]
         self._prefix_valid = torch.cat([self._prefix_valid, torch.ones(self.W, dtype=torch.bool)])[-self.P:]
         return np.clip((x0 * self._scale).numpy(), GENERATOR_LO, HI).astype(np.float32)
 
 
 _OPENING = [INDEX[name] for name in OPENING_AXES]
+_OPENING_MASK = torch.zeros(len(SCALE), dtype=torch.bool)
+_OPENING_MASK[_OPENING] = True
+_LIPS = INDEX["lips_close"]
+_LIPS_CLOSED = 0.8  # the lips at rest in silence, as the teacher closes them (>= 0.5 reads as closed)
 # Axes that move fast and on cue (speech, blinks): never eased at chunk borders.
 FAST_AXES = SPEECH_AXES + ("smile", "frown", "upper_lip_raise", "mouth_asym") + EYELID_AXES
 
