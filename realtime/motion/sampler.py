@@ -34,8 +34,8 @@ from realtime.vocab import (
     MotionSequence,
 )
 
-# The committed checkpoint learned `smile` in 0 … 1 (before the axis took negative values, which relax the
-# photograph's smile): its small negative outputs are noise, not a relaxed mouth, so they are clipped at 0.
+# A generator not loaded by load_generator (tests, an untrained model) is clipped as the checkpoints from before
+# `smile` took negative values are: at 0 (see realtime/motion/checkpoint.py).
 GENERATOR_LO = LO.copy()
 GENERATOR_LO[INDEX["smile"]] = 0.0
 
@@ -296,7 +296,8 @@ class StreamingSampler:
                 x0[:, _LIPS] = torch.where(silent, lips.clamp(min=_LIPS_CLOSED / float(SCALE[_LIPS])), lips)
         self._prefix = torch.cat([self._prefix, x0])[-self.P:]
         self._prefix_valid = torch.cat([self._prefix_valid, torch.ones(self.W, dtype=torch.bool)])[-self.P:]
-        return np.clip((x0 * self._scale).numpy(), GENERATOR_LO, HI).astype(np.float32)
+        lo = getattr(self.model, "output_lo", GENERATOR_LO)  # set by load_generator from the checkpoint's meta
+        return np.clip((x0 * self._scale).numpy(), lo, HI).astype(np.float32)
 
 
 _OPENING = [INDEX[name] for name in OPENING_AXES]
