@@ -42,7 +42,7 @@ class SilenceGate:
                 self._count += 1
         self._pending = buf[n * samples_per_frame:]
 
-    def _quiet(self, index: int) -> bool:
+    def _quiet(self, index: int, levels: tuple[float, float] | None) -> bool:
         if index < 0:
             return True  # before the stream: silence
         if index >= self._count or index < self._count - len(self._db):
@@ -50,14 +50,17 @@ class SilenceGate:
         db = self._db[index - self._count]
         if db < DIGITAL_SILENCE_DB:
             return True
-        if len(self._history) < MIN_HISTORY:
+        if levels is None:
             return False
-        history = np.fromiter(self._history, float)
-        floor, peak = np.percentile(history, FLOOR_PERCENTILE), np.percentile(history, PEAK_PERCENTILE)
+        floor, peak = levels
         return db < floor + self.margin_db and db < peak - self.headroom_db
 
     def silent(self, first: int, count: int) -> np.ndarray:
         """(count,) bool for frames first .. first + count - 1."""
-        quiet = {i: self._quiet(i) for i in range(first - BEFORE, first + count + AFTER)}
+        levels = None  # (noise floor, speech level) once enough has been heard
+        if len(self._history) >= MIN_HISTORY:
+            floor, peak = np.percentile(np.fromiter(self._history, float), [FLOOR_PERCENTILE, PEAK_PERCENTILE])
+            levels = (float(floor), float(peak))
+        quiet = {i: self._quiet(i, levels) for i in range(first - BEFORE, first + count + AFTER)}
         return np.array([all(quiet[j] for j in range(i - BEFORE, i + AFTER + 1))
                          for i in range(first, first + count)])
