@@ -42,13 +42,15 @@ FACE = (slice(120, 424), slice(128, 384))
 class Bench:
     """The render path, the pixel meter and the speech sources, loaded once."""
 
-    def __init__(self, checkpoint: str | None, seed: int, sampler: dict | None = None):
+    def __init__(self, checkpoint: str | None, seed: int, sampler: dict | None = None, reword: bool = True):
         from realtime.assembly import AvatarParts
         from realtime.config import AvatarConfig
         from realtime.speech import Espeak
 
         config = AvatarConfig().replace("server", checkpoint=checkpoint) if checkpoint else AvatarConfig()
         config = config.replace("sampler", **(sampler or {}))
+        if not reword:  # the instruction text as written, as before issue 11
+            config = config.replace("encoder", reword=False)
         self.parts = AvatarParts.load(config)
         self.renderer = self.parts.renderer()
         self.meter = PixelMeter(self.parts.portrait)
@@ -183,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=("lipsync", "instructions"), default=None)
     parser.add_argument("--sampler", nargs="*", default=[], metavar="KEY=VALUE",
                         help="SamplerConfig overrides, e.g. prime_chunks=0 (the settings before issue 11)")
+    parser.add_argument("--no-reword", action="store_true", help="give the generator the wordings as written")
     parser.add_argument("--sheets", default=None, help="folder for contact sheets of the failing classes")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/generalisation[_quick])")
     args = parser.parse_args(argv)
@@ -193,9 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     compared = hw.check()
     started = time.time()
     overrides = {k: type(getattr(SamplerConfig(), k))(v) for k, v in (kv.split("=", 1) for kv in args.sampler)}
-    bench = Bench(args.checkpoint, args.seed, overrides)
+    bench = Bench(args.checkpoint, args.seed, overrides, reword=not args.no_reword)
     result = {"command": "python -m benchmarks.generalisation" + (" --quick" if args.quick else "")
-              + "".join(f" --sampler {kv}" for kv in args.sampler),
+              + "".join(f" --sampler {kv}" for kv in args.sampler) + (" --no-reword" if args.no_reword else ""),
               "checkpoint": args.checkpoint or "shipped", "seed": args.seed,
               "sampler": vars(bench.parts.config.sampler), "catalogue_texts_checked": compared}
     if args.only != "instructions":
