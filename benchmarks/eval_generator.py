@@ -282,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="viseme id of /p b m/ (default: the vocabulary's)")
     parser.add_argument("--no-encoder", action="store_true", help="skip instructions (no InstructionEncoder)")
     parser.add_argument("--steps", type=int, default=None, help="DDIM steps (default: SamplerConfig's)")
+    parser.add_argument("--sampler", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="SamplerConfig overrides, e.g. prime_chunks=0 silence_gate_db=0")
     parser.add_argument("--out", default=str(RESULTS / "eval_generator.json"))
     args = parser.parse_args(argv)
     import torch
@@ -303,7 +305,10 @@ def main(argv: list[str] | None = None) -> int:
         from realtime.training.corpus.build import BuildConfig, build_corpus
 
         build_corpus(corpus_path, 200, seed=1, config=BuildConfig(split="heldout"))
-    sampler_config = SamplerConfig() if args.steps is None else SamplerConfig(steps=args.steps)
+    overrides = {k: type(getattr(SamplerConfig(), k))(v) for k, v in (kv.split("=", 1) for kv in args.sampler)}
+    if args.steps is not None:
+        overrides["steps"] = args.steps
+    sampler_config = SamplerConfig(**overrides)
     bilabial = args.bilabial_class if args.bilabial_class is not None else _bilabial_class()
     result = {"checkpoint": args.checkpoint or "shipped", "meta": read_meta(args.checkpoint), "seed": args.seed,
               "sampler": dataclasses.asdict(sampler_config),

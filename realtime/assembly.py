@@ -46,7 +46,7 @@ class AvatarParts:
         import torch
 
         from realtime.avatar import enrol
-        from realtime.instruct import InstructionEncoder
+        from realtime.instruct import WordedEncoder
         from realtime.motion.checkpoint import CheckpointError, load_generator
 
         config.check()
@@ -70,7 +70,7 @@ class AvatarParts:
             trained = False
         cfg = model.cfg
         config.check_model(cfg.window, model.audio.receptive_field()[1], cfg.d_model, cfg.n_heads)
-        text = InstructionEncoder(config.encoder).setup() if encoder else None
+        text = WordedEncoder(config.encoder).setup() if encoder else None
         return cls(config=config, model=model, encoder=text, portrait=portrait, trained=trained)
 
     def renderer(self):

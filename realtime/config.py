@@ -66,6 +66,8 @@ class AvatarConfig:
         _require(s.temperature > 0, "sampler.temperature", "must be > 0", s.temperature)
         _require(s.transition_s >= 0, "sampler.transition_s", "must be >= 0", s.transition_s)
         _require(s.border_ease_frames >= 0, "sampler.border_ease_frames", "must be >= 0", s.border_ease_frames)
+        _require(s.prime_chunks >= 0, "sampler.prime_chunks", "must be >= 0", s.prime_chunks)
+        _require(s.silence_gate_db >= 0, "sampler.silence_gate_db", "must be >= 0", s.silence_gate_db)
         _require(self.encoder.max_tokens >= 1, "encoder.max_tokens", "must be >= 1", self.encoder.max_tokens)
         _require(self.encoder.cache_size >= 0, "encoder.cache_size", "must be >= 0", self.encoder.cache_size)
         _require(self.renderer.device in ("auto", "cpu", "cuda"), "renderer.device", "must be auto, cpu or cuda",

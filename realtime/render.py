@@ -61,8 +61,7 @@ def _teacher_motion(job: RenderJob, parts, speech, n_frames: int, result: Render
     if job.instruction:
         from realtime.instruct import ProgramMatcher
 
-        matcher = ProgramMatcher(parts.encoder)
-        matcher.setup()
+        matcher = getattr(parts.encoder, "matcher", None) or ProgramMatcher(parts.encoder).setup()
         match = matcher(job.instruction)
         programs = [(name, job.intensity if job.intensity is not None else level)
                     for name, level in match.programs]
@@ -70,12 +69,21 @@ def _teacher_motion(job: RenderJob, parts, speech, n_frames: int, result: Render
     return Animator(AnimatorConfig())(speech, n_frames, programs=programs, seed=job.seed)
 
 
-def _generator_motion(job: RenderJob, parts, audio16k: np.ndarray) -> MotionSequence:
+def generator_motion(parts, audio16k: np.ndarray, instruction: str | None, intensity: float | None = None,
+                     seed: int = 0, progress: bool = False) -> MotionSequence:
+    """The learned generator's motion for 16 kHz audio, as `render` makes it (benchmarks call this too, so
+    what they measure is what `avatar render` shows)."""
     from realtime.motion.sampler import generate
 
-    intensity = 1.0 if job.intensity is None else job.intensity
-    return generate(parts.model, parts.encoder, audio16k, job.instruction, intensity, seed=job.seed,
-                    config=parts.config.sampler, progress=job.progress)
+    intensity = 1.0 if intensity is None else intensity
+    return generate(parts.model, parts.encoder, audio16k, instruction, intensity, seed=seed,
+                    config=parts.config.sampler, progress=progress)
+
+
+def padded(audio16k: np.ndarray) -> np.ndarray:
+    """Audio padded to a whole number of video frames (ceil(samples / 640) frames)."""
+    n_frames = max(1, int(np.ceil(len(audio16k) / SAMPLES_PER_FRAME)))
+    return np.pad(audio16k, (0, n_frames * SAMPLES_PER_FRAME - len(audio16k)))
 
 
 def render(job: RenderJob) -> RenderResult:
@@ -107,8 +115,8 @@ def render(job: RenderJob) -> RenderResult:
         audio16k = resample(speech.audio, speech.sample_rate, MODEL_RATE)
     else:
         audio16k = load_audio(job.audio)
-    n_frames = max(1, int(np.ceil(len(audio16k) / SAMPLES_PER_FRAME)))
-    audio16k = np.pad(audio16k, (0, n_frames * SAMPLES_PER_FRAME - len(audio16k)))
+    audio16k = padded(audio16k)
+    n_frames = len(audio16k) // SAMPLES_PER_FRAME
 
     result = RenderResult(out=job.out, frames=n_frames, motion_source="", instruction=job.instruction)
     if job.teacher:
@@ -116,7 +124,7 @@ def render(job: RenderJob) -> RenderResult:
         motion = _teacher_motion(job, parts, speech, n_frames, result)
     else:
         result.motion_source = "learned generator"
-        motion = _generator_motion(job, parts, audio16k)
+        motion = generator_motion(parts, audio16k, job.instruction, job.intensity, job.seed, job.progress)
     values = motion.values[:n_frames]
     result.motion = MotionSequence(values)
 

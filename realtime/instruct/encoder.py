@@ -27,6 +27,8 @@ class InstructionEmbedding:
 class EncoderConfig:
     max_tokens: int = 32
     cache_size: int = 1024
+    # Give the generator the catalogue's plain wording of what the ProgramMatcher understood (wording.py).
+    reword: bool = True
 
 
 def normalise(text: str) -> str:

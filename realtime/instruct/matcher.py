@@ -209,10 +209,11 @@ _OPPOSITE_WORD = {"left": "right", "right": "left", "up": "down", "down": "up"}
 def _directed(text: str, program: str) -> str:
     if program not in _MIRRORED:
         return program
-    words = set(re.findall(r"[a-z]+", text.lower()))
+    # "leftward(s)", "upward": the direction is the stem
+    words = {re.sub(r"wards?$", "", w) for w in re.findall(r"[a-z]+", text.lower())}
     direction = program.rsplit("_", 1)[1]
-    said = {w for w in _OPPOSITE_WORD if w in words} | ({"up"} if words & {"upwards", "ceiling", "sky"} else set()) \
-        | ({"down"} if words & {"downwards", "floor", "ground"} else set())
+    said = {w for w in _OPPOSITE_WORD if w in words} | ({"up"} if words & {"ceiling", "sky"} else set()) \
+        | ({"down"} if words & {"floor", "ground"} else set())
     return _MIRRORED[program] if _OPPOSITE_WORD[direction] in said and direction not in said else program
 
 

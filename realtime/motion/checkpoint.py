@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from realtime.motion.model import GeneratorConfig, MotionGenerator
+from realtime.vocab import INDEX, LO
 
 DEFAULT_DIR = Path(__file__).parent / "checkpoints"
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
@@ -52,4 +53,9 @@ def load_generator(path: str | Path | None = None, device: str | torch.device = 
         model.load_state_dict(load_file(str(path / WEIGHTS)))
     except RuntimeError as exc:
         raise CheckpointError(f"{path / WEIGHTS} does not fit its config: {exc}") from exc
+    # The lowest output per axis: a checkpoint trained before `smile` took negative values (no "smile_range" in
+    # its meta) learned 0 .. 1, and its small negative outputs are noise, so they are clipped at 0.
+    output_lo = LO.copy()
+    output_lo[INDEX["smile"]] = max(float(LO[INDEX["smile"]]), read_meta(path).get("smile_range", [0.0])[0])
+    model.output_lo = output_lo
     return model.to(device).eval().requires_grad_(False)

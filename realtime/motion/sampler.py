@@ -18,6 +18,7 @@ import torch
 
 from realtime.motion.diffusion import DenoiseRequest, ddim_sample_many
 from realtime.motion.features import FEATURES_PER_MOTION_FRAME, HOP, LogMel, StreamingLogMel
+from realtime.motion.gate import SilenceGate
 from realtime.motion.model import InstructionCache, MotionGenerator
 from realtime.vocab import (
     EYELID_AXES,
@@ -33,8 +34,8 @@ from realtime.vocab import (
     MotionSequence,
 )
 
-# The committed checkpoint learned `smile` in 0 … 1 (before the axis took negative values, which relax the
-# photograph's smile): its small negative outputs are noise, not a relaxed mouth, so they are clipped at 0.
+# A generator not loaded by load_generator (tests, an untrained model) is clipped as the checkpoints from before
+# `smile` took negative values are: at 0 (see realtime/motion/checkpoint.py).
 GENERATOR_LO = LO.copy()
 GENERATOR_LO[INDEX["smile"]] = 0.0
 
@@ -55,6 +56,15 @@ class SamplerConfig:
     # previous one was heading and ease into the model's own trajectory over `border_ease_frames` (0 = off).
     # The mouth and the blinks follow the model untouched, so closures and blinks keep their timing and depth.
     border_ease_frames: int = 2
+    # Chunks sampled over silence before a stream's first chunk (thrown away), so the first chunk continues a
+    # resting face of the model's own instead of an empty prefix. With an empty prefix the model kept the mouth
+    # nearly shut for the first ~0.8 s of speech (cold start: the first words opened 3-50 % as wide as the
+    # same words later, on output pixels; benchmarks/generalisation.py). Costs one-off compute at the first
+    # chunk (prime_chunks DDIM windows), none afterwards. 0 = off.
+    prime_chunks: int = 4
+    # Close the mouth on frames whose audio sits within this many dB of the line's noise floor (gate.py): the
+    # model read line noise in pauses as faint speech. 0 = off.
+    silence_gate_db: float = 6.0
 
 
 @dataclass
@@ -99,6 +109,8 @@ class StreamingSampler:
         self.samples_pushed = 0
         self.frames_emitted = 0  # frames generated (returned by push/flush)
         self._finished = False
+        self._primed = self.config.prime_chunks <= 0
+        self._gate = SilenceGate(self.config.silence_gate_db) if self.config.silence_gate_db > 0 else None
 
     # --- public -----------------------------------------------------------------------------------------
     @property
@@ -143,6 +155,8 @@ class StreamingSampler:
         if not np.isfinite(audio).all():
             raise SamplerError("audio contains NaN or infinite samples")
         self.samples_pushed += len(audio)
+        if self._gate is not None:
+            self._gate.push(audio, SAMPLES_PER_FRAME)
         return self._ingest(audio)
 
     def flush(self) -> np.ndarray:
@@ -153,6 +167,8 @@ class StreamingSampler:
         needed_frames = -(-target // self.W) * self.W + self.future
         needed_samples = needed_frames * SAMPLES_PER_FRAME
         pad = max(0, needed_samples - self.samples_pushed)
+        if self._gate is not None:
+            self._gate.push(np.zeros(pad, np.float32), SAMPLES_PER_FRAME)  # the stream is followed by silence
         out = self._ingest(np.zeros(pad, np.float32), limit=target)
         self._finished = True
         return out
@@ -235,8 +251,29 @@ class StreamingSampler:
         keep = 1.0 - ease * ease * (3.0 - 2.0 * ease)
         return x0 + (expected - x0[0]) * self._slow[None] * keep[:, None]
 
+    def _prime(self) -> None:
+        """Sample `prime_chunks` windows over the silence that precedes the stream (no instruction), keeping
+        only their motion as the first real chunk's prefix. The stream's noise generator is used, so a seed
+        still fixes the result."""
+        self._primed = True
+        k = FEATURES_PER_MOTION_FRAME
+        feats = self._silence.expand((self.past + self.P + self.W + self.future) * k, -1)
+        audio_states, _ = self.model.encode_audio(feats[None])
+        audio_states = audio_states[:, self.past: self.past + self.P + self.W]
+        cache = InstructionCache.stack([self._null, self._neutral])
+        lo, hi = (self._lo, self._hi) if self.config.clamp else (None, None)
+        for _ in range(self.config.prime_chunks):
+            noise = torch.randn(1, self.W, self.model.cfg.motion_dim, generator=self._generator)
+            request = DenoiseRequest(noise * self.config.temperature, self._prefix[None], self._prefix_valid[None],
+                                     audio_states, cache, [self.config.guidance])
+            x0 = self._denoise_alone(request, self.config.steps, lo, hi)[0]
+            self._prefix = torch.cat([self._prefix, x0])[-self.P:]
+            self._prefix_valid = torch.cat([self._prefix_valid, torch.ones(self.W, dtype=torch.bool)])[-self.P:]
+
     def _chunk(self) -> np.ndarray:
         n = self.frames_emitted
+        if not self._primed:
+            self._prime()
         self._apply_pending_instruction()
         self._advance_ramps()
         feats = self._feature_window(n - self.P - self.past, n + self.W + self.future)
@@ -250,12 +287,24 @@ class StreamingSampler:
         request = DenoiseRequest(noise, self._prefix[None], self._prefix_valid[None], audio_states, cache, weights)
         x0 = self.denoiser(request, self.config.steps, lo, hi)[0]
         x0 = self._ease_border(x0)
+        if self._gate is not None:
+            silent = torch.from_numpy(self._gate.silent(n, self.W))
+            if bool(silent.any()):
+                x0 = x0.clone()
+                x0[silent[:, None] & _OPENING_MASK[None]] = 0.0
+                lips = x0[:, _LIPS]
+                x0[:, _LIPS] = torch.where(silent, lips.clamp(min=_LIPS_CLOSED / float(SCALE[_LIPS])), lips)
         self._prefix = torch.cat([self._prefix, x0])[-self.P:]
         self._prefix_valid = torch.cat([self._prefix_valid, torch.ones(self.W, dtype=torch.bool)])[-self.P:]
-        return np.clip((x0 * self._scale).numpy(), GENERATOR_LO, HI).astype(np.float32)
+        lo = getattr(self.model, "output_lo", GENERATOR_LO)  # set by load_generator from the checkpoint's meta
+        return np.clip((x0 * self._scale).numpy(), lo, HI).astype(np.float32)
 
 
 _OPENING = [INDEX[name] for name in OPENING_AXES]
+_OPENING_MASK = torch.zeros(len(SCALE), dtype=torch.bool)
+_OPENING_MASK[_OPENING] = True
+_LIPS = INDEX["lips_close"]
+_LIPS_CLOSED = 0.8  # the lips at rest in silence, as the teacher closes them (>= 0.5 reads as closed)
 # Axes that move fast and on cue (speech, blinks): never eased at chunk borders.
 FAST_AXES = SPEECH_AXES + ("smile", "frown", "upper_lip_raise", "mouth_asym") + EYELID_AXES
 

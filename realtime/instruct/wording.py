@@ -1,0 +1,85 @@
+"""The generator's instruction encoder: free text -> programs (the ProgramMatcher) -> the training catalogue's
+plain wording of those programs -> MiniLM tokens.
+
+Why: the generator learned instructions from the catalogue's wordings only. On wordings made by another
+process (WordNet synonyms, idioms, negations; benchmarks/generalisation.py) its cross-attention followed few:
+"look thunderstruck" moved the brows 0.00 IOD, "quit smiling" raised the lip corners. The matcher already
+reads what embeddings do not (negation, left/right, intensity words, clauses), so the generator is given
+the plain wording of what the matcher understood, e.g. "look thunderstruck" -> "look surprised", "glower a
+tad" -> "slightly frown". Text the matcher does not understand goes to the generator as written.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from realtime.instruct.catalogue import EMOTION_ADJECTIVES, MOTION_PHRASES, Programs
+from realtime.instruct.encoder import EncoderConfig, InstructionEmbedding, InstructionEncoder, validate
+from realtime.vocab import EMOTIONS, MODERATE, SLIGHT, STRONG
+
+_EMOTION_WORD = {SLIGHT: "a little ", MODERATE: "", STRONG: "very "}
+
+
+def plain_wording(programs: Programs) -> str:
+    """Training-catalogue wording of programs: "look very angry", "slightly nod", "look sad and nod"."""
+    parts = []
+    for name, level in programs:
+        if name in EMOTIONS:
+            word = "" if name == "neutral" else _EMOTION_WORD.get(level, "")
+            parts.append(f"look {word}{EMOTION_ADJECTIVES[name][0]}")
+        else:
+            phrase = MOTION_PHRASES[name][0]
+            parts.append(f"slightly {phrase}" if level <= SLIGHT else phrase)
+    return " and ".join(parts)
+
+
+class _Plain:
+    """The encoder without rewording, for the matcher itself (which must see the user's words)."""
+
+    def __init__(self, encoder: WordedEncoder):
+        self._encoder = encoder
+        self.config, self.dim = encoder.config, encoder.dim
+
+    def __call__(self, text: str) -> InstructionEmbedding:
+        return InstructionEncoder.__call__(self._encoder, text)
+
+    def encode_batch(self, texts: list[str]) -> list[InstructionEmbedding]:
+        return self._encoder.encode_batch(texts)
+
+
+class WordedEncoder(InstructionEncoder):
+    """An InstructionEncoder whose calls encode the plain wording of what the text asks for
+    (`EncoderConfig.reword = False`: the text as written, as before issue 11)."""
+
+    def __init__(self, config: EncoderConfig | None = None):
+        super().__init__(config)
+        self.matcher: Any = None  # realtime.instruct.ProgramMatcher over the plain encoder
+        self._wordings: dict[str, str] = {}
+
+    def setup(self) -> WordedEncoder:
+        super().setup()
+        if self.config.reword and self.matcher is None:
+            from realtime.instruct.matcher import ProgramMatcher
+
+            self.matcher = ProgramMatcher(_Plain(self)).setup()
+        return self
+
+    def wording(self, text: str) -> str:
+        """What the generator is given for `text`."""
+        from realtime.instruct.matcher import InstructionNotUnderstood
+
+        if not self.config.reword:
+            return text
+        hit = self._wordings.get(text)
+        if hit is None:
+            self.setup()
+            try:
+                hit = plain_wording(self.matcher(text).programs) or text
+            except InstructionNotUnderstood:
+                hit = text
+            if len(self._wordings) < self.config.cache_size:
+                self._wordings[text] = hit
+        return hit
+
+    def __call__(self, text: str) -> InstructionEmbedding:
+        validate(text)
+        return super().__call__(self.wording(text))
