@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 import pytest
-from test_workers import Front, kill_one_of_two_calls, run
+from test_workers import kill_one_of_two_calls, run, serving
 
 from clients.avatar_client import AvatarClient, AvatarError, FileMicrophone
 from helpers import wait_until
@@ -36,14 +36,9 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def front(cluster):
-    server = Front("--ray", cluster.address, "--workers", "2", "--sessions-per-worker", "1", "--idle-timeout", "30")
-    try:
-        assert server.banner.wait(300), "\n".join(server.lines)
-        assert "2 Ray worker(s) x 1 session(s)" in [s for s in server.lines if s.startswith("avatar server:")][0]
+    with serving("--ray", cluster.address, "--workers", "2", "--sessions-per-worker", "1", "--idle-timeout", "30",
+                 says="2 Ray worker(s) x 1 session(s)", start_timeout_s=300) as server:
         yield server
-    finally:
-        server.stop()
-    assert server.process.returncode == 0, "\n".join(list(server.lines)[-30:])
 
 
 def test_two_callers_on_two_nodes_a_third_is_busy_and_control_reaches_the_right_worker(front, speech_wav):

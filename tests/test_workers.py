@@ -7,6 +7,7 @@ a SIGKILLed worker ends only its own call and is replaced, and nothing grows ove
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -70,16 +71,24 @@ class Front:
                 self.process.wait()
 
 
-@pytest.fixture(scope="module")
-def front():
-    server = Front("--workers", "2", "--sessions-per-worker", "1", "--idle-timeout", "30")
+@contextlib.contextmanager
+def serving(*flags: str, says: str, start_timeout_s: float = 240.0):
+    """A started front whose banner `says` what it serves; it must stop cleanly (exit code 0) afterwards."""
+    server = Front(*flags)
     try:
-        assert server.banner.wait(240), "\n".join(server.lines)
-        assert "2 worker(s) x 1 session(s)" in [s for s in server.lines if s.startswith("avatar server:")][0]
+        assert server.banner.wait(start_timeout_s), "\n".join(server.lines)
+        assert says in [s for s in server.lines if s.startswith("avatar server:")][0]
         yield server
     finally:
         server.stop()
     assert server.process.returncode == 0, "\n".join(list(server.lines)[-30:])
+
+
+@pytest.fixture(scope="module")
+def front():
+    with serving("--workers", "2", "--sessions-per-worker", "1", "--idle-timeout", "30",
+                 says="2 worker(s) x 1 session(s)") as server:
+        yield server
 
 
 def children(pid: int) -> set[int]:
