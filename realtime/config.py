@@ -90,6 +90,9 @@ class AvatarConfig:
                  self.server.max_buffered_frames)
         _require(self.server.max_backlog_s >= wait / FPS, "server.max_backlog_s",
                  f"must cover one chunk and its lookahead ({wait / FPS:.2f} s)", self.server.max_backlog_s)
+        _require(self.server.late_frame_s >= wait / FPS + 0.05, "server.late_frame_s",  # + sampling, rendering
+                 f"must leave time to sample and render after a chunk and its lookahead ({wait / FPS:.2f} s)",
+                 self.server.late_frame_s)
         _require(self.sampler.border_ease_frames <= window, "sampler.border_ease_frames",
                  f"must be at most the model's chunk of {window} frames", self.sampler.border_ease_frames)
         assert d_model % n_heads == 0 and d_model // n_heads <= MAX_HEAD_DIM, (

@@ -44,7 +44,12 @@ class ServerConfig:
     # cannot tell a packet is complete before the next one arrives, so 1 still costs 20 ms).
     audio_prefetch_packets: int = 0
     max_buffered_frames: int = 10  # beyond this the oldest frames are dropped to bound latency
-    max_backlog_s: float = 0.5  # audio waiting for a worker that runs slower than real time is skipped beyond this
+    # A worker that runs slower than real time (a CPU shared with other sessions or programs) keeps latency
+    # bounded instead of building a queue: a frame whose audio arrived more than `late_frame_s` before the worker
+    # reaches it keeps the previous picture (its voice still plays), and audio waiting beyond `max_backlog_s` is
+    # skipped. Without these an overloaded call settled at ~0.85 s glass-to-glass and stayed there.
+    late_frame_s: float = 0.25
+    max_backlog_s: float = 0.3
     # An audio gap longer than this is filled with silence so the face keeps its idle life.
     silence_fill_s: float = 0.12
     max_message_bytes: int = 256 * 1024
@@ -88,6 +93,8 @@ class ServerConfig:
     def __post_init__(self) -> None:
         if self.max_sessions < 1:
             raise ValueError(f"max_sessions must be >= 1, got {self.max_sessions}")
+        if self.late_frame_s <= 0:
+            raise ValueError(f"late_frame_s must be > 0 s, got {self.late_frame_s}")
         if not 0 <= self.port < 65536:
             raise ValueError(f"port must be 0..65535, got {self.port}")
         if self.image is not None:

@@ -45,6 +45,7 @@ class _Instruct:
 _OPENING = [INDEX[name] for name in OPENING_AXES]
 _LIPS_CLOSE = INDEX["lips_close"]
 CUT_FRAMES, SETTLE_FRAMES, RELEASE_FRAMES = 1, 12, 3
+MAX_LATE_RUN = 3  # however far behind, at least every fourth frame gets a picture of its own
 
 
 def closing(values: np.ndarray, closed: float) -> np.ndarray:
@@ -66,9 +67,12 @@ class MotionPipeline:
     """One per session. `push_audio` and `instruct` are safe to call from the event loop (they never block)."""
 
     def __init__(self, sampler, renderer, playout: Playout, stats: StageTimes, name: str = "session",
-                 max_backlog_s: float = 0.5):
+                 max_backlog_s: float = 0.3, late_frame_s: float = 0.25):
         self.sampler, self.renderer, self.playout, self.stats = sampler, renderer, playout, stats
         self.max_backlog = int(max_backlog_s * MODEL_RATE)
+        self.late_frame_s = late_frame_s
+        self._last_video: np.ndarray | None = None  # what a late frame shows instead of a picture of its own
+        self._late_run = 0  # late frames in a row that kept the previous picture
         self.voice_per_frame = playout.audio_rate // FPS
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=f"avatar-{name}", daemon=True)
@@ -226,8 +230,15 @@ class MotionPipeline:
                              (self._cut_frame + SETTLE_FRAMES - index) / RELEASE_FRAMES)  # in, hold, back out
                 values, voice = closing(values, closed), voice if index >= self._cut_frame else np.zeros_like(voice)
                 self._cut_step += 1
-            frame = RenderedFrame(index, self._picture(values), voice, self._arrival_of(index), time.monotonic(),
-                                  values)
+            arrival = self._arrival_of(index)
+            if (time.monotonic() - arrival > self.late_frame_s and self._last_video is not None
+                    and self._late_run < MAX_LATE_RUN):
+                video, self._late_run = self._last_video, self._late_run + 1  # behind: catch up, keep the voice
+                self.stats.count("frames_late_skipped")
+            else:
+                video = self._last_video = self._picture(values)
+                self._late_run = 0
+            frame = RenderedFrame(index, video, voice, arrival, time.monotonic(), values)
             self.stats.count("frames_rendered")
             self.playout.put([frame])
 

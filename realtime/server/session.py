@@ -102,7 +102,7 @@ class Session:
                                max_buffered=config.max_buffered_frames,
                                align_margin_s=config.playout_margin_ms / 1000.0, trim_window_s=config.trim_window_s)
         self.pipeline = MotionPipeline(parts.sampler, parts.renderer, self.playout, self.stats, name=self.id,
-                                       max_backlog_s=config.max_backlog_s)
+                                       max_backlog_s=config.max_backlog_s, late_frame_s=config.late_frame_s)
         self.ingest = AudioIngest(self.pipeline, self.stats, self.playout.audio_rate, config.silence_fill_s)
         self.speech = SessionSpeech(self.id, self._on_air_sample, self.playout.audio_rate)  # say, PCM, clear
         self.ingest.mixer = self.speech.queue.mix

@@ -12,7 +12,8 @@ STAGES = ("ingest", "features", "sample", "render", "encode", "pace_late", "buff
 # encode: aiortc's encode+send per video frame; pace_late: how late a frame left against its timestamp;
 # buffer: time a rendered frame waited before it was shown; latency: shown time - arrival of its audio.
 # Counts: audio_dropped_ms = late audio trimmed by the ingest (silence had been filled in for it);
-# audio_skipped_ms = audio the worker skipped because it ran slower than real time.
+# audio_skipped_ms = audio the worker skipped because it ran slower than real time; frames_late_skipped = frames
+# that kept the previous picture because the worker reached them too late (their voice still plays).
 
 
 class StageTimes:
@@ -20,7 +21,8 @@ class StageTimes:
         self._values: dict[str, deque[float]] = {name: deque(maxlen=keep) for name in STAGES}
         self.counts: dict[str, int] = {"frames_shown": 0, "frames_repeated": 0, "frames_dropped": 0,
                                        "frames_rendered": 0, "audio_frames_in": 0, "silence_filled_ms": 0,
-                                       "audio_dropped_ms": 0, "audio_skipped_ms": 0}
+                                       "audio_dropped_ms": 0, "audio_skipped_ms": 0,
+                                       "frames_late_skipped": 0}
 
     def record(self, stage: str, seconds: float) -> None:
         self._values[stage].append(seconds)
