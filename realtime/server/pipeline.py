@@ -222,7 +222,8 @@ class MotionPipeline:
             self._close_queued()
             index = first + i
             voice = self._voice_for(index)
-            if index < self._cut_frame + SETTLE_FRAMES:
+            closing_now = index < self._cut_frame + SETTLE_FRAMES  # a barge-in's closing mouth: always drawn
+            if closing_now:
                 if self._settled_cut != self._cut_frame:  # the generator goes on from the closed mouth shown
                     self.sampler.close_mouth()
                     self._settled_cut = self._cut_frame
@@ -232,7 +233,7 @@ class MotionPipeline:
                 self._cut_step += 1
             arrival = self._arrival_of(index)
             if (time.monotonic() - arrival > self.late_frame_s and self._last_video is not None
-                    and self._late_run < MAX_LATE_RUN):
+                    and self._late_run < MAX_LATE_RUN and not closing_now):
                 video, self._late_run = self._last_video, self._late_run + 1  # behind: catch up, keep the voice
                 self.stats.count("frames_late_skipped")
             else:
@@ -249,15 +250,18 @@ class MotionPipeline:
         return video
 
     def _close_queued(self) -> None:
-        """After a cut: frames rendered from the cleared speech but not yet on air get the mouth closed (the
-        earliest first: it goes on air first; a frame the playout takes meanwhile keeps the picture it had)."""
+        """After a cut: frames rendered from the cleared speech but not yet on air show the mouth closed (the
+        earliest one's pose, rendered once; a frame the playout takes meanwhile keeps the picture it had)."""
         cut, self._recut = self._recut, None
         if cut is None:
             return
+        closed_video = None  # one picture for them all: each render is 10-40 ms the closing mouth would wait for
         for frame in self.playout.queued_before(cut):
             if frame.motion is not None:
                 frame.motion = closing(frame.motion, 1.0)
-                frame.video = self._picture(frame.motion)
+                if closed_video is None:
+                    closed_video = self._picture(frame.motion)
+                frame.video = closed_video
                 self.stats.count("frames_reclosed")
 
     def _voice_for(self, index: int) -> np.ndarray:
