@@ -157,6 +157,23 @@ def test_a_negation_never_adds_what_it_negates(matcher, text, expected):
     assert dict(matcher(text).programs) == expected
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("bob your head up and down", {"nod": 1.0}),
+    ("wag your head from side to side", {"shake_head": 1.0}),
+    ("move your head back and forth a little", {"shake_head": 0.35}),
+    ("smile and rock your head up and down", {"smile": 1.0, "nod": 1.0}),
+    ("stop moving your head up and down", {"neutral": 0.65}),
+])
+def test_a_direction_pair_is_one_head_gesture(matcher, text, expected):
+    """"up and down" is one movement, not two clauses ("bob your head up" + "down" once gave tilt + look down),
+    and embeddings read "from side to side" as a tilt: the words decide."""
+    assert dict(matcher(text).programs) == expected
+
+
+def test_a_direction_pair_for_the_eyes_is_not_a_head_gesture(matcher):
+    assert "nod" not in dict(matcher("glance up and down").programs)
+
+
 @pytest.mark.parametrize("text", ["asdf qwerty", "what is the capital of France", "compile the kernel",
                                   "make me a sandwich"])
 def test_matcher_refuses_what_it_does_not_know(matcher, text):

@@ -29,7 +29,7 @@ from realtime.instruct.catalogue import (
     reference_texts,
 )
 from realtime.instruct.encoder import InstructionEncoder, InstructionError, validate
-from realtime.vocab import MODERATE
+from realtime.vocab import MODERATE, STRONG
 
 
 class InstructionNotUnderstood(InstructionError):
@@ -119,13 +119,16 @@ class ProgramMatcher:
         return Match(kept or (("neutral", level),), match.similarity, match.nearest_text)
 
     def _match(self, text: str) -> Match:
-        clauses = [c for c in _CLAUSES.split(text) if len(c.strip()) > 1]
+        clauses = _clauses(text)
         if len(clauses) > 1:
             combined = self._match_clauses(clauses)
             if combined is not None:
                 return combined
-        if negated_programs(text) and _only_negates(text):
+        if negated_programs(text) and (_only_negates(text) or _oscillation(text)):  # "stop bobbing up and down"
             return Match((("neutral", intensity_from_words(text) or MODERATE),), 1.0, "(negation)")
+        gesture = head_oscillation(text)
+        if gesture is not None:
+            return Match(((gesture, intensity_from_words(text) or STRONG),), 1.0, "(head oscillation)")
         candidates = self.nearest(text, k=4 * self.config.suggestions)
         best, score = candidates[0]
         if score >= self.config.threshold:
@@ -141,8 +144,12 @@ class ProgramMatcher:
         ("look furious, but only a little"); None otherwise."""
         matched, intensity_only = [], []
         for clause in clauses:
-            if negated_programs(clause) and _only_negates(clause):
+            if negated_programs(clause) and (_only_negates(clause) or _oscillation(clause)):
                 continue  # "no smile": removed from the result by the caller, asks for nothing itself
+            gesture = head_oscillation(clause)
+            if gesture is not None:
+                matched.append((clause, Instruction(clause, ((gesture, STRONG),), "rule"), 1.0))
+                continue
             best, score = self.nearest(clause)[0]
             if score >= self.config.threshold:
                 matched.append((clause, best, score))
@@ -159,9 +166,37 @@ class ProgramMatcher:
         return Match(tuple(programs.items()), min(s for _, _, s in matched), " + ".join(b.text for _, b, _ in matched))
 
 
+# Two directions joined ("up and down", "side to side"): one movement back and forth, never two clauses.
+_OSCILLATION = re.compile(r"\b(?:up and down|down and up|side to side|left and right|right and left|back and forth"
+                          r"|to and fro)\b", re.IGNORECASE)
+_EYE_WORDS = {"eye", "eyes", "look", "looking", "glance", "gaze", "stare", "peek", "peer", "eyeball", "eyeballs"}
+
+
+def _clauses(text: str) -> list[str]:
+    """The text split at clause boundaries, joined direction pairs ("up and down") kept whole."""
+    guarded = _OSCILLATION.sub(lambda m: m.group(0).replace(" ", "_"), text)  # "up_and_down": no word "and"
+    return [c.replace("_", " ") for c in _CLAUSES.split(guarded) if len(c.strip()) > 1]
+
+
+def head_oscillation(text: str) -> str | None:
+    """A head moved "up and down" is a nod, "side to side" a shake; sentence embeddings read "from side to side"
+    as a tilt and "up and down" as a look down. None when the text names no such pair, moves the eyes, or says
+    not to (see negated_programs)."""
+    gesture = _oscillation(text)
+    return None if gesture is None or _NEGATION_WORD.search(text.lower()) else gesture
+
+
+def _oscillation(text: str) -> str | None:
+    pair = _OSCILLATION.search(text)
+    if pair is None or set(re.findall(r"[a-z]+", text.lower())) & _EYE_WORDS:
+        return None
+    return "nod" if "up" in pair.group(0).lower() else "shake_head"
+
+
 # A negation word, up to two words, then a program's word: "no smile", "stop smiling", "don't you dare frown".
 _NEGATION = re.compile(r"\b(?:no|not|don't|dont|do not|never|stop|quit|without|less)\b(?:\s+[a-z']+){0,2}?\s+"
                        r"(smil|grin|laugh|happ|frown|scowl|ang|sad|nod|shak|blink|wink|pout)[a-z]*")
+_NEGATION_WORD = re.compile(r"\b(?:no|not|don't|dont|do not|never|stop|quit|without)\b")
 _NEGATED = {"smil": ("smile", "grin", "happy"), "grin": ("grin", "smile", "happy"), "laugh": ("happy", "smile", "grin"),
             "happ": ("happy", "smile", "grin"), "frown": ("frown", "angry"), "scowl": ("frown", "angry"),
             "ang": ("angry",), "sad": ("sad",), "nod": ("nod",), "shak": ("shake_head",), "blink": ("blink",),
@@ -171,8 +206,11 @@ _NEGATION_ONLY = {"no", "not", "don't", "dont", "do", "never", "stop", "quit", "
 
 
 def negated_programs(text: str) -> set[str]:
-    """The programs the text says not to do ("no smile" → smile, grin, happy)."""
-    return {p for stem in _NEGATION.findall(text.lower()) for p in _NEGATED[stem]}
+    """The programs the text says not to do ("no smile" → smile, grin, happy; "stop moving your head up and
+    down" → nod)."""
+    refused = {p for stem in _NEGATION.findall(text.lower()) for p in _NEGATED[stem]}
+    gesture = _oscillation(text) if _NEGATION_WORD.search(text.lower()) else None
+    return refused | {gesture} if gesture else refused
 
 
 def _only_negates(text: str) -> bool:
