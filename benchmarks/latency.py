@@ -116,7 +116,7 @@ def analyse_call(stimulus, mic: TimedMicrophone, frames: FrameRecorder, voice: V
     }
     result["pacing"]["server_counts"] = {k: (stats.get("counts") or {}).get(k)
                                          for k in ("frames_shown", "frames_repeated", "frames_dropped",
-                                                   "audio_skipped_ms", "audio_dropped_ms")}
+                                                   "frames_late_skipped", "audio_skipped_ms", "audio_dropped_ms")}
     artifacts = CallArtifacts(times, {"mouth": mouth}, events, [r.frame_time for r in responses])
     return result, artifacts
 
