@@ -141,6 +141,20 @@ def test_rig_lips_close_meets_and_fit_round_trips(portrait):
     assert np.abs(rig.landmarks(fitted) - rig.landmarks(motion)).max() < 1.0  # pixels
 
 
+def test_closures_of_a_mouth_at_rest_close_the_lips_once_and_the_jaw_still_opens_them(portrait):
+    """A relaxed smile, a frown and pressed lips each close the portrait's lip gap; added on their own they closed
+    it 1.4 times over on a sad face, and a talking sad face barely opened its mouth. Together they meet, no more."""
+    rig = Rig(portrait)
+
+    def opening(**axes: float) -> float:
+        lm = rig.landmarks(vector(**axes))[0]
+        return float(np.mean(lm[[67, 66, 65], 1] - lm[[61, 62, 63], 1]) / rig.iod)
+
+    assert abs(opening(smile=-1.0, frown=1.0, lip_press=0.7)) <= 0.01  # closed, not crossed
+    talking_relaxed = opening(jaw_open=0.4, smile=-1.0, frown=1.0, lip_press=0.7)
+    assert talking_relaxed >= 0.9 * opening(jaw_open=0.4, lips_close=1.0)  # the jaw opens it as from closed lips
+
+
 # -- renderer ----------------------------------------------------------------------------------------
 def test_neutral_frame_reproduces_the_portrait(renderer, portrait):
     frames = renderer(np.zeros((2, DIM), np.float32))

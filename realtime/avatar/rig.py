@@ -10,8 +10,9 @@ rendered pixels agree.
 
 Internally the rig works on "rig coefficients" (`RIG_NAMES`): the motion axes with three non-linear
 conveniences made linear: `mouth_asym` splits into a right and a left corner raise, `smile` into a
-smile (AU12, > 0) and `smile_relax` (< 0: the photograph's own smile undone, a relaxed mouth), and
-the lip closure is `min(1, lips_close + lip_press)` so a press never pushes the lips through each other.
+smile (AU12, > 0) and `smile_relax` (< 0: the photograph's own smile undone, a relaxed mouth), and the
+closures of a mouth at rest (pressed, relaxed, frowning) become `lips_rest`, which with `lips_close` closes
+the lip gap at most once.
 """
 from __future__ import annotations
 
@@ -25,10 +26,11 @@ from .head import HeadModel
 POSE_NAMES = ("head_yaw", "head_pitch", "head_roll", "head_x", "head_y")
 GAZE_NAMES = ("gaze_x", "gaze_y")
 EXPRESSION_NAMES = tuple(n for n in INDEX if n not in POSE_NAMES + GAZE_NAMES and n != "mouth_asym")
-RIG_NAMES = EXPRESSION_NAMES + ("mouth_asym_right", "mouth_asym_left", "smile_relax")
+RIG_NAMES = EXPRESSION_NAMES + ("mouth_asym_right", "mouth_asym_left", "smile_relax", "lips_rest")
 RIG_INDEX = {n: i for i, n in enumerate(RIG_NAMES)}
 RIG_LO = np.zeros(len(RIG_NAMES), np.float32)
 RIG_HI = np.ones(len(RIG_NAMES), np.float32)
+FITTED = np.array([n != "lips_rest" for n in RIG_NAMES])  # lips_rest is derived (motion_to_rig): never fitted
 
 # landmark groups (iBUG 300-W 68-point order)
 JAW = list(range(0, 17))
@@ -53,6 +55,8 @@ RELAX_GAIN = 1.6
 # a mouth that does not smile still rests with its corners a little above the inner-lip midline (a closed,
 # relaxed mouth reads +0.03..0.05 IOD by dlib): only the lift above this is the photograph's smile to undo
 NEUTRAL_LIFT = 0.04
+# How much of the portrait's lip gap a full smile_relax and a full frown close (as lips_close does 1.0).
+RELAX_CLOSES, FROWN_CLOSES = 0.7, 0.7
 # points that expression moves least: pose is estimated from them first
 RIGID_POINTS = [0, 16, 27, 28, 29, 30, 31, 33, 35, 36, 39, 42, 45]  # no lower jaw line: the cheek carries it
 
@@ -66,11 +70,22 @@ def motion_to_rig(motion: np.ndarray) -> np.ndarray:
     smile = motion[:, INDEX["smile"]]
     out[:, RIG_INDEX["smile"]] = np.maximum(smile, 0)
     out[:, RIG_INDEX["smile_relax"]] = np.maximum(-smile, 0)
-    out[:, RIG_INDEX["lips_close"]] = np.minimum(1.0, motion[:, INDEX["lips_close"]] + motion[:, INDEX["lip_press"]])
+    closed = out[:, RIG_INDEX["lips_close"]]
+    out[:, RIG_INDEX["lips_rest"]] = np.minimum(1.0 - closed, _expression_closure(
+        motion[:, INDEX["lip_press"]], out[:, RIG_INDEX["smile_relax"]], motion[:, INDEX["frown"]]))
     asym = motion[:, INDEX["mouth_asym"]]
     out[:, RIG_INDEX["mouth_asym_right"]] = np.maximum(asym, 0)
     out[:, RIG_INDEX["mouth_asym_left"]] = np.maximum(-asym, 0)
     return out
+
+
+def _expression_closure(press: np.ndarray, relax: np.ndarray, frown: np.ndarray) -> np.ndarray:
+    """How far (0..1, the `lips_rest` coefficient) pressed lips, a relaxed smile and a frown close the portrait's
+    lip gap: together, and with lips_close, at most once. Added each on its own they closed it 1.4 times over on
+    a sad face, and the jaw of speech spent that overlap before the mouth opened at all (mouth opening while
+    talking 0.30 -> 0.10 IOD at p90 by dlib). (Letting the jaw open through these closures as well was tried:
+    dlib then read a disgusted face's raised upper lip as lowered.)"""
+    return np.minimum(1.0, press + RELAX_CLOSES * relax + FROWN_CLOSES * frown)
 
 
 def rig_to_motion(coeffs: np.ndarray, pose: np.ndarray) -> np.ndarray:
@@ -78,9 +93,7 @@ def rig_to_motion(coeffs: np.ndarray, pose: np.ndarray) -> np.ndarray:
     motion = np.zeros((len(coeffs), DIM), np.float32)
     for name in EXPRESSION_NAMES:
         motion[:, INDEX[name]] = coeffs[:, RIG_INDEX[name]]
-    # the rig sees only the total closure; attribute what the press does not explain to lips_close
-    closing = coeffs[:, RIG_INDEX["lips_close"]] - coeffs[:, RIG_INDEX["lip_press"]]
-    motion[:, INDEX["lips_close"]] = np.clip(closing, 0, 1)
+    motion[:, INDEX["lips_close"]] = np.clip(coeffs[:, RIG_INDEX["lips_close"]], 0, 1)
     motion[:, INDEX["mouth_asym"]] = coeffs[:, RIG_INDEX["mouth_asym_right"]] - coeffs[:, RIG_INDEX["mouth_asym_left"]]
     motion[:, INDEX["smile"]] = coeffs[:, RIG_INDEX["smile"]] - coeffs[:, RIG_INDEX["smile_relax"]]
     for i, name in enumerate(POSE_NAMES):
@@ -132,7 +145,12 @@ def build_bases(landmarks: np.ndarray, iod: float) -> np.ndarray:
     move(b, [49, 53], dy=0.12 * gap.mean())
     move(b, [59, 55], dy=-0.25 * gap.mean())
     move(b, [7, 8, 9], dy=-0.35 * gap.mean())
-    # --- lip_press: thin, tightened lips (closure comes through lips_close)
+    # --- lips_rest: the inner lips meet as lips_close's do, for closures of the mouth at rest (motion_to_rig)
+    b = "lips_rest"
+    for up, lo, g in zip(INNER_UPPER, INNER_LOWER, gap):
+        move(b, up, dy=0.4 * g)
+        move(b, lo, dy=-0.6 * g)
+    # --- lip_press: thin, tightened lips (closure comes through lips_rest)
     b = "lip_press"  # each lip loses about a third of its thickness
     for outer, inner in zip([49, 50, 51, 52, 53], [61, 61, 62, 63, 63]):
         move(b, outer, dy=0.35 * max(lm[inner, 1] - lm[outer, 1], 0.0))
@@ -188,19 +206,15 @@ def build_bases(landmarks: np.ndarray, iod: float) -> np.ndarray:
             move(b, p, dx=-0.35 * smile0 * u, dy=RELAX_GAIN * smile0 * abs(u) ** 2)
     mirror(b, [31], [35], -0.1 * smile0, 0.1 * smile0)
     mirror(b, [3, 4], [13, 12], -0.06 * smile0, 0.06 * smile0)
-    for up, lo, g in zip(INNER_UPPER, INNER_LOWER, gap):  # a relaxed mouth rests (nearly) closed
-        move(b, up, dy=0.25 * g)
-        move(b, lo, dy=-0.45 * g)
+    # a relaxed mouth rests (nearly) closed: that closure is lips_rest's (motion_to_rig, RELAX_CLOSES)
     # --- frown (AU15): corners pulled down from wherever they are; the lips bend into an arch together
     b = "frown"
     for ids, (lc, rc) in ((range(48, 60), (48, 54)), (range(60, 68), (60, 64))):
         for p in ids:
             u = float(np.clip((lm[p, 0] - (lm[lc, 0] + lm[rc, 0]) / 2) / max((lm[rc, 0] - lm[lc, 0]) / 2, 1e-3), -1, 1))
-            move(b, p, dx=-0.02 * u, dy=0.15 * abs(u) ** 1.5)
+            move(b, p, dx=-0.02 * u, dy=0.2 * abs(u) ** 1.5)
     move(b, [5, 6, 10, 11], dy=0.02)
-    for up, lo, g in zip(INNER_UPPER, INNER_LOWER, gap):  # a sad mouth closes over the teeth
-        move(b, up, dy=0.3 * g)
-        move(b, lo, dy=-0.4 * g)
+    # a sad mouth closes over the teeth: through lips_rest (FROWN_CLOSES)
     # --- upper_lip_raise: bares the upper teeth
     b = "upper_lip_raise"
     for p, dy in zip([49, 50, 51, 52, 53], (-0.08, -0.13, -0.14, -0.13, -0.08)):
@@ -317,13 +331,13 @@ class Rig:
             raise ValueError(f"landmarks must be (N, 68, 2), got {landmarks.shape}")
         pose_lo = LO[[INDEX[n] for n in POSE_NAMES]].astype(np.float64)
         pose_hi = HI[[INDEX[n] for n in POSE_NAMES]].astype(np.float64)
-        k = len(RIG_NAMES)
-        design = self.bases.reshape(k, -1).T.astype(np.float64) * self.iod  # (136, K)
+        k = int(FITTED.sum())
+        design = self.bases[FITTED].reshape(k, -1).T.astype(np.float64) * self.iod  # (136, K)
         lam = np.sqrt(self.ridge) * self.iod
         # relaxing the photographed smile moves the corners much as a frown does: prefer the frown, which
         # real footage shows far more often than a portrait's smile wiped off
-        prior = np.diag(np.where(np.array(RIG_NAMES) == "smile_relax", 4.0, 1.0))
-        coeffs = np.zeros((len(landmarks), k))
+        prior = np.diag(np.where(np.array(RIG_NAMES)[FITTED] == "smile_relax", 4.0, 1.0))
+        coeffs = np.zeros((len(landmarks), len(RIG_NAMES)))
         poses = np.zeros((len(landmarks), 5))
         for n, observed in enumerate(landmarks):
             pose = np.zeros(5)
@@ -337,8 +351,8 @@ class Rig:
                 flat = self.unposed(observed[None], pose[None])[0]
                 target = (flat - self.rest).ravel()
                 solution = lsq_linear(np.vstack([design, lam * prior]), np.concatenate([target, np.zeros(k)]),
-                                      bounds=(RIG_LO, RIG_HI))
-                coeffs[n] = solution.x
-                expressed = self.rest + self.expression_displacement(solution.x[None])[0]
+                                      bounds=(RIG_LO[FITTED], RIG_HI[FITTED]))
+                coeffs[n, FITTED] = solution.x
+                expressed = self.rest + self.expression_displacement(coeffs[n][None])[0]
             poses[n] = pose
         return rig_to_motion(coeffs, poses)
