@@ -473,3 +473,20 @@ def test_shipped_generator_opens_the_mouth_with_speech_and_closes_it_on_bilabial
     ends = np.flatnonzero(np.diff(np.concatenate([[0], labels == Viseme.BILABIAL, [0]]).astype(int)) == -1)
     closed = [lips[max(a - 2, 0):b + 1].max() >= 0.5 for a, b in zip(runs, ends)]
     assert np.mean(closed) >= 0.5, closed
+
+
+def test_a_checkpoint_without_negative_smile_still_relaxes_the_photographs_smile(shipped):
+    """The shipped checkpoint predates `smile` < 0, so it cannot undo the photograph's smile that the teacher's
+    sad, angry or neutral face undoes: the sampler adds that relaxation for what the wording asks, eased in, and
+    never for a smile (the live path and `render` alike)."""
+    from realtime.instruct import WordedEncoder
+
+    assert shipped.output_lo[INDEX["smile"]] >= 0.0  # what makes the sampler add it
+    encoder = WordedEncoder().setup()
+    audio = speechlike(3.0)
+    smile = {text: generate(shipped, encoder, audio, text, seed=0).values[:, INDEX["smile"]]
+             for text in (None, "look sad", "look a little annoyed", "stop smiling", "smile and look sad")}
+    assert smile[None].min() >= 0.0
+    assert smile["look sad"][-25:].max() <= -0.9 and smile["stop smiling"][-25:].max() <= -0.9
+    assert -0.8 <= smile["look a little annoyed"][-25:].mean() <= -0.5  # a slight level relaxes part of it
+    assert smile["smile and look sad"].min() >= 0.0  # a smile asked for is not undone

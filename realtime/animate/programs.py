@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from realtime.vocab import DIM, EMOTIONS, FPS, INDEX, MOTIONS
+from realtime.vocab import DIM, EMOTIONS, FPS, INDEX, MOTIONS, relax_scale
 
 
 @dataclass(frozen=True)
@@ -108,11 +108,6 @@ class UnknownProgramError(KeyError):
 def smoothstep(x: np.ndarray) -> np.ndarray:
     x = np.clip(x, 0.0, 1.0)
     return x * x * (3 - 2 * x)
-
-
-def relax_scale(intensity: float) -> float:
-    """How far a program relaxes the photograph's smile at an intensity: fully from 0.5 on."""
-    return float(min(1.0, 2.0 * intensity))
 
 
 def _lowpass_noise(rng: np.random.Generator, n: int, seconds: float) -> np.ndarray:

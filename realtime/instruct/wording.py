@@ -14,7 +14,7 @@ from typing import Any
 
 from realtime.instruct.catalogue import EMOTION_ADJECTIVES, MOTION_PHRASES, Programs
 from realtime.instruct.encoder import EncoderConfig, InstructionEmbedding, InstructionEncoder, validate
-from realtime.vocab import EMOTIONS, MODERATE, SLIGHT, STRONG
+from realtime.vocab import EMOTIONS, MODERATE, SLIGHT, STRONG, smile_relax
 
 _EMOTION_WORD = {SLIGHT: "a little ", MODERATE: "", STRONG: "very "}
 
@@ -53,7 +53,7 @@ class WordedEncoder(InstructionEncoder):
     def __init__(self, config: EncoderConfig | None = None):
         super().__init__(config)
         self.matcher: Any = None  # realtime.instruct.ProgramMatcher over the plain encoder
-        self._wordings: dict[str, str] = {}
+        self._wordings: dict[str, tuple[str, float]] = {}
 
     def setup(self) -> WordedEncoder:
         super().setup()
@@ -65,17 +65,27 @@ class WordedEncoder(InstructionEncoder):
 
     def wording(self, text: str) -> str:
         """What the generator is given for `text`."""
-        from realtime.instruct.matcher import InstructionNotUnderstood
+        return self._understood(text)[0] if self.config.reword else text
 
-        if not self.config.reword:
-            return text
+    def smile_relax(self, text: str) -> float:
+        """How far (0..1) what `text` asks for relaxes the photograph's smile (realtime.vocab.smile_relax);
+        0 when the matcher does not understand it."""
+        return self._understood(text)[1]
+
+    def _understood(self, text: str) -> tuple[str, float]:
+        """(plain wording, smile relaxation) of what the matcher reads in `text`; (text, 0) when it reads nothing."""
+        from realtime.instruct.matcher import InstructionNotUnderstood, ProgramMatcher
+
         hit = self._wordings.get(text)
         if hit is None:
             self.setup()
+            if self.matcher is None:  # reword off: built on first use here
+                self.matcher = ProgramMatcher(_Plain(self)).setup()
             try:
-                hit = plain_wording(self.matcher(text).programs) or text
+                programs = self.matcher(text).programs
+                hit = (plain_wording(programs) or text, smile_relax(programs))
             except InstructionNotUnderstood:
-                hit = text
+                hit = (text, 0.0)
             if len(self._wordings) < self.config.cache_size:
                 self._wordings[text] = hit
         return hit

@@ -32,6 +32,7 @@ from realtime.vocab import (
     SCALE,
     SPEECH_AXES,
     MotionSequence,
+    relax_scale,
 )
 
 # A generator not loaded by load_generator (tests, an untrained model) is clipped as the checkpoints from before
@@ -106,6 +107,12 @@ class StreamingSampler:
         self._instruction_caches: dict[str, InstructionCache] = {}
         self.instruction: str | None = None
         self.intensity: float = 1.0
+        # A checkpoint trained before `smile` took negative values outputs smile >= 0 only, so it cannot relax the
+        # photograph's smile, which every emotion without AU12 does (the teacher's programs, realtime.vocab's
+        # RELAXES_SMILE): with such a checkpoint the sampler adds that one axis itself, eased like an onset.
+        lo = getattr(model, "output_lo", GENERATOR_LO)
+        self._adds_relax = bool(lo[INDEX["smile"]] >= 0.0) and hasattr(encoder, "smile_relax")
+        self._relax, self._relax_target = 0.0, 0.0
         self.samples_pushed = 0
         self.frames_emitted = 0  # frames generated (returned by push/flush)
         self._finished = False
@@ -217,6 +224,8 @@ class StreamingSampler:
                 if c.direction > 0:
                     c.scale = intensity * self.config.guidance
             self.intensity = intensity
+            if self._adds_relax and text is not None:
+                self._relax_target = self.encoder.smile_relax(text) * relax_scale(intensity)
             return
         for c in self._conds:
             c.direction = -1.0
@@ -230,6 +239,10 @@ class StreamingSampler:
         start = 0.0 if self.frames_emitted > 0 else 1.0  # the first chunk starts in the instruction
         self._conds.append(_Condition(cache, intensity * self.config.guidance, start, +1.0))
         self.instruction, self.intensity = text, intensity
+        if self._adds_relax:
+            self._relax_target = 0.0 if text is None else self.encoder.smile_relax(text) * relax_scale(intensity)
+            if self.frames_emitted == 0:
+                self._relax = self._relax_target
 
     def _advance_ramps(self) -> None:
         step = self.W / max(self.config.transition_s * FPS, 1e-6)
@@ -297,9 +310,22 @@ class StreamingSampler:
         self._prefix = torch.cat([self._prefix, x0])[-self.P:]
         self._prefix_valid = torch.cat([self._prefix_valid, torch.ones(self.W, dtype=torch.bool)])[-self.P:]
         lo = getattr(self.model, "output_lo", GENERATOR_LO)  # set by load_generator from the checkpoint's meta
-        return np.clip((x0 * self._scale).numpy(), lo, HI).astype(np.float32)
+        motion = np.clip((x0 * self._scale).numpy(), lo, HI).astype(np.float32)
+        if self._adds_relax and (self._relax or self._relax_target):
+            motion[:, INDEX["smile"]] = np.clip(motion[:, INDEX["smile"]] - self._relax_ramp(len(motion)),
+                                                LO[INDEX["smile"]], HI[INDEX["smile"]])
+        return motion
+
+    def _relax_ramp(self, n: int) -> np.ndarray:
+        """The added relaxation for the next n frames, moving to its target by RELAX_STEP a frame."""
+        out = np.empty(n, np.float32)
+        for i in range(n):
+            self._relax += float(np.clip(self._relax_target - self._relax, -RELAX_STEP, RELAX_STEP))
+            out[i] = self._relax
+        return out
 
 
+RELAX_STEP = 1.0 / (0.35 * FPS)  # the added relaxation eases in and out over ~350 ms, like a teacher's onset
 _OPENING = [INDEX[name] for name in OPENING_AXES]
 _OPENING_MASK = torch.zeros(len(SCALE), dtype=torch.bool)
 _OPENING_MASK[_OPENING] = True

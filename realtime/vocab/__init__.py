@@ -31,8 +31,12 @@ from realtime.vocab.programs import (
                                  MODERATE,
                                  MOTIONS,
                                  PROGRAM_NAMES,
+                                 RELAXES_SMILE,
                                  SLIGHT,
+                                 SMILING,
                                  STRONG,
+                                 relax_scale,
+                                 smile_relax,
 )
 from realtime.vocab.timebase import AUDIO_PTIME_S, FPS, MODEL_RATE, SAMPLES_PER_FRAME, VIDEO_CLOCK, WEBRTC_AUDIO_RATE
 from realtime.vocab.visemes import VISEME_UNKNOWN, Viseme
@@ -41,5 +45,6 @@ __all__ = ["AXES", "DIM", "EYELID_AXES", "HI", "INDEX", "LIP_AXES", "LO", "NAMES
            "SPEECH_AXES", "Axis",
            "MotionSequence", "axes_table_markdown", "clip", "neutral", "vector", "INTENSITY_RANGE",
            "MAX_INSTRUCTION_CHARS", "EMOTIONS", "FACE_MOTIONS", "HEAD_MOTIONS", "LEVELS", "MODERATE", "MOTIONS",
-           "PROGRAM_NAMES", "SLIGHT", "STRONG", "AUDIO_PTIME_S", "FPS", "MODEL_RATE", "SAMPLES_PER_FRAME",
+           "PROGRAM_NAMES", "RELAXES_SMILE", "SLIGHT", "SMILING", "STRONG", "relax_scale", "smile_relax",
+           "AUDIO_PTIME_S", "FPS", "MODEL_RATE", "SAMPLES_PER_FRAME",
            "VIDEO_CLOCK", "WEBRTC_AUDIO_RATE", "VISEME_UNKNOWN", "Viseme"]

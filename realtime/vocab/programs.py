@@ -18,4 +18,24 @@ MOTIONS: tuple[str, ...] = ("raise_eyebrows", "frown", "smile", "grin", "pout", 
                             "tilt_head", "nod", "shake_head", "blink", "wink")
 PROGRAM_NAMES: tuple[str, ...] = EMOTIONS + MOTIONS
 
+# The photograph may already smile: every emotion without AU12 relaxes it (the teacher's `smile` < 0 on these);
+# SMILING programs pull the corners up instead, and a combination with one of them relaxes nothing.
+RELAXES_SMILE: frozenset[str] = frozenset(EMOTIONS) - {"happy"}
+SMILING: frozenset[str] = frozenset({"happy", "smile", "grin"})
+
+
+def relax_scale(level: float) -> float:
+    """How far a relaxing program undoes the photograph's smile at an intensity: fully from 0.5 on (undoing the
+    photograph is not a degree of the emotion: a slightly sad face does not smile either)."""
+    return float(min(1.0, 2.0 * level))
+
+
+def smile_relax(programs) -> float:
+    """How far (0..1) a set of (program, level) pairs relaxes the photograph's smile."""
+    names = {name for name, _ in programs}
+    if names & SMILING:
+        return 0.0
+    return max((relax_scale(level) for name, level in programs if name in RELAXES_SMILE), default=0.0)
+
+
 assert set(FACE_MOTIONS) | set(HEAD_MOTIONS) == set(MOTIONS) and not set(FACE_MOTIONS) & set(HEAD_MOTIONS)
