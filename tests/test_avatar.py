@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import skimage.data
+import torch
 from PIL import Image
 
 from realtime.avatar import (
@@ -236,3 +237,23 @@ def test_closed_mouth_portrait_opens_onto_synthesized_teeth(renderer, portrait):
     inside = frames[1][rr, cc].astype(int)
     assert (inside.max(1) < 70).mean() > 0.2  # a dark cavity
     assert _teeth_pixels(frames[1], lm) > 30  # and a row of teeth below the upper lip
+
+
+def test_coarse_positions_are_enlarged_exactly_as_bilinear_align_corners():
+    """The CPU renderer's per-pixel source positions (OpenCV warpAffine) equal torch's bilinear interpolation with
+    aligned corners, which the CUDA path uses, at every field step the renderer takes."""
+    import torch.nn.functional as F
+
+    from realtime.avatar.warp import upsample_positions
+
+    rng = np.random.default_rng(3)
+    for step in (2, 4, 8):
+        coarse = (rng.random((23, 31, 2)) * 500).astype(np.float32)
+        shape = (22 * step + 1 - 3, 30 * step + 1)  # cut short at the bottom, as at the frame's edge
+        fine = upsample_positions(coarse, step, shape)
+        reference = F.interpolate(torch.from_numpy(coarse).permute(2, 0, 1)[None], size=(22 * step + 1, 30 * step + 1),
+                                  mode="bilinear", align_corners=True)[0].permute(1, 2, 0).numpy()[:shape[0]]
+        assert fine.shape == (*shape, 2)
+        assert np.abs(fine - reference).max() < 1e-3
+    with pytest.raises(AssertionError, match="field_step"):
+        RenderConfig(field_step=3)
