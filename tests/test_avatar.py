@@ -257,3 +257,17 @@ def test_coarse_positions_are_enlarged_exactly_as_bilinear_align_corners():
         assert np.abs(fine - reference).max() < 1e-3
     with pytest.raises(AssertionError, match="field_step"):
         RenderConfig(field_step=3)
+
+
+def test_an_iris_moved_less_than_a_quarter_pixel_is_not_repainted_but_a_real_glance_is(renderer):
+    """Skipping the iris paint for the generator's tiny gaze values (a tenth of a pixel) changes the picture by
+    no more than that shift; a glance moves the iris by pixels, painted exactly as without the limit."""
+    exact = Renderer(renderer.portrait, RenderConfig(device="cpu", iris_min_shift=0.0)).setup()
+    motion = np.stack([vector(), vector(gaze_x=0.02, gaze_y=0.02), vector(gaze_x=0.6)])
+    still, tiny, glance = (renderer(m[None]).numpy()[0] for m in motion)  # one frame at a time, as served
+    _, tiny_painted, glance_painted = (exact(m[None]).numpy()[0] for m in motion)
+    assert not np.array_equal(tiny, tiny_painted)  # the paint was skipped ...
+    mse = np.mean((tiny.astype(float) - tiny_painted) ** 2)
+    assert 10 * np.log10(255 ** 2 / mse) > 55  # ... and that is invisible
+    assert np.array_equal(glance, glance_painted)  # above the limit: painted as before
+    assert (np.abs(glance.astype(int) - still).max(-1) > 20).sum() > 30  # the iris moved by whole pixels
