@@ -36,12 +36,12 @@ def _timed(fn, *args):
 
 def stage_costs(config: StagesConfig) -> dict:
     import torch
-    from aiortc.codecs.vpx import Vp8Encoder
 
     from realtime.assembly import AvatarParts
     from realtime.avatar import set_cpu_threads
     from realtime.media.audio import resample
     from realtime.media.stream import rgb_to_yuv420, yuv420_frame
+    from realtime.media.vp8 import RealtimeVp8Encoder
     from realtime.motion.features import StreamingLogMel
 
     threads = torch.get_num_threads()
@@ -53,7 +53,7 @@ def stage_costs(config: StagesConfig) -> dict:
         model, renderer = parts.model, parts.renderer()
         sampler = parts.sampler(shared=False)
         features = StreamingLogMel(model.cfg.features)
-        encoder = Vp8Encoder()
+        encoder = RealtimeVp8Encoder()  # the server's
         chunk = int(MODEL_RATE * model.cfg.window / FPS)
         speech = resample(running_speech(chunk * (config.chunks + 4) / MODEL_RATE), RATE, MODEL_RATE)
         costs: dict[str, list[tuple[float, float]]] = {k: [] for k in ("features", "sample", "render", "yuv", "vp8")}

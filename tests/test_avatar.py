@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import skimage.data
+import torch
 from PIL import Image
 
 from realtime.avatar import (
@@ -250,3 +251,37 @@ def test_closed_mouth_portrait_opens_onto_synthesized_teeth(renderer, portrait):
     inside = frames[1][rr, cc].astype(int)
     assert (inside.max(1) < 70).mean() > 0.2  # a dark cavity
     assert _teeth_pixels(frames[1], lm) > 30  # and a row of teeth below the upper lip
+
+
+def test_coarse_positions_are_enlarged_exactly_as_bilinear_align_corners():
+    """The CPU renderer's per-pixel source positions (OpenCV warpAffine) equal torch's bilinear interpolation with
+    aligned corners, which the CUDA path uses, at every field step the renderer takes."""
+    import torch.nn.functional as F
+
+    from realtime.avatar.warp import upsample_positions
+
+    rng = np.random.default_rng(3)
+    for step in (2, 4, 8):
+        coarse = (rng.random((23, 31, 2)) * 500).astype(np.float32)
+        shape = (22 * step + 1 - 3, 30 * step + 1)  # cut short at the bottom, as at the frame's edge
+        fine = upsample_positions(coarse, step, shape)
+        reference = F.interpolate(torch.from_numpy(coarse).permute(2, 0, 1)[None], size=(22 * step + 1, 30 * step + 1),
+                                  mode="bilinear", align_corners=True)[0].permute(1, 2, 0).numpy()[:shape[0]]
+        assert fine.shape == (*shape, 2)
+        assert np.abs(fine - reference).max() < 1e-3
+    with pytest.raises(AssertionError, match="field_step"):
+        RenderConfig(field_step=3)
+
+
+def test_an_iris_moved_less_than_a_quarter_pixel_is_not_repainted_but_a_real_glance_is(renderer):
+    """Skipping the iris paint for the generator's tiny gaze values (a tenth of a pixel) changes the picture by
+    no more than that shift; a glance moves the iris by pixels, painted exactly as without the limit."""
+    exact = Renderer(renderer.portrait, RenderConfig(device="cpu", iris_min_shift=0.0)).setup()
+    motion = np.stack([vector(), vector(gaze_x=0.02, gaze_y=0.02), vector(gaze_x=0.6)])
+    still, tiny, glance = (renderer(m[None]).numpy()[0] for m in motion)  # one frame at a time, as served
+    _, tiny_painted, glance_painted = (exact(m[None]).numpy()[0] for m in motion)
+    assert not np.array_equal(tiny, tiny_painted)  # the paint was skipped ...
+    mse = np.mean((tiny.astype(float) - tiny_painted) ** 2)
+    assert 10 * np.log10(255 ** 2 / mse) > 55  # ... and that is invisible
+    assert np.array_equal(glance, glance_painted)  # above the limit: painted as before
+    assert (np.abs(glance.astype(int) - still).max(-1) > 20).sum() > 30  # the iris moved by whole pixels

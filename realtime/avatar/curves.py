@@ -26,7 +26,10 @@ def polyline_np(xs: np.ndarray, ys: np.ndarray, x: np.ndarray, sorted_xs: bool =
         xs = np.maximum.accumulate(xs, axis=1)
     n, k = x.shape[0], xs.shape[1]
     rows = np.arange(n)[:, None] % xs.shape[0]
-    hi = np.stack([np.searchsorted(xs[r], x[i]) for i, r in enumerate(rows[:, 0])])
+    if xs.shape[0] == 1:  # knots shared by every row (the rest curves): one search
+        hi = np.searchsorted(xs[0], x.ravel()).reshape(x.shape)
+    else:
+        hi = np.stack([np.searchsorted(xs[r], x[i]) for i, r in enumerate(rows[:, 0])])
     hi = clamp_np(hi, 1, k - 1)
     lo = hi - 1
     x0, x1 = xs[rows, lo], xs[rows, hi]

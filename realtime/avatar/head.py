@@ -97,11 +97,10 @@ def rotation_matrices(angles_deg: np.ndarray) -> np.ndarray:
     """(N, 3) yaw, pitch, roll in degrees -> (N, 3, 3), x right, y down, z towards the camera.
     + yaw turns the face towards image right, + pitch tips the chin down, + roll is clockwise."""
     yaw, pitch, roll = np.deg2rad(np.asarray(angles_deg, np.float64)).T
-    n = len(yaw)
-    one, zero = np.ones(n), np.zeros(n)
     cy, sy, cp, sp, cr, sr = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch), np.cos(roll), np.sin(roll)
-    r_yaw = np.stack([np.stack([cy, zero, sy], -1), np.stack([zero, one, zero], -1), np.stack([-sy, zero, cy], -1)], 1)
-    r_pitch = np.stack([np.stack([one, zero, zero], -1), np.stack([zero, cp, sp], -1),
-                        np.stack([zero, -sp, cp], -1)], 1)
-    r_roll = np.stack([np.stack([cr, -sr, zero], -1), np.stack([sr, cr, zero], -1), np.stack([zero, zero, one], -1)], 1)
+    # each elementary rotation filled in place (once per rendered frame: nested np.stack cost more than the math)
+    r_yaw, r_pitch, r_roll = (np.zeros((len(yaw), 3, 3)) for _ in range(3))
+    r_yaw[:, 0, 0], r_yaw[:, 0, 2], r_yaw[:, 1, 1], r_yaw[:, 2, 0], r_yaw[:, 2, 2] = cy, sy, 1.0, -sy, cy
+    r_pitch[:, 0, 0], r_pitch[:, 1, 1], r_pitch[:, 1, 2], r_pitch[:, 2, 1], r_pitch[:, 2, 2] = 1.0, cp, sp, -sp, cp
+    r_roll[:, 0, 0], r_roll[:, 0, 1], r_roll[:, 1, 0], r_roll[:, 1, 1], r_roll[:, 2, 2] = cr, -sr, sr, cr, 1.0
     return r_roll @ r_pitch @ r_yaw

@@ -22,7 +22,7 @@ from .enrol import Portrait
 from .eyes import Eyes
 from .mouth import Mouth
 from .rig import EYE, LOWER_LID, MOUTH, UPPER_LID, Rig, motion_to_rig, pose_of
-from .warp import CoarseWarp, warp_bases
+from .warp import CoarseWarp, upsample_positions, warp_bases
 
 
 class MotionShapeError(ValueError):
@@ -39,6 +39,14 @@ class RenderConfig:
     lip_margin: float = 2.0  # px of inner lip edge skipped where lips close or part, so no teeth show on it
     upper_teeth_share: float = 0.85  # share of the portrait's inner-lip gap that stays on the upper lip
     ring_radii: tuple[float, float, float] = (1.6, 1.25, 3.0)  # expression pinned to 0: x, above, below the eyes (IOD)
+    # an iris moved less than this (px) is left where the portrait has it: the generator's gaze is mostly a few
+    # hundredths, a tenth of a pixel, and painting it is a fifth of the eyes' cost
+    iris_min_shift: float = 0.25
+
+    def __post_init__(self):
+        # the CPU path enlarges the coarse fields with OpenCV, whose bilinear weights are exact in 1/32 steps
+        assert self.field_step in (1, 2, 4, 8, 16, 32), f"field_step must divide 32, got {self.field_step}"
+        assert 0 <= self.iris_min_shift < 2, f"iris_min_shift must be in [0, 2) px, got {self.iris_min_shift}"
 
 
 def set_cpu_threads(n: int) -> None:
@@ -86,10 +94,7 @@ class Renderer:
         full = torch.arange(self.size, device=dev, dtype=dt)
         fy, fx = torch.meshgrid(full, full, indexing="ij")
         self.identity = torch.stack([fx, fy], -1)  # (H, W, 2) pixel positions
-        # for the CPU resampler (OpenCV): contiguous pixels and the identity map as broadcastable rows/columns
-        self._image_np = np.ascontiguousarray(self.portrait.image)
-        axis = np.arange(self.size, dtype=np.float32)
-        self._identity_np = (axis[None, :], axis[:, None])
+        self._image_np = np.ascontiguousarray(self.portrait.image)  # for the CPU resampler (OpenCV)
         # rest lid and inner-lip lines sampled densely, to follow them through the smooth warp
         rest = self.rig.rest
         self._rest_curves = rest_lines(rest, dev, dt)
@@ -158,24 +163,26 @@ class Renderer:
         j0, i0 = max(0, min(lo_y) // step), max(0, min(lo_x) // step)
         j1, i1 = min(h - 1, -(-max(hi_y) // step)), min(h - 1, -(-max(hi_x) // step))
         y0, x0 = j0 * step, i0 * step
-        flow = F.interpolate(total[:, :, j0:j1 + 1, i0:i1 + 1], size=((j1 - j0) * step + 1, (i1 - i0) * step + 1),
-                             mode="bilinear", align_corners=True)
-        flow = flow[:, :, :size - y0, :size - x0]  # the last coarse point may lie past the edge
-        hr, wr = flow.shape[-2:]
+        hr, wr = min((j1 - j0) * step + 1, size - y0), min((i1 - i0) * step + 1, size - x0)  # the last coarse
+        coarse = total[:, :, j0:j1 + 1, i0:i1 + 1]  # point may lie past the edge
 
         curves_g = self._warped_curves(expression) if regions else {}
-        paints = []
+        crops, paints = [], []
         for region in regions:
-            (hh, ww), origins = boxes[region]
-            local, paint = self._region(region, boxes[region], pose_back, expression, targets, warped, gaze, coeffs,
-                                        curves_g)
-            for i, (bx, by) in enumerate(origins):
-                flow[i, :, by - y0:by - y0 + hh, bx - x0:bx - x0 + ww] = local[i]
+            source, paint = self._region(region, boxes[region], pose_back, expression, targets, warped, gaze, coeffs,
+                                         curves_g)
+            crops.append((boxes[region], source))
             if paint is not None:
-                paints.append((origins, paint))
+                paints.append((boxes[region][1], paint))
 
         if self.device.type == "cpu":
-            return self._resample_cpu(flow, paints, y0, x0)
+            return self._resample_cpu(coarse, crops, paints, (y0, x0, hr, wr))
+        flow = F.interpolate(coarse, size=((j1 - j0) * step + 1, (i1 - i0) * step + 1), mode="bilinear",
+                             align_corners=True)[:, :, :hr, :wr]
+        for ((hh, ww), origins), source in crops:
+            for i, (bx, by) in enumerate(origins):
+                local = source[i] - self.identity[by:by + hh, bx:bx + ww]
+                flow[i, :, by - y0:by - y0 + hh, bx - x0:bx - x0 + ww] = local.permute(2, 0, 1)
         grid = torch.add(self.identity[y0:y0 + hr, x0:x0 + wr].unsqueeze(0), flow.permute(0, 2, 3, 1))
         grid.mul_(2.0 / (size - 1)).sub_(1.0)
         frames = F.grid_sample(self.image.expand(n, -1, -1, -1), grid, mode="bilinear",
@@ -189,17 +196,25 @@ class Renderer:
         out[:, y0:y0 + hr, x0:x0 + wr] = frames.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
         return out.cpu()
 
-    def _resample_cpu(self, flow: torch.Tensor, paints: list, y0: int, x0: int) -> torch.Tensor:
-        """The same bilinear resampling as the CUDA path through OpenCV's remap, straight on uint8 pixels:
-        about 4x cheaper per frame than float `grid_sample` plus the conversions around it (one CPU thread)."""
-        n, _, hr, wr = flow.shape
-        flow_np = flow.numpy()
+    def _resample_cpu(self, coarse: torch.Tensor, crops: list, paints: list, box: tuple) -> torch.Tensor:
+        """The same bilinear resampling as the CUDA path through OpenCV, straight on uint8 pixels (about 4x
+        cheaper than float `grid_sample` plus the conversions around it). The source position of every pixel is
+        made in one OpenCV call (`upsample_positions`: the coarse grid's own positions plus its backward flow),
+        then the crops' own."""
+        y0, x0, hr, wr = box
+        n, step = coarse.shape[0], self.config.field_step
+        hc, wc = coarse.shape[-2:]
+        positions = self.warp.coarse[y0 // step:y0 // step + hc, x0 // step:x0 // step + wc]  # (hc, wc, 2)
+        absolute = (coarse.permute(0, 2, 3, 1) + positions).numpy()
         out = self.image_u8.unsqueeze(0).repeat(n, 1, 1, 1)
         out_np = out.numpy()
-        xs, ys = self._identity_np[0][:, x0:x0 + wr], self._identity_np[1][y0:y0 + hr]
         for i in range(n):
-            cv2.remap(self._image_np, xs + flow_np[i, 0], ys + flow_np[i, 1], cv2.INTER_LINEAR,
-                      dst=out_np[i, y0:y0 + hr, x0:x0 + wr], borderMode=cv2.BORDER_REPLICATE)
+            grid = upsample_positions(absolute[i], step, (hr, wr))
+            for ((hh, ww), origins), source in crops:
+                bx, by = origins[i]
+                grid[by - y0:by - y0 + hh, bx - x0:bx - x0 + ww] = source[i].numpy()
+            cv2.remap(self._image_np, grid, None, cv2.INTER_LINEAR, dst=out_np[i, y0:y0 + hr, x0:x0 + wr],
+                      borderMode=cv2.BORDER_REPLICATE)
         for origins, (color, alpha) in paints:
             hh, ww = alpha.shape[-2:]
             for i, (bx, by) in enumerate(origins):
@@ -236,7 +251,7 @@ class Renderer:
         return (height, width), list(zip(x0.tolist(), y0.tolist()))
 
     def _region(self, region, box, pose_back, expression, targets, warped, gaze, coeffs, curves_g):
-        """Backward flow (n, 2, hc, wc) for one crop, and an optional paint layer (colour, alpha)."""
+        """Source positions (n, hc, wc, 2) for one crop's pixels, and an optional paint layer (colour, alpha)."""
         dev, dt = self.device, self.config.dtype
         (hc, wc), origins = box
         origin = torch.tensor(origins, device=dev, dtype=dt)  # (n, 2)
@@ -250,8 +265,9 @@ class Renderer:
         else:
             local, ball, shift = self.eyes.remap(face, targets, region, gaze, curves_g)
             source = local + self.warp.sample(expression, local).permute(0, 2, 3, 1)
-            paint = self.eyes.iris(region, source, ball, shift) if bool(gaze.abs().amax() > 0) else None
-        return (source - dest).permute(0, 3, 1, 2), paint
+            moves = bool(gaze.abs().amax() > 0) and bool(shift.abs().amax() >= self.config.iris_min_shift)
+            paint = self.eyes.iris(region, source, ball, shift) if moves else None
+        return source, paint
 
     def _warped_curves(self, expression: torch.Tensor) -> dict:
         """The rest lid and inner-lip lines carried through the smooth warp, per region (upper, lower)."""

@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -108,6 +109,15 @@ def _cheek_mass(rig: Rig, basis: np.ndarray, reach: float = 1.1, reach_up: float
     if not points:
         return np.zeros((0, 2)), np.zeros((0, 2))
     return np.concatenate(points), np.concatenate(moves)
+
+
+def upsample_positions(coarse: np.ndarray, step: int, shape: tuple[int, int]) -> np.ndarray:
+    """Per-pixel positions (h, w, 2) float32 from positions on a coarse grid (hc, wc, 2) spaced `step` pixels,
+    bilinear between coarse points as `interpolate(align_corners=True)`: one OpenCV `warpAffine` that scales
+    by `step` (the fractions k/step are exact in its 1/32 interpolation table for step 1, 2, 4, 8, ...)."""
+    scale = np.array([[step, 0, 0], [0, step, 0]], np.float64)
+    return cv2.warpAffine(np.ascontiguousarray(coarse, np.float32), scale, (shape[1], shape[0]),
+                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def coarse_axis(size: int, step: int) -> np.ndarray:

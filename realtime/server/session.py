@@ -13,6 +13,7 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSession
 from aiortc.sdp import SessionDescription
 
 from realtime.media.jitter import AudioPacketBuffer, replace_jitter_buffer
+from realtime.media.vp8 import use_realtime_vp8
 from realtime.server.access import RateLimit
 from realtime.server.config import ServerConfig
 from realtime.server.ingest import AudioIngest
@@ -34,6 +35,7 @@ def ice_servers(config: ServerConfig) -> list[RTCIceServer]:
 
 
 def peer_connection(config: ServerConfig) -> RTCPeerConnection:
+    use_realtime_vp8()  # the VP8 this server sends: libvpx set for rendered frames (realtime/media/vp8.py)
     return RTCPeerConnection(RTCConfiguration(iceServers=ice_servers(config)))
 
 
