@@ -18,7 +18,7 @@ from benchmarks.analysis import FPS, VIDEO_CLOCK, summary
 from benchmarks.probe import TimedMicrophone
 from benchmarks.proc import CpuWindow, tree_rss_bytes
 from benchmarks.stimulus import RATE, running_speech
-from clients.avatar_client import AvatarClient
+from clients.avatar_client import AvatarClient, AvatarError
 
 LOSS_COUNTS = ("frames_repeated", "frames_dropped")
 
@@ -49,14 +49,26 @@ async def _wait_no_sessions(ws_url: str, timeout_s: float = 15.0) -> None:
 
 
 async def run_level(ws_url: str, n: int, speech: np.ndarray, server_pid: int | None, config: ThroughputConfig,
-                    server_rss_idle: int | None) -> dict:
-    clients = [AvatarClient(ws_url) for _ in range(n)]
+                    server_rss_idle: int | None, probe=None, refusals: list[str] | None = None) -> dict:
+    """n callers at once. `probe`: caller 0 calls with `probe.mic` and `probe.call_options()` instead (its client
+    is kept as `probe.client`, its stats as `probe.stats`); `refusals`: callers the server refuses are listed
+    there and the level measures the admitted ones (else a refusal raises)."""
+    all_clients = [AvatarClient(ws_url) for _ in range(n)]
+    clients: list[AvatarClient] = []
     t_setup = time.monotonic()
     try:
-        for i, client in enumerate(clients):
+        for i, client in enumerate(all_clients):
             await client.connect()
             mic = TimedMicrophone(np.roll(speech, int(i * 0.77 * RATE)), loop=True)  # not all in unison
-            await client.call(mic, control_channel=False)
+            options = probe.call_options() if probe is not None and i == 0 else {}
+            try:
+                await client.call(probe.mic if options else mic, control_channel=False, **options)
+            except AvatarError as exc:
+                if refusals is None:
+                    raise
+                refusals.append(str(exc))
+                continue
+            clients.append(client)
         await asyncio.gather(*(c.wait_first_frame() for c in clients))
         setup_s = time.monotonic() - t_setup
         await asyncio.sleep(config.warmup_s)
@@ -71,8 +83,12 @@ async def run_level(ws_url: str, n: int, speech: np.ndarray, server_pid: int | N
         t_end = time.monotonic()
         cpu = window.stop()
         after = [await c.stats() for c in clients]
+        if probe is not None and clients and clients[0] is all_clients[0]:
+            while not probe.done():  # its stimulus played to the end
+                await asyncio.sleep(0.2)
+            probe.client, probe.stats = clients[0], await clients[0].stats()
     finally:
-        for client in clients:
+        for client in all_clients:
             try:
                 await client.hangup()
             finally:
@@ -95,6 +111,7 @@ async def run_level(ws_url: str, n: int, speech: np.ndarray, server_pid: int | N
                          "latency_p95_ms": _stage(a, "latency", "p95_ms"), "render_p50_ms": _stage(a, "render"),
                          "sample_p50_ms": _stage(a, "sample"), "encode_p50_ms": _stage(a, "encode"),
                          "pace_late_p95_ms": _stage(a, "pace_late", "p95_ms")})
+    n = len(clients)
     due = FPS * (t_end - t_start) * n
     lost = sum(s["frames_repeated"] + s["frames_dropped"] + s["missing_ticks"] for s in sessions)
     holds = all(s["fps"] >= config.min_fps for s in sessions) and lost <= config.max_loss * due
@@ -102,7 +119,8 @@ async def run_level(ws_url: str, n: int, speech: np.ndarray, server_pid: int | N
     rss_per_session = None
     if rss_peak and server_rss_idle:
         rss_per_session = round((rss_peak - server_rss_idle) / n / 2 ** 20, 1)
-    return {"sessions": n, "setup_s": round(setup_s, 2), "measure_s": round(t_end - t_start, 2),
+    return {"sessions": n, "callers": len(all_clients), "refused": len(all_clients) - n,
+            "setup_s": round(setup_s, 2), "measure_s": round(t_end - t_start, 2),
             "fps_per_session": summary([s["fps"] for s in sessions], 2),
             "new_fps_per_session": summary([s["new_fps"] for s in sessions], 2), "lost_frames": int(lost),
             "lost_fraction": round(lost / max(due, 1), 4), "holds_25fps": bool(holds), "no_frame_loss": bool(no_loss),
