@@ -15,7 +15,7 @@ import urllib.request
 from types import SimpleNamespace
 
 import pytest
-from test_workers import mouth_motion, run, serving
+from test_workers import StandIn, mouth_motion, run, serving
 
 from clients.avatar_client import AvatarClient, AvatarError, FileMicrophone
 from helpers import mouth_region, wait_until
@@ -104,21 +104,6 @@ def test_the_meter_learns_a_cost_only_over_a_settled_window_and_spots_repeats():
 # --- the router's view of its workers -------------------------------------------------------------------------------
 def test_the_front_decides_from_its_workers_reports_and_its_own_placements():
     from realtime.server.router import NoWorker, Route, Router
-    from realtime.server.transport import WorkerTransport
-
-    class StandIn(WorkerTransport):
-        def __init__(self, worker_id: str):
-            self.worker_id, self.pid, self.gone = worker_id, 1, asyncio.Event()
-
-        async def start(self) -> None:
-            self.url = "http://127.0.0.1:9"
-
-        async def wait(self) -> str:
-            await self.gone.wait()
-            return "stopped"
-
-        async def stop(self) -> None:
-            self.gone.set()
 
     def report(busy: float, process: float, cost: float | None) -> dict:
         return {"cores": 2.0, "busy_cores": busy, "process_cores": process, "session_cost_cores": cost or 0.95,

@@ -29,7 +29,8 @@ def _toml(tmp_path: Path, text: str) -> Path:
 
 def test_the_example_file_loads_and_sets_what_it_says():
     config = load_config(EXAMPLE)
-    assert config.server.max_sessions == 2 and config.sampler.steps == 3 and config.worker.threads == 1
+    assert config.server.max_sessions == 8 and config.server.admit_max_load == 0.9
+    assert config.sampler.steps == 3 and config.worker.threads == 1
     assert config.renderer.device == "auto"
 
 

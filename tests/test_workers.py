@@ -24,6 +24,7 @@ import pytest
 
 from clients.avatar_client import AvatarClient, AvatarError, FileMicrophone
 from helpers import free_port, mouth_region, wait_until
+from realtime.server.transport import WorkerTransport
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -273,30 +274,33 @@ def test_worker_flags_and_config():
             load_config(None, {"server": {key: value}})
 
 
+class StandIn(WorkerTransport):
+    """A worker transport with no process behind it (as a Ray actor is one more kind): for the router alone."""
+
+    made: list[StandIn] = []
+
+    def __init__(self, worker_id: str):
+        self.worker_id, self.pid, self.gone = worker_id, 1000 + len(StandIn.made), asyncio.Event()
+        StandIn.made.append(self)
+
+    async def start(self) -> None:
+        self.url = "http://127.0.0.1:9"
+
+    async def wait(self) -> str:
+        await self.gone.wait()
+        return "killed by signal 9"
+
+    async def stop(self) -> None:
+        self.gone.set()
+
+
 def test_the_router_places_refuses_and_replaces_through_any_transport():
     """No processes: a stand-in transport (as a Ray actor will be) is all the router needs."""
     from realtime.server.config import ServerConfig
     from realtime.server.router import NoWorker, Route, Router
-    from realtime.server.transport import WorkerTransport
-
-    class StandIn(WorkerTransport):
-        made: list[StandIn] = []
-
-        def __init__(self, worker_id: str):
-            self.worker_id, self.pid, self.gone = worker_id, 1000 + len(StandIn.made), asyncio.Event()
-            StandIn.made.append(self)
-
-        async def start(self) -> None:
-            self.url = "http://127.0.0.1:9"
-
-        async def wait(self) -> str:
-            await self.gone.wait()
-            return "killed by signal 9"
-
-        async def stop(self) -> None:
-            self.gone.set()
 
     async def body() -> None:
+        StandIn.made.clear()  # the transports this test makes, in order
         router = Router(ServerConfig(workers=2, sessions_per_worker=2, worker_poll_s=600, admit_by_load=False),
                         "secret", StandIn)  # slots only (admission by load: test_admission.py)
         await router.start()
