@@ -407,6 +407,8 @@ async def http_app(server: AvatarServer, whip=None):
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     return runner
+
+
 def health(target: str, healthy: bool, head: str, lines: list[str], load: dict[str, Any]) -> Response:
     """/healthz: 200 or 503, "ok"/"unhealthy: …" then detail lines (text, the contract monitors read); with
     ?format=json, the same as {"status", "detail", "load"}."""
