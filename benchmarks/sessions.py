@@ -29,6 +29,7 @@ from benchmarks.proc import cpu_seconds, load_average, machine, tree_rss_bytes
 from benchmarks.server_process import ServerProcess
 from benchmarks.stimulus import onset_stimulus, running_speech
 from benchmarks.throughput import ThroughputConfig, run_level
+from clients.avatar_client import AvatarError
 
 
 def parse_counts(text: str) -> tuple[int, ...]:
@@ -114,7 +115,13 @@ def run_mode(mode: str, admit: bool, counts: tuple[int, ...], per_worker: int | 
         for n in counts:
             front_cpu, t0 = cpu_seconds(server.pid), time.monotonic()
             probe, refusals = Probe.make(tp.warmup_s + tp.measure_s + 2.0, portrait), []
-            level = asyncio.run(run_level(server.ws_url, n, speech, server.pid, tp, idle, probe, refusals))
+            try:
+                level = asyncio.run(run_level(server.ws_url, n, speech, server.pid, tp, idle, probe, refusals))
+            except AvatarError as exc:  # the server ended a call during the level (e.g. a worker stalled)
+                levels.append({"callers": n, "sessions": 0, "refused": len(refusals), "error": str(exc),
+                               "refusals": sorted(set(refusals))})
+                print(f"{mode} admission {admit}: {n} callers: {exc}", flush=True)
+                continue
             level.update(refusals=sorted(set(refusals)), glass_to_glass=probe.result())
             if level["sessions"] and level["cpu"]["server_cpu_pct"] is not None:
                 level["cpu_per_session_cores"] = round(level["cpu"]["server_cpu_pct"] / 100 / level["sessions"], 2)
@@ -122,6 +129,8 @@ def run_mode(mode: str, admit: bool, counts: tuple[int, ...], per_worker: int | 
                 used = (cpu_seconds(server.pid) or front_cpu) - front_cpu
                 level["front_cpu_pct"] = round(100 * used / (time.monotonic() - t0), 1)
             levels.append(level)
+            print(f"{mode} admission {admit}: {n} callers: {level['sessions']} admitted, new pictures/s "
+                  f"{level['new_fps_per_session']['min']}..{level['new_fps_per_session']['max']}", flush=True)
         name = f"workers {mode}" if flags else "in-process"
         return {"mode": f"{name}, admission {'on' if admit else 'off'}", "admission": admit,
                 "server_command": " ".join(server.command()[1:]), "startup_s": server.startup_s,
@@ -146,6 +155,8 @@ def sessions_bench(counts: tuple[int, ...], modes: tuple[str, ...], per_worker: 
 
 
 def _row(run: dict, lv: dict) -> str:
+    if "error" in lv:
+        return f"| {run['mode']} | {lv['callers']} | – | {lv['refused']} | failed: {lv['error']} |" + " |" * 8
     per = lv["per_session"]
     new = ", ".join(f"{s['new_fps']:.1f}" for s in per)
     repeats = ", ".join(str(s["frames_repeated"]) for s in per)

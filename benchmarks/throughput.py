@@ -41,6 +41,13 @@ def _stage(stats: dict, stage: str, key: str = "p50_ms") -> float | None:
     return ((stats.get("stages") or {}).get(stage) or {}).get(key)
 
 
+async def _stats(client: AvatarClient) -> dict:
+    try:
+        return await client.stats()
+    except AvatarError as exc:  # the server ended the call meanwhile: say why (its `closed` notice)
+        raise AvatarError(f"a call ended during the level: {(client.ended or {}).get('reason') or exc}") from None
+
+
 async def _wait_no_sessions(ws_url: str, timeout_s: float = 15.0) -> None:
     async with AvatarClient(ws_url) as control:
         end = time.monotonic() + timeout_s
@@ -72,7 +79,7 @@ async def run_level(ws_url: str, n: int, speech: np.ndarray, server_pid: int | N
         await asyncio.gather(*(c.wait_first_frame() for c in clients))
         setup_s = time.monotonic() - t_setup
         await asyncio.sleep(config.warmup_s)
-        before = [await c.stats() for c in clients]
+        before = [await _stats(c) for c in clients]
         marks = [len(c.video.times) for c in clients]
         rss_peak = 0
         window = CpuWindow(server_pid).start()
@@ -82,7 +89,7 @@ async def run_level(ws_url: str, n: int, speech: np.ndarray, server_pid: int | N
             await asyncio.sleep(0.5)
         t_end = time.monotonic()
         cpu = window.stop()
-        after = [await c.stats() for c in clients]
+        after = [await _stats(c) for c in clients]
         if probe is not None and clients and clients[0] is all_clients[0]:
             while not probe.done():  # its stimulus played to the end
                 await asyncio.sleep(0.2)
@@ -93,7 +100,7 @@ async def run_level(ws_url: str, n: int, speech: np.ndarray, server_pid: int | N
                 await client.hangup()
             finally:
                 await client.close()
-    await _wait_no_sessions(ws_url)
+        await _wait_no_sessions(ws_url)  # the next level starts on an empty server, even after a failed one
 
     sessions = []
     for client, mark, b, a in zip(clients, marks, before, after):
