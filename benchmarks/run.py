@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", default="0", help="--sessions: server modes to compare, e.g. 0,auto,ray:2 "
                                                   "(0 = in-process, ray:N = N Ray actors on a local Ray instance; "
                                                   "default %(default)s)")
+    p.add_argument("--admission", default="off", metavar="on,off",
+                   help="--sessions: the server's admission by measured load, on (callers beyond what it measures "
+                        "it holds are refused as busy) and/or off (only its slots; default %(default)s)")
     p.add_argument("--sessions-per-worker", type=int, default=None,
                    help="--sessions: slots per worker (default: enough for the largest count)")
     p.add_argument("--soak", type=float, default=None, metavar="MINUTES",
@@ -397,15 +400,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _sessions(args: argparse.Namespace, command: str) -> int:
-    from benchmarks.sessions import markdown, parse_counts, parse_modes, sessions_bench
+    from benchmarks.sessions import markdown, parse_admission, parse_counts, parse_modes, sessions_bench
 
     try:
         counts, modes = parse_counts(args.sessions), parse_modes(args.workers)
+        admission = parse_admission(args.admission)
     except ValueError as exc:
         print(f"avatar bench: error: {exc}", file=sys.stderr)
         return 2
     report = sessions_bench(counts, modes, args.sessions_per_worker, args.measure_s or 9.5, args.out, command,
-                            checkpoint=args.checkpoint, image=args.image, avatar_config=args.config)
+                            admission, checkpoint=args.checkpoint, image=args.image, avatar_config=args.config)
     print(markdown(report))
     print(f"written to {args.out}/sessions.json, sessions.md, sessions.png")
     return 0

@@ -36,11 +36,13 @@ class ServerProcess:
 
     def __init__(self, max_sessions: int, checkpoint: Path | None = None, image: Path | None = None,
                  config: Path | None = None, start_timeout_s: float = 180.0, host: str = "127.0.0.1",
-                 wrap: list[str] | None = None, extra: list[str] | None = None):
+                 wrap: list[str] | None = None, extra: list[str] | None = None, admit_by_load: bool = False):
         """`config`: a TOML config file; `wrap`: a command prefix (e.g. `ip netns exec NS`); `extra`: more
-        `avatar serve` flags."""
+        `avatar serve` flags; `admit_by_load`: off by default, so that a benchmark can go past the capacity the
+        server measures (`avatar bench --sessions --admission on` measures the admission itself)."""
         self.max_sessions, self.checkpoint, self.image, self.config = max_sessions, checkpoint, image, config
         self.host, self.wrap, self.extra = host, list(wrap or []), list(extra or [])
+        self.admit_by_load = admit_by_load
         self.start_timeout_s = start_timeout_s
         self.port = free_port()
         self.trained: bool | None = None
@@ -59,7 +61,8 @@ class ServerProcess:
 
     def command(self) -> list[str]:
         cmd = [*self.wrap, sys.executable, "-m", "realtime", "serve", "--host", self.host, "--port", str(self.port),
-               "--max-sessions", str(self.max_sessions), "--idle-timeout", "120", "--log-level", "WARNING"]
+               "--max-sessions", str(self.max_sessions), "--idle-timeout", "120", "--log-level", "WARNING",
+               "--admit-by-load" if self.admit_by_load else "--no-admit-by-load"]
         if self.checkpoint is not None:
             cmd += ["--checkpoint", str(self.checkpoint)]
         if not has_checkpoint(self.checkpoint):

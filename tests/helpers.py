@@ -25,6 +25,16 @@ def wait_until(predicate: Callable[[], object], timeout_s: float = 5.0, poll_s: 
     return bool(predicate())
 
 
+def mouth_region() -> tuple[slice, slice]:
+    """Rows and columns of the default portrait's mouth, with a margin (where speech moves pixels)."""
+    from realtime.avatar import enrol
+
+    portrait = enrol(None)
+    xy, margin = portrait.landmarks[48:68], 0.15 * portrait.iod
+    (x0, y0), (x1, y1) = xy.min(0) - margin, xy.max(0) + margin
+    return slice(int(max(0, y0)), int(y1)), slice(int(max(0, x0)), int(x1))
+
+
 def speech_wav(folder: Path, text: str, rate: int = 48_000, words_per_minute: int | None = None) -> Path:
     """`text` spoken by the espeak-ng program, written as a mono WAV at `rate` (a microphone's)."""
     raw, wav = folder / "speech_espeak.wav", folder / f"speech{rate // 1000}k.wav"

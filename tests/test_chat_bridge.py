@@ -570,7 +570,8 @@ class AvatarServer:
         from realtime.server.app import AvatarServer as Server
         from realtime.server.config import ServerConfig
 
-        config = ServerConfig(port=self.port, token=token, allow_untrained=True, idle_timeout_s=300, max_sessions=2)
+        config = ServerConfig(port=self.port, token=token, allow_untrained=True, idle_timeout_s=300, max_sessions=2,
+                              admit_by_load=False)
         self.server = Server(config, self.resources)
         await self.server.start()
         self.port = self.server.port

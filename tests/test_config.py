@@ -29,7 +29,8 @@ def _toml(tmp_path: Path, text: str) -> Path:
 
 def test_the_example_file_loads_and_sets_what_it_says():
     config = load_config(EXAMPLE)
-    assert config.server.max_sessions == 2 and config.sampler.steps == 3 and config.worker.threads == 1
+    assert config.server.max_sessions == 8 and config.server.admit_max_load == 0.9
+    assert config.sampler.steps == 3 and config.worker.threads == 1
     assert config.renderer.device == "auto"
 
 
@@ -68,6 +69,8 @@ def test_every_field_of_every_section_is_settable_from_toml(section):
         table.pop("threads")  # refused: threads are [worker] threads
     if section == "sampler":
         table["steps"] = 4
+    if section == "server":
+        table["admit_max_load"] = 0.5  # a fraction of the cores: at most 1
     config = load_config(None, {section: table})
     for key, value in table.items():
         got = getattr(getattr(config, section), key)
@@ -82,6 +85,8 @@ def test_every_field_of_every_section_is_settable_from_toml(section):
     ('[sampler]\nguidance = "high"', "sampler.guidance must be float"),
     ("[sampler]\nsteps = 12", "sampler.steps must be 1..8"),
     ("[server]\nmax_sessions = 0", "[server]: max_sessions must be >= 1"),
+    ("[server]\nadmit_max_load = 1.5", "[server]: admit_max_load must be in (0, 1]"),
+    ("[server]\nsession_cost_prior = 0.0", "[server]: session_cost_prior must be > 0"),
     ("[worker]\nthreads = 0", "worker.threads must be >= 1"),
     ('[renderer]\ndevice = "tpu"', "renderer.device must be auto, cpu or cuda"),
     ("server = 1", "server must be a table"),

@@ -66,8 +66,8 @@ class Call:
 @pytest.fixture(scope="module")
 def live():
     resources = AvatarResources.load(ServerConfig(allow_untrained=True))
-    config = ServerConfig(port=0, token=TOKEN, max_sessions=2, message_rate=1e6, message_burst=10 ** 6,
-                          idle_timeout_s=600)
+    config = ServerConfig(port=0, token=TOKEN, max_sessions=2, admit_by_load=False, message_rate=1e6,
+                          message_burst=10 ** 6, idle_timeout_s=600)
     with ServerThread(config, resources) as thread:
         call = Call(thread.ws_url)
         with connect(thread.ws_url, max_size=None) as ws:

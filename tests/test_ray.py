@@ -37,7 +37,7 @@ def cluster():
 @pytest.fixture(scope="module")
 def front(cluster):
     with serving("--ray", cluster.address, "--workers", "2", "--sessions-per-worker", "1", "--idle-timeout", "30",
-                 says="2 Ray worker(s) x 1 session(s)", start_timeout_s=300) as server:
+                 "--no-admit-by-load", says="2 Ray worker(s) x 1 session(s)", start_timeout_s=300) as server:
         yield server
 
 

@@ -46,13 +46,15 @@ async def run_server(config: AvatarConfig | ServerConfig, stop: asyncio.Event | 
 
         server = FrontServer(config, logging.getLevelName(logging.getLogger().getEffectiveLevel()))
         what = (f"{config.server.workers} {'Ray ' if config.server.ray is not None else ''}worker(s) x "
-                f"{config.server.sessions_per_worker} session(s)")
+                f"{config.server.sessions_per_worker} session(s)"
+                + (", admitted by measured load" if config.server.admit_by_load else ""))
     else:
         apply_threads(config.worker)
         if resources is None:
             resources = await loop.run_in_executor(None, AvatarResources.load, config)
         server = AvatarServer(config.server, resources)
-        what = f"{config.server.max_sessions} session(s)"
+        what = f"{config.server.session_cap} session(s)" + (
+            " at most, admitted by measured load" if config.server.admit_by_load else "")
     await server.start()
     gc.collect()
     gc.freeze()  # the models and the portrait live as long as the server: later collections skip them
@@ -133,8 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cert", dest="server.cert", type=Path, help="PEM certificate (chain): serve HTTPS and WSS")
     p.add_argument("--key", dest="server.key", type=Path, help="the certificate's PEM private key")
     p.add_argument("--max-sessions", dest="server.max_sessions", type=int,
-                   help=f"concurrent calls before new callers are refused (default: one per CPU core, "
-                        f"{default_max_sessions()} here)")
+                   help="a hard cap on concurrent calls (default: what the measured load admits, at most "
+                        f"{default_max_sessions()} here; one per core without admission by load)")
+    p.add_argument("--admit-by-load", dest="server.admit_by_load", action=argparse.BooleanOptionalAction,
+                   help="refuse a new caller as busy when the measured load leaves no room for one more call "
+                        "(default on; --no-admit-by-load: only the session cap)")
+    p.add_argument("--admit-max-load", dest="server.admit_max_load", type=float, metavar="FRACTION",
+                   help="admission: the fraction of the cores calls may keep busy (default 0.9)")
     p.add_argument("--workers", dest="server.workers", type=_workers, metavar="N|auto",
                    help="worker processes that own whole sessions (model and portrait loaded once in each); this "
                         f"process routes to them. 0: sessions in this process (the default); auto: one per core, "

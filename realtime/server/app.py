@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
@@ -23,6 +23,7 @@ from websockets.http11 import Request, Response
 from realtime.server.access import AccessPolicy, RateLimit, is_loopback, token_matches
 from realtime.server.config import ServerConfig
 from realtime.server.http_front import split_connections
+from realtime.server.load import LoadMeter, load_line
 from realtime.server.portraits import PortraitGallery
 from realtime.server.protocol import ProtocolError, decode, encode, error, field, parse_instruction
 from realtime.server.session import Session, SessionParts, parse_offer
@@ -66,6 +67,7 @@ class AvatarServer:
         self._http = None  # aiohttp.web.AppRunner for the non-GET endpoints
         self.access = AccessPolicy(config.allowed_hosts, config.allowed_origins)
         self.watchdog = Watchdog(config, self.sessions, getattr(resources, "_denoiser", None))
+        self.meter = LoadMeter(config)
         self.max_viewers = 4
         self.portraits: PortraitGallery | None = None
 
@@ -85,6 +87,7 @@ class AvatarServer:
                                    ping_interval=20, ping_timeout=20,
                                    create_connection=split_connections(self._http.server))
         self.watchdog.start()
+        self.meter.start(lambda: self.sessions.values())
         log.info("avatar server on %s://%s:%d/", "https" if self.config.tls else "http", self.config.host, self.port)
 
     def _tls(self) -> ssl.SSLContext | None:
@@ -101,6 +104,7 @@ class AvatarServer:
 
     async def stop(self) -> None:
         self.watchdog.stop()
+        self.meter.stop()
         for session in list(self.sessions.values()):
             await session.close("server shutting down")
         if self._server is not None:
@@ -138,13 +142,12 @@ class AvatarServer:
                 return _response(HTTPStatus.UNAUTHORIZED, "application/json",
                                  json.dumps({"error": "send Authorization: Bearer TOKEN"}).encode(),
                                  [("WWW-Authenticate", "Bearer")])
-            body = json.dumps({"sessions": self.session_list(with_stats=True)}).encode()
+            body = json.dumps({"sessions": self.session_list(with_stats=True), "load": self.load()}).encode()
             return _response(HTTPStatus.OK, "application/json", body)
         if path == "/healthz":
-            if self.watchdog.healthy:
-                return _response(HTTPStatus.OK, "text/plain", b"ok\n")
-            return _response(HTTPStatus.SERVICE_UNAVAILABLE, "text/plain",
-                             ("unhealthy: " + "; ".join(self.watchdog.problems) + "\n").encode())
+            head = "ok" if self.watchdog.healthy else "unhealthy: " + "; ".join(self.watchdog.problems)
+            load = self.load()
+            return health(request.path, self.watchdog.healthy, head, [load_line(load)], load)
         name = PAGES.get(path) or (path.removeprefix("/static/") if path.startswith("/static/") else None)
         if name:
             file = (STATIC / name).resolve()
@@ -158,6 +161,20 @@ class AvatarServer:
             return is_loopback(connection.remote_address)
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         return scheme.lower() == "bearer" and token_matches(token.strip(), self.config.token)
+
+    def load(self) -> dict[str, Any]:
+        """`load` of /api/sessions and /healthz: calls and the hard cap, the measured load, whether a new call is
+        admitted now and why not (server/load.py)."""
+        in_use, cap = len(self.sessions) + self._starting, self.config.session_cap
+        load = {"sessions": in_use, "capacity": cap, "free": max(0, cap - in_use),
+                "admit_by_load": self.config.admit_by_load,
+                **self.meter.report(list(self.sessions.values()), self._starting)}
+        load["capacity_estimate"] = min(cap, load["capacity_estimate"])
+        if not self.config.admit_by_load:
+            load.update(admitting=True, refusing_because=None)
+        if in_use >= cap:
+            load.update(admitting=False, refusing_because=f"all {cap} session(s) in use")
+        return load
 
     def session_list(self, with_stats: bool = False) -> list[dict[str, Any]]:
         return [s.describe(with_stats) for s in self.sessions.values() if not s.closed]
@@ -313,9 +330,9 @@ class AvatarServer:
 
     async def open_session(self, offer, instruction, portrait: str | None = None) -> Session:
         """A new call from an offer (the WebSocket's or a WHIP publisher's): slot, parts off the loop, answer."""
-        in_use = len(self.sessions) + self._starting
-        if in_use >= self.config.max_sessions:
-            raise ServerBusy(f"server busy: all {self.config.max_sessions} session(s) in use, try again later")
+        load = self.load()  # the hard cap, then the measured load
+        if not load["admitting"]:
+            raise ServerBusy(f"server busy: {load['refusing_because']}, try again later")
         self._starting += 1
         try:
             if instruction.text is not None:
@@ -334,7 +351,7 @@ class AvatarServer:
         finally:
             self._starting -= 1
         self.sessions[session.id] = session
-        log.info("session %s started (%d/%d)", session.id, len(self.sessions), self.config.max_sessions)
+        log.info("session %s started (%d/%d)", session.id, len(self.sessions), self.config.session_cap)
         return session
 
     async def _view(self, client: Client, message: dict[str, Any]) -> dict[str, Any]:
@@ -390,6 +407,18 @@ async def http_app(server: AvatarServer, whip=None):
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     return runner
+
+
+def health(target: str, healthy: bool, head: str, lines: list[str], load: dict[str, Any]) -> Response:
+    """/healthz: 200 or 503, "ok"/"unhealthy: …" then detail lines (text, the contract monitors read); with
+    ?format=json, the same as {"status", "detail", "load"}."""
+    status = HTTPStatus.OK if healthy else HTTPStatus.SERVICE_UNAVAILABLE
+    if "json" in parse_qs(urlsplit(target).query).get("format", []):
+        body = {"status": "ok" if healthy else "unhealthy", "detail": head, "lines": lines, "load": load}
+        return _response(status, "application/json", json.dumps(body).encode())
+    return _response(status, "text/plain", "\n".join([head, *lines, ""]).encode())
+
+
 def _single(headers: Headers, name: str, missing: str | None = None) -> str | None:
     """A header that must appear at most once; repeated, it reads as "" (which no check accepts)."""
     values = headers.get_all(name)

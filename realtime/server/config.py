@@ -6,9 +6,26 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-def default_max_sessions() -> int:
-    # One live session per core keeps every session at real time on CPU (see benchmarks/).
-    return max(1, (os.cpu_count() or 1) // 1)
+def default_max_sessions(admit_by_load: bool = True) -> int:
+    """The ceiling when `max_sessions` is not set. Admitted by measured load, the load decides below a generous
+    ceiling (4 per core: what the issue #12 target, 4 calls on 2 cores, needs, with room); without it, one call
+    per core (one session cost ~0.9 core, benchmarks/RESULTS.md)."""
+    return max(1, available_cores()) * (4 if admit_by_load else 1)
+
+
+def available_cores() -> int:
+    """Cores this process may run on: its CPU affinity, within a cgroup CPU quota (a container) if one is set."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, int(-(-int(quota) // int(period)))))
+    except (OSError, ValueError):
+        pass
+    return cores
 
 
 def default_workers() -> int:
@@ -27,7 +44,9 @@ class ServerConfig:
     port: int = 8080
     image: Path | None = None  # portrait; None = the bundled astronaut
     token: str | None = None  # controllers must authenticate with it; None = loopback controllers only
-    max_sessions: int = default_max_sessions()
+    # A hard cap on concurrent calls. None: admission by measured load decides (below 4 per core), or one per core
+    # when admit_by_load is off. The in-process server's limit; with workers, slots are workers x sessions_per_worker.
+    max_sessions: int | None = None
     idle_timeout_s: float = 30.0  # a session that sends no audio and no message for this long is closed
     checkpoint: Path | None = None  # generator checkpoint dir; None = the one shipped with the package
     allow_untrained: bool = False  # development only: run a randomly initialised generator if none loads
@@ -78,7 +97,7 @@ class ServerConfig:
     # N: N worker processes, started once, each loading model and portrait and owning up to
     # `sessions_per_worker` whole sessions (peer connections, pipeline, viewers); this process keeps the page,
     # /ws, /api and WHIP/WHEP and routes signalling and control to them. Capacity is then workers x
-    # sessions_per_worker (max_sessions applies to the in-process mode only).
+    # sessions_per_worker (max_sessions applies to the in-process mode only), within the admission by load.
     workers: int = 0
     sessions_per_worker: int = 1  # one session costs ~half a core of CPU plus its share of one GIL
     worker_start_timeout_s: float = 180.0  # loading model, encoder and portrait; a worker not up by then failed
@@ -89,12 +108,36 @@ class ServerConfig:
     # ("auto", "HOST:6379", "ray://HOST:10001"). With Ray and workers = 0, one worker per ray_worker_cpus.
     ray: str | None = None
     ray_worker_cpus: float = 1.0  # CPUs Ray reserves for each worker actor (one session costs ~half a core)
+    # Admission by measured load (server/load.py): a new call is refused as `server busy` unless the machine's busy
+    # cores (every process, over the last load_window_s), plus the cost of the sessions not yet in that window,
+    # plus one more session fit in admit_max_load of its cores; the process that would own it stays within
+    # admit_process_max_load cores (one GIL: two calls in one process kept 1.28 cores busy while both repeated
+    # frames); and no call repeated more than admit_max_repeats frames in the window. A server with no call
+    # always takes one. The cost of a session is measured (the process's CPU per session, all sessions settled);
+    # before any was, session_cost_prior is used (one call kept its server 0.90-0.98 core busy, in-process and in a
+    # worker process, benchmarks/RESULTS.md 2026-12-03).
+    admit_by_load: bool = True
+    admit_max_load: float = 0.9  # fraction of the cores
+    admit_process_max_load: float = 1.0  # cores
+    admit_max_repeats: int = 2  # repeated frames per call in the window before it counts as falling behind
+    admit_cores: float | None = None  # cores to plan with; None = the CPU affinity within the cgroup quota
+    session_cost_prior: float = 0.95  # cores per session until one is measured
+    load_window_s: float = 3.0
 
     def __post_init__(self) -> None:
-        if self.max_sessions < 1:
+        if self.max_sessions is not None and self.max_sessions < 1:
             raise ValueError(f"max_sessions must be >= 1, got {self.max_sessions}")
         if self.late_frame_s <= 0:
             raise ValueError(f"late_frame_s must be > 0 s, got {self.late_frame_s}")
+        if not 0 < self.admit_max_load <= 1:
+            raise ValueError(f"admit_max_load must be in (0, 1] (a fraction of the cores), got {self.admit_max_load}")
+        for name in ("admit_process_max_load", "session_cost_prior", "load_window_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.admit_cores is not None and not self.admit_cores > 0:
+            raise ValueError(f"admit_cores must be > 0 (or unset), got {self.admit_cores}")
+        if self.admit_max_repeats < 0:
+            raise ValueError(f"admit_max_repeats must be >= 0, got {self.admit_max_repeats}")
         if not 0 <= self.port < 65536:
             raise ValueError(f"port must be 0..65535, got {self.port}")
         if self.image is not None:
@@ -123,6 +166,16 @@ class ServerConfig:
             raise ValueError(f"sessions_per_worker must be >= 1, got {self.sessions_per_worker}")
         if min(self.worker_start_timeout_s, self.worker_request_timeout_s, self.worker_poll_s) <= 0:
             raise ValueError("worker_start_timeout_s, worker_request_timeout_s and worker_poll_s must be > 0")
+
+    @property
+    def session_cap(self) -> int:
+        """The hard cap on concurrent calls in one process (see max_sessions)."""
+        return self.max_sessions if self.max_sessions is not None else default_max_sessions(self.admit_by_load)
+
+    @property
+    def cores(self) -> float:
+        """The cores admission plans with."""
+        return self.admit_cores if self.admit_cores is not None else float(available_cores())
 
     @property
     def tls(self) -> bool:

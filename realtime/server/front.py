@@ -25,9 +25,10 @@ from websockets.http11 import Request, Response
 
 from realtime.config import AvatarConfig
 from realtime.server.access import RateLimit, is_loopback, token_matches
-from realtime.server.app import AvatarServer, Client, Forbidden, _response, _single, http_app
+from realtime.server.app import AvatarServer, Client, Forbidden, _response, _single, health, http_app
 from realtime.server.http_front import split_connections
 from realtime.server.legs import Leg
+from realtime.server.load import load_line
 from realtime.server.protocol import ProtocolError, encode, error, field, parse_instruction
 from realtime.server.router import Route, Router
 from realtime.server.session import parse_offer
@@ -108,10 +109,9 @@ class FrontServer(AvatarServer):
             lines = [f"sessions {load['sessions']}/{load['capacity']} ({load['free']} free)"] + [
                 f"{w['worker']} pid {w['pid']}: {w['sessions']}/{w['slots']}"
                 + ("" if w["up"] else " (restarting)") + (f" ({w['problem']})" if w["problem"] else "")
-                for w in load["workers"]]
-            status = HTTPStatus.OK if serving else HTTPStatus.SERVICE_UNAVAILABLE
-            head = "ok" if serving else "unhealthy: no worker is serving"
-            return _response(status, "text/plain", "\n".join([head, *lines, ""]).encode())
+                for w in load["workers"]] + [load_line(load)]
+            return health(request.path, bool(serving), "ok" if serving else "unhealthy: no worker is serving", lines,
+                          load)
         if not self._http_controller(connection, request):
             return self._process_request(connection, request)  # 401
         body = {"sessions": await self.router.listing(with_stats=True), "load": load}

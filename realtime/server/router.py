@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 
 from realtime.server.config import ServerConfig
+from realtime.server.load import AdmissionRules, Decision, Measured, decide, describe
 from realtime.server.protocol import ProtocolError
 from realtime.server.transport import WorkerStartError, WorkerTransport
 
@@ -50,6 +51,8 @@ class WorkerState:
     sessions: set[str] = field(default_factory=set)
     restarts: int = 0
     problem: str | None = None  # its /healthz's complaint (a stalled session or denoiser), from the last poll
+    report: dict[str, Any] | None = None  # the `load` of its last /api/sessions (its process and node, measured)
+    report_at: float | None = None  # when that was asked for
 
     @property
     def id(self) -> str:
@@ -134,12 +137,42 @@ class Router:
         return self.config.sessions_per_worker - len(state.sessions) - state.reserved if state.up else 0
 
     def reserve(self) -> WorkerState:
-        """The worker with the most free slots, one of them held for an offer on its way; or `server busy`."""
-        best = max(self.workers.values(), key=self.free, default=None)
-        if best is None or self.free(best) <= 0:
+        """The worker with the most free slots among those the measured load admits a call on, one of its slots
+        held for an offer on its way; or `server busy` saying why."""
+        candidates = [s for s in self.workers.values() if self.free(s) > 0]
+        if not candidates:
             raise NoWorker(f"server busy: all {self.capacity} session(s) in use, try again later")
+        if self.config.admit_by_load:
+            verdicts = [(s, self.admission(s)) for s in candidates]
+            candidates = [s for s, verdict in verdicts if verdict.admit]
+            if not candidates:
+                raise NoWorker(f"server busy: {verdicts[0][1].reason}, try again later")
+        best = max(candidates, key=self.free)
         best.reserved += 1
         return best
+
+    def _unmeasured(self, state: WorkerState) -> int:
+        """Its calls that its last report's window does not hold: on their way, placed since, or not settled."""
+        placed = sum(1 for sid in state.sessions if sid in self.routes
+                     and (state.report_at is None or self.routes[sid].created >= state.report_at))
+        return state.reserved + placed + int((state.report or {}).get("unmeasured_sessions", 0))
+
+    def measured(self, state: WorkerState) -> Measured:
+        """One more call on `state`'s worker as load.decide takes it: its node's busy cores and calls (every worker
+        there), its own process's cores, the measured cost of a call (the highest any worker reports)."""
+        peers = [s for s in self.workers.values() if s.up and s.transport.node == state.transport.node]
+        reports = [s.report for s in peers if s.report]
+        costs = [r["session_cost_cores"] for r in reports if r.get("cost_measured")]
+        return Measured(cores=max((r["cores"] for r in reports), default=self.config.cores),
+                        machine_load=max((r["busy_cores"] for r in reports), default=0.0),
+                        process_load=float((state.report or {}).get("process_cores", 0.0)),
+                        session_cost=max(costs, default=None),
+                        sessions=sum(len(s.sessions) + s.reserved for s in peers),
+                        unmeasured=sum(self._unmeasured(s) for s in peers), process_unmeasured=self._unmeasured(state),
+                        behind=tuple(b for r in reports for b in r.get("behind", ())))
+
+    def admission(self, state: WorkerState) -> Decision:
+        return decide(self.measured(state), AdmissionRules.of(self.config))
 
     def release(self, state: WorkerState) -> None:
         state.reserved = max(0, state.reserved - 1)
@@ -193,11 +226,14 @@ class Router:
         """Its /api/sessions (with stats), or None when it does not answer."""
         if not state.up or self._http is None:
             return None
+        asked = time.monotonic()
         try:
             async with self._http.get(state.transport.url + "/api/sessions", timeout=aiohttp.ClientTimeout(
                     total=POLL_TIMEOUT_S), headers={"Authorization": f"Bearer {self.secret}"}) as response:
                 response.raise_for_status()
-                entries = (await response.json())["sessions"]
+                body = await response.json()
+                entries = body["sessions"]
+                state.report, state.report_at = body.get("load"), asked
         except (aiohttp.ClientError, TimeoutError, KeyError, ValueError) as exc:
             log.warning("worker %s did not list its sessions: %s", state.id, exc)
             return None
@@ -238,9 +274,38 @@ class Router:
         state.problem = None if status == 200 else body.decode(errors="replace").strip()
 
     def load(self) -> dict[str, Any]:
+        """Slots per worker, and the measured load: per node (cores, busy cores, room for more calls), summed."""
         workers = [{"worker": s.id, "pid": s.transport.pid, "node": s.transport.node, "up": s.up,
                     "sessions": len(s.sessions), "slots": self.config.sessions_per_worker, "free": self.free(s),
-                    "problem": s.problem if s.up else None}
+                    "problem": s.problem if s.up else None,
+                    "process_cores": (s.report or {}).get("process_cores") if s.up else None}
                    for s in self.workers.values()]
-        return {"sessions": len(self.routes), "capacity": self.capacity,
-                "free": sum(w["free"] for w in workers), "workers": workers}
+        free = sum(w["free"] for w in workers)
+        by_load = self.config.admit_by_load
+        nodes = {node: self._node_view(node) for node in sorted({s.transport.node for s in self.workers.values()
+                                                                  if s.up})}
+        views = list(nodes.values())
+        admitting = free > 0 and (not by_load or any(v["admitting"] for v in views))
+        refusals = [v["refusing_because"] for v in views if v["refusing_because"]]
+        room = min(free, sum(v["room"] for v in views)) if by_load else free
+        return {"sessions": len(self.routes), "capacity": self.capacity, "free": free, "admit_by_load": by_load,
+                "cores": sum(v["cores"] for v in views), "busy_cores": round(sum(v["busy_cores"] for v in views), 3),
+                "session_cost_cores": max((v["session_cost_cores"] for v in views),
+                                          default=self.config.session_cost_prior),
+                "cost_measured": any(v["cost_measured"] for v in views), "room": room,
+                "capacity_estimate": len(self.routes) + room, "admitting": admitting,
+                "refusing_because": None if admitting else refusals[0] if free and by_load and refusals
+                else f"all {self.capacity} session(s) in use",
+                "nodes": nodes, "workers": workers}
+
+    def _node_view(self, node: str) -> dict[str, Any]:
+        """The load figures of a node, as its best placement (an admitted worker with the most room) sees them."""
+        states = [s for s in self.workers.values() if s.up and s.transport.node == node]
+        open_ = [s for s in states if self.free(s) > 0]
+        rules = AdmissionRules.of(self.config)
+        views = [describe(m, decide(m, rules), self.config.load_window_s)
+                 for m in (self.measured(s) for s in open_ or states[:1])]
+        best = max(views, key=lambda v: (v["admitting"], v["room"]))
+        if not open_:  # no slot here: the load figures stand, the verdict is the slots'
+            best.update(admitting=False, refusing_because=None, room=0)
+        return best

@@ -32,11 +32,12 @@ class WorkerSpec:
     def worker_config(self, host: str = "127.0.0.1") -> AvatarConfig:
         """Its internal endpoint on `host` (loopback here; a Ray worker's node address, ray_workers.py). The front
         admits calls; the worker's own limit has one slot more for a session still closing when the front,
-        which has let it go, sends the next call (closing peers can take a second on a loaded machine)."""
+        which has let it go, sends the next call (closing peers can take a second on a loaded machine). Load
+        admission is the front's too: the worker only measures, and reports it in its /api/sessions' `load`."""
         slots = self.config.server.sessions_per_worker + 1
         server = dataclasses.replace(self.config.server, host=host, port=0, token=self.secret,
                                      require_token_for_calls=True, max_sessions=slots, workers=0, ray=None,
-                                     cert=None, key=None, allowed_origins=(), allowed_hosts=())
+                                     admit_by_load=False, cert=None, key=None, allowed_origins=(), allowed_hosts=())
         return dataclasses.replace(self.config, server=server)
 
 
