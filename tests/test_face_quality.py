@@ -43,12 +43,26 @@ def cheek_strain(renderer: Renderer, motion: np.ndarray) -> float:
     return float(np.percentile(strain[cheeks], 99))
 
 
-# 99th-percentile cheek strain on the default portrait before the cheek followed the corners, and the bound now
-@pytest.mark.parametrize("program, bound", [("neutral", 0.65), ("angry", 0.85), ("disgusted", 1.38),
-                                            ("surprised", 0.8)])
+# 99th-percentile cheek strain on the default portrait and its bound now (history in the test's docstring)
+@pytest.mark.parametrize("program, bound", [("neutral", 0.6), ("angry", 0.85), ("disgusted", 1.2),
+                                            ("surprised", 0.65), ("sad", 0.9)])
 def test_relaxing_the_photographed_smile_moves_the_cheek_without_a_fold(renderer, program, bound):
     """The default portrait smiles: undoing it once stretched the skin between nose wing and mouth corner
-    into long vertical folds (strain 0.78 relaxed, 0.93 angry, 1.45 disgusted, 1.03 surprised); the cheek now
-    moves as one mass with the corners (sad, with AU15 on top, still reads about 1.3: see RESULTS.md)."""
+    into long vertical folds (strain 0.78 relaxed, 0.93 angry, 1.45 disgusted, 1.03 surprised); the cheek
+    moving as one mass with the corners took that to 0.56 / 0.75 / 1.30 / 0.67 and sad 1.31, and the mass
+    thinning out towards the nose wing to 0.49 / 0.75 / 1.14 / 0.52 and sad 0.80."""
     motion = Animator(AnimatorConfig())(None, 90, [(program, 1.0)], seed=0).values[-1]
     assert cheek_strain(renderer, motion) < bound, program
+
+
+@pytest.mark.parametrize("program", ["sad", "disgusted", "surprised"])
+def test_the_lip_lines_land_where_the_warp_carries_them(renderer, program):
+    """The mouth remap slides the lips from where the smooth warp carries the rest inner-lip line to the
+    rig's target: a line found off by pixels stretches the upper lip into a curtain below the nose (the plain
+    fixed-point inversion stopped up to 8 px off on sad's closing lips, 4.6 px on disgusted's)."""
+    motion = Animator(AnimatorConfig())(None, 90, [(program, 1.0)], seed=0).values[-1]
+    expression = renderer.warp.expression(torch.from_numpy(motion_to_rig(motion[None])))
+    rest = renderer._rest_curve_points
+    landed = renderer.warp.forward(expression, rest)
+    back = landed + renderer.warp.sample(expression, landed.unsqueeze(1)).squeeze(2).permute(0, 2, 1)
+    assert float((back - rest).norm(dim=-1).max()) < 1.5, program  # 0.01 px sad, 1.25 disgusted now

@@ -30,6 +30,7 @@ class Mouth:
         self.rest_np = rest.astype(np.float32)
         self.rest = torch.from_numpy(rest).to(device, dtype)
         self.lip_margin, self.upper_teeth_share = lip_margin, upper_teeth_share
+        self.corner_fade = 0.1  # IOD beside each corner over which the lips' slide fades out (crop margin 0.12)
         self.shows_teeth = count_teeth_pixels(image, rest) >= 0.05 * iod ** 2 * 0.1
         self.colors = {k: np.asarray(v, np.float32) for k, v in mouth_colors(image, rest, self.shows_teeth).items()}
 
@@ -64,12 +65,15 @@ class Mouth:
             u_g = polyline_np(g_up[..., 0], g_up[..., 1], gx)
             l_g = np.maximum(polyline_np(g_lo[..., 0], g_lo[..., 1], gx), u_g)
             inside = ((gx > x_left) & (gx < x_right)).astype(np.float32)
+            # the lips' slide fades out beside the corners instead of ending on a vertical cut
+            beyond = np.maximum(np.maximum(x_left - gx, gx - x_right), 0)
+            beside = clamp_np(1 - beyond / np.float32(self.corner_fade * iod))
             rest_gap = rl - ru
             closing = clamp_np((rest_gap - (l_t - u_t)) / np.maximum(rest_gap, np.float32(1.0))) * (rest_gap > 1.0)
             opening = clamp_np(((l_t - u_t) - rest_gap) / np.float32(0.1 * iod))
-            return np.stack([u0, l0, in_rest, u_t, l_t, u_g, l_g, across, inside, closing, opening], 1)
+            return np.stack([u0, l0, in_rest, u_t, l_t, u_g, l_g, across, inside, closing, opening, beside], 1)
 
-        u0, l0, in_rest, u_t, l_t, u_g, l_g, across, inside, closing, opening = \
+        u0, l0, in_rest, u_t, l_t, u_g, l_g, across, inside, closing, opening, beside = \
             by_column_np(xn, curves).transpose(1, 0, 2)
         # per-pixel remap in float32 numpy (same operations as torch, far less per-call cost on a crop)
         # lips that close or part show their own red edge, not the bright teeth right behind it
@@ -83,7 +87,7 @@ class Mouth:
         ly = np.where(zone, top + ramp_np(y, top, u_t) * (u_g - top), y)
         zone = (y >= l_t) & (y < bottom)
         ly = np.where(zone, l_g + ramp_np(y, l_t, bottom) * (bottom - l_g), ly)
-        ly = np.where(inside, ly, y)
+        ly = y + (ly - y) * (beside * beside * (3 - 2 * beside))
         local = torch.from_numpy(np.stack([xn, ly], -1)).to(dev).view(n, hc, wc, 2)
         source = local + sample(expression, local).permute(0, 2, 3, 1)
         # where the lips meet, a soft shadow line

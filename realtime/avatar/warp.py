@@ -80,7 +80,8 @@ CHEEK_BASES = ("smile", "smile_relax", "frown", "mouth_asym_right", "mouth_asym_
 JAW_SIDES = {48: [1, 2, 3, 4, 5, 6], 54: [15, 14, 13, 12, 11, 10]}
 
 
-def _cheek_mass(rig: Rig, basis: np.ndarray, reach: float = 1.1, reach_up: float = 0.75):
+def _cheek_mass(rig: Rig, basis: np.ndarray, reach: float = 1.1, reach_up: float = 0.75, wing_reach: float = 0.5,
+                wing_hold: float = 0.7):
     """Cheek skin around each mouth corner that follows the corner with a smooth, wide falloff (rest
     positions, displacements in px), and the jaw contour beside it pulled along the same way.
 
@@ -103,6 +104,10 @@ def _cheek_mass(rig: Rig, basis: np.ndarray, reach: float = 1.1, reach_up: float
         off = fan - lm[corner]
         t = np.hypot(off[:, 0] / reach, off[:, 1] / np.where(off[:, 1] < 0, reach_up, reach)) / iod
         weight = np.clip(1 - t ** 2, 0, 1) ** 2
+        # the nose wing holds the skin next to it: the mass thins out towards the wing too, so the stretch
+        # between wing and a dropped corner spreads over the cheek instead of one hooked crease beside the nose
+        near = np.clip(np.hypot(*(fan - wing).T) / (wing_reach * iod), 0, 1)
+        weight = weight * (1 - wing_hold + wing_hold * near * near * (3 - 2 * near))
         points.append(fan)
         moves.append(weight[:, None] * shift)
     if not points:
@@ -176,11 +181,15 @@ class CoarseWarp:
                              padding_mode="border", align_corners=True)
 
     def forward(self, expression: torch.Tensor, points: torch.Tensor, iterations: int = 12) -> torch.Tensor:
-        """Where rest points (P, 2) land under the backward expression field: q with q + E(q) = p."""
+        """Where rest points (P, 2) land under the backward expression field: q with q + E(q) = p.
+
+        Damped fixed-point steps: where the warp compresses skin (a closing mouth, E' near 1) the plain
+        iteration q = p - E(q) oscillates; it stopped up to 8 px off on the lip lines (sad), which the mouth
+        remap then stretched into the upper lip. Half steps converge for any compression below 4x."""
         p = points.unsqueeze(0).expand(expression.shape[0], -1, -1)
         q = p
         for _ in range(iterations):
-            q = p - self.sample(expression, q.unsqueeze(1)).squeeze(2).permute(0, 2, 1)
+            q = 0.5 * (q + p - self.sample(expression, q.unsqueeze(1)).squeeze(2).permute(0, 2, 1))
         return q
 
     def pose_backward(self, pose_np: np.ndarray) -> torch.Tensor | None:
