@@ -66,3 +66,40 @@ def test_the_lip_lines_land_where_the_warp_carries_them(renderer, program):
     landed = renderer.warp.forward(expression, rest)
     back = landed + renderer.warp.sample(expression, landed.unsqueeze(1)).squeeze(2).permute(0, 2, 1)
     assert float((back - rest).norm(dim=-1).max()) < 1.5, program  # 0.01 px sad, 1.25 disgusted now
+
+
+@pytest.fixture(scope="module")
+def hopper(tmp_path_factory):
+    from benchmarks.expressions import PORTRAITS
+
+    portrait = enrol(PORTRAITS["grace_hopper"], cache=PortraitCache(tmp_path_factory.mktemp("avatar-cache-hopper")))
+    return portrait, Renderer(portrait, RenderConfig(device="cpu")).setup()
+
+
+def test_only_a_portrait_with_glasses_has_a_frame_bar(portrait, hopper):
+    from realtime.avatar.warp import glasses_bar
+
+    assert len(glasses_bar(portrait.image, portrait.landmarks, portrait.iod)) == 0  # hair at the temples is no frame
+    bar = glasses_bar(hopper[0].image, hopper[0].landmarks, hopper[0].iod)
+    assert np.ptp(bar[:, 0]) > 1.5 * hopper[0].iod  # the bar runs across both eyes
+
+
+@pytest.mark.parametrize("brows", [dict(brow_inner_up=1, brow_outer_up=1),
+                                   dict(brow_inner_up=1, brow_outer_up=1, eye_wide=1), dict(brow_down=1)])
+def test_moving_brows_leave_the_glasses_frame_straight(hopper, brows):
+    """Grace Hopper's brows sit just above her frame's top bar: the brow warp once bent the bar up into two
+    arches (mean change on the bar's dark pixels: raised 61 grey levels, with wide eyes 65, lowered 40; now
+    about 2): the bar is pinned, the skin between it and the brows stretches, raised lids slide up under it."""
+    from realtime.avatar.warp import glasses_bar
+    from realtime.vocab import vector
+
+    portrait, renderer = hopper
+    frame = renderer(vector(**brows)).numpy()[0].astype(np.float64)
+    bar = glasses_bar(portrait.image, portrait.landmarks, portrait.iod).astype(int)
+    rest = portrait.image.astype(np.float64)
+    change = []
+    for x, top, bottom in bar:  # the frame's own near-black pixels in the bar
+        column = slice(top, bottom + 1)
+        dark = rest[column, x].mean(1) < 60
+        change += list(np.abs(frame[column, x] - rest[column, x]).mean(1)[dark])
+    assert np.mean(change) < 8.0, np.mean(change)
