@@ -103,3 +103,49 @@ def test_moving_brows_leave_the_glasses_frame_straight(hopper, brows):
         dark = rest[column, x].mean(1) < 60
         change += list(np.abs(frame[column, x] - rest[column, x]).mean(1)[dark])
     assert np.mean(change) < 8.0, np.mean(change)
+
+
+def _lower_lip_line(lm: np.ndarray, x: np.ndarray) -> np.ndarray:
+    ids = [60, 67, 66, 65, 64]
+    return np.interp(x, lm[ids, 0], lm[ids, 1])
+
+
+def test_the_open_mouth_ends_softly_at_the_lips(renderer, portrait):
+    """Lip to cavity is a transition over pixels (the lips' wet inner edge, feathered), not a cut-out step."""
+    from realtime.avatar import Rig
+    from realtime.vocab import vector
+
+    motion = vector(jaw_open=0.5)
+    frame = renderer(motion).numpy()[0].astype(np.float64).mean(2)
+    lm = Rig(portrait).landmarks(motion)[0]
+    widths = []
+    for share in (0.3, 0.55, 0.7):  # columns between the midline and the right corner, clear of the teeth
+        x = lm[62, 0] + share * (lm[64, 0] - lm[62, 0])
+        edge = _lower_lip_line(lm, np.array([x]))[0]
+        profile = frame[int(edge) - 10:int(edge) + 6, int(round(x))]
+        lip, cavity = profile[-3:].mean(), profile.min()
+        inside = (profile > cavity + 0.1 * (lip - cavity)) & (profile < cavity + 0.9 * (lip - cavity))
+        widths.append(int(inside[np.argmin(profile):].sum()))
+    assert min(widths) >= 2, widths
+
+
+def test_lower_teeth_show_only_as_the_jaw_opens(hopper):
+    """A closed-mouth portrait has no teeth to carry: the lower row is painted, rising behind the lower lip
+    with the jaw, absent while the opening is small (below that, what shows is the upper row's edge)."""
+    from realtime.avatar import Rig
+    from realtime.vocab import vector
+
+    portrait, renderer = hopper
+    counts = []
+    for jaw in (0.35, 0.5, 0.8):
+        motion = vector(jaw_open=jaw)
+        frame = renderer(motion).numpy()[0].astype(np.int32)
+        lm = Rig(portrait).landmarks(motion)[0]
+        xs = np.arange(int(lm[62, 0] - 0.15 * portrait.iod), int(lm[62, 0] + 0.15 * portrait.iod))
+        bright = 0
+        for x in xs:
+            edge = int(_lower_lip_line(lm, np.array([x]))[0])
+            px = frame[edge - int(0.03 * portrait.iod):edge, x]  # just above the lower lip
+            bright += int(((px.mean(1) > 130) & (px[:, 0] - px[:, 2] < 70)).sum())
+        counts.append(bright)
+    assert counts[0] < 5 < counts[1] < counts[2] and counts[2] > 30, counts
