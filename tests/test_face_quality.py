@@ -43,12 +43,109 @@ def cheek_strain(renderer: Renderer, motion: np.ndarray) -> float:
     return float(np.percentile(strain[cheeks], 99))
 
 
-# 99th-percentile cheek strain on the default portrait before the cheek followed the corners, and the bound now
-@pytest.mark.parametrize("program, bound", [("neutral", 0.65), ("angry", 0.85), ("disgusted", 1.38),
-                                            ("surprised", 0.8)])
+# 99th-percentile cheek strain on the default portrait and its bound now (history in the test's docstring)
+@pytest.mark.parametrize("program, bound", [("neutral", 0.6), ("angry", 0.85), ("disgusted", 1.2),
+                                            ("surprised", 0.65), ("sad", 0.9)])
 def test_relaxing_the_photographed_smile_moves_the_cheek_without_a_fold(renderer, program, bound):
     """The default portrait smiles: undoing it once stretched the skin between nose wing and mouth corner
-    into long vertical folds (strain 0.78 relaxed, 0.93 angry, 1.45 disgusted, 1.03 surprised); the cheek now
-    moves as one mass with the corners (sad, with AU15 on top, still reads about 1.3: see RESULTS.md)."""
+    into long vertical folds (strain 0.78 relaxed, 0.93 angry, 1.45 disgusted, 1.03 surprised); the cheek
+    moving as one mass with the corners took that to 0.56 / 0.75 / 1.30 / 0.67 and sad 1.31, and the mass
+    thinning out towards the nose wing to 0.49 / 0.75 / 1.14 / 0.52 and sad 0.80."""
     motion = Animator(AnimatorConfig())(None, 90, [(program, 1.0)], seed=0).values[-1]
     assert cheek_strain(renderer, motion) < bound, program
+
+
+@pytest.mark.parametrize("program", ["sad", "disgusted", "surprised"])
+def test_the_lip_lines_land_where_the_warp_carries_them(renderer, program):
+    """The mouth remap slides the lips from where the smooth warp carries the rest inner-lip line to the
+    rig's target: a line found off by pixels stretches the upper lip into a curtain below the nose (the plain
+    fixed-point inversion stopped up to 8 px off on sad's closing lips, 4.6 px on disgusted's)."""
+    motion = Animator(AnimatorConfig())(None, 90, [(program, 1.0)], seed=0).values[-1]
+    expression = renderer.warp.expression(torch.from_numpy(motion_to_rig(motion[None])))
+    rest = renderer._rest_curve_points
+    landed = renderer.warp.forward(expression, rest)
+    back = landed + renderer.warp.sample(expression, landed.unsqueeze(1)).squeeze(2).permute(0, 2, 1)
+    assert float((back - rest).norm(dim=-1).max()) < 0.05, program  # Newton steps: 0.005 px sad, 0.006 disgusted
+
+
+@pytest.fixture(scope="module")
+def hopper(tmp_path_factory):
+    from benchmarks.expressions import PORTRAITS
+
+    portrait = enrol(PORTRAITS["grace_hopper"], cache=PortraitCache(tmp_path_factory.mktemp("avatar-cache-hopper")))
+    return portrait, Renderer(portrait, RenderConfig(device="cpu")).setup()
+
+
+def test_only_a_portrait_with_glasses_has_a_frame_bar(portrait, hopper):
+    from realtime.avatar.warp import glasses_bar
+
+    assert len(glasses_bar(portrait.image, portrait.landmarks, portrait.iod)) == 0  # hair at the temples is no frame
+    bar = glasses_bar(hopper[0].image, hopper[0].landmarks, hopper[0].iod)
+    assert np.ptp(bar[:, 0]) > 1.5 * hopper[0].iod  # the bar runs across both eyes
+
+
+@pytest.mark.parametrize("brows", [dict(brow_inner_up=1, brow_outer_up=1),
+                                   dict(brow_inner_up=1, brow_outer_up=1, eye_wide=1), dict(brow_down=1)])
+def test_moving_brows_leave_the_glasses_frame_straight(hopper, brows):
+    """Grace Hopper's brows sit just above her frame's top bar: the brow warp once bent the bar up into two
+    arches (mean change on the bar's dark pixels: raised 61 grey levels, with wide eyes 65, lowered 40; now
+    about 2): the bar is pinned, the skin between it and the brows stretches, raised lids slide up under it."""
+    from realtime.avatar.warp import glasses_bar
+    from realtime.vocab import vector
+
+    portrait, renderer = hopper
+    frame = renderer(vector(**brows)).numpy()[0].astype(np.float64)
+    bar = glasses_bar(portrait.image, portrait.landmarks, portrait.iod).astype(int)
+    rest = portrait.image.astype(np.float64)
+    change = []
+    for x, top, bottom in bar:  # the frame's own near-black pixels in the bar
+        column = slice(top, bottom + 1)
+        dark = rest[column, x].mean(1) < 60
+        change += list(np.abs(frame[column, x] - rest[column, x]).mean(1)[dark])
+    assert np.mean(change) < 8.0, np.mean(change)
+
+
+def _lower_lip_line(lm: np.ndarray, x: np.ndarray) -> np.ndarray:
+    ids = [60, 67, 66, 65, 64]
+    return np.interp(x, lm[ids, 0], lm[ids, 1])
+
+
+def test_the_open_mouth_ends_softly_at_the_lips(renderer, portrait):
+    """Lip to cavity is a transition over pixels (the lips' wet inner edge, feathered), not a cut-out step."""
+    from realtime.avatar import Rig
+    from realtime.vocab import vector
+
+    motion = vector(jaw_open=0.5)
+    frame = renderer(motion).numpy()[0].astype(np.float64).mean(2)
+    lm = Rig(portrait).landmarks(motion)[0]
+    widths = []
+    for share in (0.3, 0.55, 0.7):  # columns between the midline and the right corner, clear of the teeth
+        x = lm[62, 0] + share * (lm[64, 0] - lm[62, 0])
+        edge = _lower_lip_line(lm, np.array([x]))[0]
+        profile = frame[int(edge) - 10:int(edge) + 6, int(round(x))]
+        lip, cavity = profile[-3:].mean(), profile.min()
+        inside = (profile > cavity + 0.1 * (lip - cavity)) & (profile < cavity + 0.9 * (lip - cavity))
+        widths.append(int(inside[np.argmin(profile):].sum()))
+    assert min(widths) >= 2, widths
+
+
+def test_lower_teeth_show_only_as_the_jaw_opens(hopper):
+    """A closed-mouth portrait has no teeth to carry: the lower row is painted, rising behind the lower lip
+    with the jaw, absent while the opening is small (below that, what shows is the upper row's edge)."""
+    from realtime.avatar import Rig
+    from realtime.vocab import vector
+
+    portrait, renderer = hopper
+    counts = []
+    for jaw in (0.35, 0.5, 0.8):
+        motion = vector(jaw_open=jaw)
+        frame = renderer(motion).numpy()[0].astype(np.int32)
+        lm = Rig(portrait).landmarks(motion)[0]
+        xs = np.arange(int(lm[62, 0] - 0.15 * portrait.iod), int(lm[62, 0] + 0.15 * portrait.iod))
+        bright = 0
+        for x in xs:
+            edge = int(_lower_lip_line(lm, np.array([x]))[0])
+            px = frame[edge - int(0.03 * portrait.iod):edge, x]  # just above the lower lip
+            bright += int(((px.mean(1) > 130) & (px[:, 0] - px[:, 2] < 70)).sum())
+        counts.append(bright)
+    assert counts[0] < 5 < counts[1] < counts[2] and counts[2] > 30, counts

@@ -45,8 +45,12 @@ def remove_iris(image: np.ndarray, cx: float, cy: float, radius: float) -> np.nd
 class Eyes:
     """Both eyes of one portrait: rest lid knots, the iris discs and the iris-free eyeballs."""
 
-    def __init__(self, image: np.ndarray, rest: np.ndarray, iod: float, knots: dict, device, dtype):
+    def __init__(self, image: np.ndarray, rest: np.ndarray, iod: float, knots: dict, device, dtype,
+                 frame_bar: np.ndarray | None = None):
         self.iod, self.rest, self.knots = iod, rest.astype(np.float32), knots
+        # a spectacle frame's top bar (columns x, top y, bottom y): the lid skin's slide stays below it
+        bar = np.zeros((0, 3)) if frame_bar is None else np.asarray(frame_bar)
+        self.bar = tuple(np.ascontiguousarray(bar[None, :, i], np.float32) for i in (0, 2))
         self.size = int(image.shape[0])
         self.image = torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1).unsqueeze(0).to(dtype)
         self.discs, bare = {}, image.astype(np.float32)
@@ -82,13 +86,17 @@ class Eyes:
             u_g = polyline_np(g_up[..., 0], g_up[..., 1], gx)
             l_g = polyline_np(g_lo[..., 0], g_lo[..., 1], gx)
             inside = ((gx > x_in) & (gx < x_out)).astype(np.float32)
-            return np.stack([u_t, np.maximum(l_t, u_t), u_g, l_g, across, inside], 1)
+            reach = np.full_like(gx, np.float32(0.32 * iod))
+            if self.bar[0].shape[1]:  # under a frame the lid skin slides only as far up as the frame's bar
+                ceiling = polyline_np(self.bar[0], self.bar[1], gx, sorted_xs=True)
+                reach = clamp_np(u_t - ceiling - 1, np.float32(3.0), reach)
+            return np.stack([u_t, np.maximum(l_t, u_t), u_g, l_g, across, inside, reach], 1)
 
-        u_t, l_t, u_g, l_g, across, inside = by_column_np(xn, curves).transpose(1, 0, 2)
+        u_t, l_t, u_g, l_g, across, inside, reach_up = by_column_np(xn, curves).transpose(1, 0, 2)
         # per-pixel remap in float32 numpy: the same operations as in torch, at a fraction of the
         # per-call cost on crops this small
         inside = inside > 0.5
-        reach_up, reach_down = np.float32(0.32 * iod), np.float32(0.25 * iod)
+        reach_down = np.float32(0.25 * iod)
         d_up = u_t - u_g
         t = clamp_np((y - (u_t - reach_up)) / reach_up)
         new_y = np.where(y < u_t, y - d_up * t * t * (3 - 2 * t), y)

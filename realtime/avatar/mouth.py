@@ -30,6 +30,7 @@ class Mouth:
         self.rest_np = rest.astype(np.float32)
         self.rest = torch.from_numpy(rest).to(device, dtype)
         self.lip_margin, self.upper_teeth_share = lip_margin, upper_teeth_share
+        self.corner_fade = 0.1  # IOD beside each corner over which the lips' slide fades out (crop margin 0.12)
         self.shows_teeth = count_teeth_pixels(image, rest) >= 0.05 * iod ** 2 * 0.1
         self.colors = {k: np.asarray(v, np.float32) for k, v in mouth_colors(image, rest, self.shows_teeth).items()}
 
@@ -64,12 +65,15 @@ class Mouth:
             u_g = polyline_np(g_up[..., 0], g_up[..., 1], gx)
             l_g = np.maximum(polyline_np(g_lo[..., 0], g_lo[..., 1], gx), u_g)
             inside = ((gx > x_left) & (gx < x_right)).astype(np.float32)
+            # the lips' slide fades out beside the corners instead of ending on a vertical cut
+            beyond = np.maximum(np.maximum(x_left - gx, gx - x_right), 0)
+            beside = clamp_np(1 - beyond / np.float32(self.corner_fade * iod))
             rest_gap = rl - ru
             closing = clamp_np((rest_gap - (l_t - u_t)) / np.maximum(rest_gap, np.float32(1.0))) * (rest_gap > 1.0)
             opening = clamp_np(((l_t - u_t) - rest_gap) / np.float32(0.1 * iod))
-            return np.stack([u0, l0, in_rest, u_t, l_t, u_g, l_g, across, inside, closing, opening], 1)
+            return np.stack([u0, l0, in_rest, u_t, l_t, u_g, l_g, across, inside, closing, opening, beside], 1)
 
-        u0, l0, in_rest, u_t, l_t, u_g, l_g, across, inside, closing, opening = \
+        u0, l0, in_rest, u_t, l_t, u_g, l_g, across, inside, closing, opening, beside = \
             by_column_np(xn, curves).transpose(1, 0, 2)
         # per-pixel remap in float32 numpy (same operations as torch, far less per-call cost on a crop)
         # lips that close or part show their own red edge, not the bright teeth right behind it
@@ -83,7 +87,7 @@ class Mouth:
         ly = np.where(zone, top + ramp_np(y, top, u_t) * (u_g - top), y)
         zone = (y >= l_t) & (y < bottom)
         ly = np.where(zone, l_g + ramp_np(y, l_t, bottom) * (bottom - l_g), ly)
-        ly = np.where(inside, ly, y)
+        ly = y + (ly - y) * (beside * beside * (3 - 2 * beside))
         local = torch.from_numpy(np.stack([xn, ly], -1)).to(dev).view(n, hc, wc, 2)
         source = local + sample(expression, local).permute(0, 2, 3, 1)
         # where the lips meet, a soft shadow line
@@ -102,7 +106,7 @@ class Mouth:
         source = torch.where(in_opening, teeth_src, source)
 
         # paint: gum above the fixed teeth, cavity between the teeth rows (or the lips), soft edges
-        f = 1.2  # px of feather on every painted edge: lips end softly, never as a cut-out
+        f = 2.0  # px of feather on every painted edge: lips end softly, never as a cut-out
         if self.shows_teeth:  # the photograph's teeth show between the rows' edges; paint only the gap
             cav_top = np.where(in_rest, np.maximum(u_t, split), u_t)
             cav_bot = np.where(in_rest, np.minimum(l_t, split + jaw), l_t)
@@ -125,8 +129,9 @@ class Mouth:
 
     def _paint(self, x, y, u_t, l_t, u0, top, bottom, split, across, cavity, gum, seam):
         """Colour (3, P) and alpha (P,) of the painted mouth pixels, in the portrait's own colours: the
-        cavity shaded from the lips inward, a tongue on its floor, the lower teeth rising behind the lower
-        lip as the jaw opens, synthesized upper teeth where the photograph shows none, gum, a lip seam."""
+        cavity shaded from the lips' wet inner surface inward, a tongue on its floor, the lower teeth rising
+        behind the lower lip as the jaw opens, synthesized upper teeth where the photograph shows none, gum,
+        a lip seam. Teeth are rounded, scalloped at their edges and recede into shadow towards the corners."""
         iod, c = np.float32(self.iod), self.colors
         side = np.abs(across)
         gap = np.maximum(bottom - top, np.float32(1.0))
@@ -134,32 +139,41 @@ class Mouth:
         # the cavity: the lips' wet inner surface at each edge, dark inside, darkest in the corners and in
         # the shadow right under the upper teeth or lip
         edge = np.minimum(y - top, bottom - y)
-        shade = 1 - np.exp(-np.maximum(edge, 0) / (np.float32(0.035) * iod))
+        shade = 1 - np.exp(-np.maximum(edge, 0) / (np.float32(0.045) * iod))
         shade = np.maximum(shade, clamp_np((side - np.float32(0.55)) / np.float32(0.45)))
         under_top = np.exp(-np.maximum(y - top, 0) / (np.float32(0.06) * iod))
         color = c["inner"][:, None] + (c["deep"] - c["inner"])[:, None] * shade
         color = color * (1 - np.float32(0.35) * under_top * shade)
-        # tongue: a dome on the floor, higher in the middle, its back in shadow, once the mouth is open
-        dome = np.sqrt(clamp_np(1 - (across / np.float32(0.85)) ** 2))
-        height = clamp_np((gap - np.float32(0.12) * iod) * np.float32(0.4), 0, np.float32(0.1) * iod) * dome
+        phase, curve = self._teeth_phase(x)
+        # each tooth's face is convex (a little darker where it turns away), a thin shadow line between teeth
+        seam_line = np.exp(-((1 - np.abs(phase)) / np.float32(0.1)) ** 2)
+        rounded = (1 - np.float32(0.12) * phase ** 4) * (1 - np.float32(0.22) * seam_line)
+        recede = 1 - np.float32(0.4) * across ** 2  # the arch turns away from the light towards the corners
+        # tongue: a dome on the floor once the mouth is open, lit at its front, its back in shadow
+        dome = np.sqrt(clamp_np(1 - (across / np.float32(0.8)) ** 2))
+        height = clamp_np((gap - np.float32(0.1) * iod) * np.float32(0.6), 0, np.float32(0.2) * iod) * dome
         tongue_top = bottom - height
         on_tongue = soft_inside_np(y, tongue_top, bottom + 2, 2.5) * clamp_np(height - 1)
-        lit = np.float32(0.55) + np.float32(0.45) * clamp_np((y - tongue_top) / np.maximum(height, 1))
-        color = color + (c["tongue"][:, None] * lit - color) * on_tongue * np.float32(0.9)
-        # lower teeth: carried by the jaw behind the lower lip, their tops showing as the mouth opens
+        lit = (np.float32(0.6) + np.float32(0.4) * clamp_np((y - tongue_top) / np.maximum(height, 1))) * recede
+        color = color + (c["tongue"][:, None] * lit - color) * on_tongue * np.float32(0.95)
+        # lower teeth: carried by the jaw behind the lower lip, their scalloped tops rising as the mouth opens
         row = np.sqrt(clamp_np(1 - (across / np.float32(0.62)) ** 2))
-        low = clamp_np((gap - np.float32(0.1) * iod) * np.float32(0.25), 0, np.float32(0.045) * iod) * row
-        on_low = soft_inside_np(y, bottom - low, bottom + 2, 1.2) * clamp_np(low - 0.5)
-        lit = np.float32(0.62) + np.float32(0.18) * clamp_np((y - (bottom - low)) / np.maximum(low, 1))
-        color = color + (c["teeth"][:, None] * lit * self._tooth_gaps(x) - color) * on_low * teeth_show
+        low = clamp_np((gap - np.float32(0.12) * iod) * np.float32(0.3), 0, np.float32(0.06) * iod) * row
+        low_top = bottom - low + np.float32(0.12) * low * phase ** 2 * curve
+        on_low = soft_inside_np(y, low_top, bottom + 2, 1.0) * clamp_np(low - 0.5)
+        lit = (np.float32(0.72) + np.float32(0.18) * clamp_np((y - low_top) / np.maximum(low, 1))) * rounded * recede
+        color = color + (c["teeth"][:, None] * lit - color) * on_low * teeth_show
         if not self.shows_teeth:  # upper teeth where the photograph's would be, partly under the upper lip
             height, above = np.float32(0.09) * iod, np.float32(0.12) * iod
             row = np.sqrt(clamp_np(1 - (across / np.float32(0.78)) ** 2))
-            on_up = soft_inside_np(y, split - above, split + height * row, 1.0) * clamp_np(row * 3)
+            edge_y = split + height * row - np.float32(0.1) * height * phase ** 4 * curve  # rounded incisal edges
+            on_up = soft_inside_np(y, split - above, edge_y, 1.0) * clamp_np(row * 3)
             v = clamp_np((y - split + above) / (height + above))
-            # in the upper lip's shadow at the top, receding towards the corners
-            lit = (np.float32(0.6) + np.float32(0.4) * np.sqrt(v)) * (1 - np.float32(0.35) * across ** 2) \
-                * self._tooth_gaps(x)
+            # in the upper lip's shadow at the top, a little translucent (darker) at the biting edge
+            # and in the shadow the visible upper lip casts on them
+            lip_shadow = np.float32(1) - np.float32(0.4) * np.exp(-np.maximum(y - top, 0) / (np.float32(0.03) * iod))
+            lit = (np.float32(0.55) + np.float32(0.45) * np.sqrt(v)) * rounded * recede * lip_shadow \
+                * (1 - np.float32(0.15) * clamp_np((y - edge_y) / np.float32(3.0) + 1))
             color = color + (c["teeth"][:, None] * lit - color) * on_up * teeth_show
         ramp_gum = np.float32(0.8) + np.float32(0.2) * clamp_np(ramp_np(y, u_t, u0 - np.float32(0.06) * iod))
         total = cavity + gum + seam
@@ -167,10 +181,14 @@ class Mouth:
             / np.maximum(total, np.float32(1e-6))
         return color, np.minimum(total, np.float32(1.0))
 
-    def _tooth_gaps(self, x: np.ndarray) -> np.ndarray:
-        """Slightly darker lines between teeth, every ~0.09 IOD, one on the midline."""
-        tooth = (x - self.rest_np[62, 0]) / (np.float32(0.09) * np.float32(self.iod))
-        return np.float32(1) - np.float32(0.1) * np.exp(-(((tooth - np.round(tooth)) / np.float32(0.06)) ** 2))
+    def _teeth_phase(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Position across each tooth (-1 at one gap, 0 at its middle, 1 at the next gap) and how much of its
+        face turns to the viewer (1 in front, less towards the corners). Teeth are ~0.09 IOD wide along the
+        dental arch, a gap on the midline; the arch's curvature narrows them towards the corners."""
+        half = np.float32(0.5) * (self.rest_np[54, 0] - self.rest_np[48, 0]) * np.float32(1.15)
+        s = clamp_np((x - self.rest_np[62, 0]) / half, -0.98, 0.98)
+        arc = np.arcsin(s) * half / (np.float32(0.09) * np.float32(self.iod))
+        return (arc - np.floor(arc)) * 2 - 1, np.sqrt(1 - s ** 2)
 
 
 def _band(y: np.ndarray, lo: np.ndarray, hi: np.ndarray, feather: float) -> np.ndarray:
@@ -195,8 +213,10 @@ def mouth_colors(image: np.ndarray, landmarks: np.ndarray, shows_teeth: bool) ->
     cheeks = pixels[int(lm[33, 1]):int(lm[48, 1]), int(lm[48, 0]):int(lm[54, 0])].reshape(-1, 3)
     brightness = float(np.clip(np.median(cheeks.mean(1)) / 170.0, 0.8, 1.05)) if len(cheeks) else 1.0
     bright = pixels[inner & (pixels[..., 2] > 150) & (pixels[..., 0] - pixels[..., 2] < 40)] if shows_teeth else []
+    # a portrait that shows none gets ivory at the face's brightness (white-balanced teeth read +0.022 IOD lower
+    # brows by dlib on Grace Hopper, surprised: the brow signature failed; see RESULTS.md)
     ivory = np.array([236.0, 230.0, 212.0]) * 0.92 + 0.08 * lip
     teeth = np.median(bright, 0) if len(bright) > 20 else ivory * brightness
     return {"lip": lip, "inner": lip * np.array([0.6, 0.4, 0.42]), "deep": lip * np.array([0.2, 0.09, 0.1]),
-            "tongue": lip * np.array([0.78, 0.5, 0.52]),
+            "tongue": np.minimum(lip * np.array([1.0, 0.66, 0.68]), 255.0),
             "gum": lip * np.array([1.0, 0.82, 0.85]), "teeth": np.minimum(teeth, 255.0)}

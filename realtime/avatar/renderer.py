@@ -22,7 +22,7 @@ from .enrol import Portrait
 from .eyes import Eyes
 from .mouth import Mouth
 from .rig import EYE, LOWER_LID, MOUTH, UPPER_LID, Rig, motion_to_rig, pose_of
-from .warp import CoarseWarp, upsample_positions, warp_bases
+from .warp import CoarseWarp, glasses_bar, upsample_positions, warp_bases
 
 
 class MotionShapeError(ValueError):
@@ -100,7 +100,8 @@ class Renderer:
         self._rest_curves = rest_lines(rest, dev, dt)
         self._rest_curve_points = torch.cat([c for pair in self._rest_curves.values() for c in pair])
         knots = rest_knots(rest)
-        self.eyes = Eyes(self.portrait.image, rest, self.rig.iod, knots, dev, dt)
+        self.eyes = Eyes(self.portrait.image, rest, self.rig.iod, knots, dev, dt,
+                         frame_bar=glasses_bar(self.portrait.image, rest, self.rig.iod))
         self.mouth = Mouth(self.portrait.image, rest, self.rig.iod, knots, self.rig_bases, cfg.lip_margin,
                            cfg.upper_teeth_share, dev, dt)
         self.shows_teeth = self.mouth.shows_teeth

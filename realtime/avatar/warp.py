@@ -76,12 +76,53 @@ def _forehead(rig: Rig, basis: np.ndarray, rise: float = 0.4, up: float = 0.6, d
     return rig.rest[ids] - np.array([0.0, rise * rig.iod]), share * moved
 
 
+def glasses_bar(image: np.ndarray, lm: np.ndarray, iod: float, dark: float = 60.0, spacing: int = 4) -> np.ndarray:
+    """The top bar of a spectacle frame as (M, 3) rows of column x, top y, bottom y every `spacing` px (rest
+    positions), or none: the large near-black regions between the brows and the lash bands, out to the frame's
+    tips. Raised brows must not bend the frame (`expression_fields` pins it) and lids rise under it (`Eyes`)."""
+    from scipy import ndimage
+
+    grey = image.astype(np.float32).mean(2)
+    y0, y1 = int(lm[17:27, 1].min() - 0.1 * iod), int(lm[36:48, 1].max())
+    x0, x1 = max(int(lm[0, 0] - 0.2 * iod), 0), min(int(lm[16, 0] + 0.2 * iod), grey.shape[1])
+    mask = np.zeros(grey.shape, bool)
+    mask[y0:y1, x0:x1] = grey[y0:y1, x0:x1] < dark
+    mask = ndimage.binary_closing(mask, np.ones((5, 5)))  # bridge the frame's highlights
+    gy, gx = np.mgrid[:grey.shape[0], :grey.shape[1]]
+    for eye in (EYE["left"], EYE["right"]):  # iris, lashes and lid crease are not the frame
+        centre = lm[eye].mean(0)
+        mask &= ((gx - centre[0]) / (0.32 * iod)) ** 2 + ((gy - centre[1]) / (0.16 * iod)) ** 2 > 1
+    labels, _ = ndimage.label(mask)
+    # a frame's bar runs above both eyes' centres, between brow and lashes (hair at the temples, a mole or a
+    # dark brow does not): keep the dark regions that cross those columns, if both eyes have one
+    crossing = []
+    for eye in (EYE["left"], EYE["right"]):
+        x = int(round(lm[eye, 0].mean()))
+        column = labels[int(lm[eye[1:3], 1].min() - 0.35 * iod):int(lm[eye[1:3], 1].min()), x]
+        crossing.append(set(column[column > 0].tolist()))
+    if not all(crossing):
+        return np.zeros((0, 3))
+    mask = np.isin(labels, list(crossing[0] | crossing[1]))
+    rows = []
+    for x in range(x0 - x0 % spacing, x1, spacing):
+        ys = np.flatnonzero(mask[:, x])
+        if len(ys):
+            rows.append((x, ys[0], ys[-1]))
+    return np.array(rows, np.float64)
+
+
+def _bar_pins(bar: np.ndarray) -> np.ndarray:
+    """Points just outside the bar's upper and lower edge: the warp leaves them where they are."""
+    return np.concatenate([np.stack([bar[:, 0], bar[:, 1] - 1.0], 1), np.stack([bar[:, 0], bar[:, 2] + 1.0], 1)])
+
+
 # bases whose corner motion is the cheek's (AU12 and undoing it, AU15, AU14): the cheek mass goes with the corners
 CHEEK_BASES = ("smile", "smile_relax", "frown", "mouth_asym_right", "mouth_asym_left")
 JAW_SIDES = {48: [1, 2, 3, 4, 5, 6], 54: [15, 14, 13, 12, 11, 10]}
 
 
-def _cheek_mass(rig: Rig, basis: np.ndarray, reach: float = 1.1, reach_up: float = 0.75):
+def _cheek_mass(rig: Rig, basis: np.ndarray, reach: float = 1.1, reach_up: float = 0.75, wing_reach: float = 0.5,
+                wing_hold: float = 0.7):
     """Cheek skin around each mouth corner that follows the corner with a smooth, wide falloff (rest
     positions, displacements in px), and the jaw contour beside it pulled along the same way.
 
@@ -104,6 +145,10 @@ def _cheek_mass(rig: Rig, basis: np.ndarray, reach: float = 1.1, reach_up: float
         off = fan - lm[corner]
         t = np.hypot(off[:, 0] / reach, off[:, 1] / np.where(off[:, 1] < 0, reach_up, reach)) / iod
         weight = np.clip(1 - t ** 2, 0, 1) ** 2
+        # the nose wing holds the skin next to it: the mass thins out towards the wing too, so the stretch
+        # between wing and a dropped corner spreads over the cheek instead of one hooked crease beside the nose
+        near = np.clip(np.hypot(*(fan - wing).T) / (wing_reach * iod), 0, 1)
+        weight = weight * (1 - wing_hold + wing_hold * near * near * (3 - 2 * near))
         points.append(fan)
         moves.append(weight[:, None] * shift)
     if not points:
@@ -136,6 +181,11 @@ def expression_fields(rig: Rig, size: int, step: int, radii) -> np.ndarray:
     gap = rig.rest[INNER_LOWER, 1] - rig.rest[INNER_UPPER, 1]
     closed = [p for pair, g in zip(zip(INNER_UPPER, INNER_LOWER), gap) if g < 0.05 * rig.iod for p in pair]
     fields = np.zeros((len(RIG_NAMES), 2, field_size, field_size), np.float32)
+    bar = glasses_bar(rig.portrait.image, rig.rest, rig.iod)
+    rim = _bar_pins(bar)
+    # brow landmarks that the detector put on the frame itself (its tips) are the frame's, not the brows'
+    on_frame = [p for p in range(17, 27)
+                if len(bar) and rig.rest[p, 1] > np.interp(rig.rest[p, 0], bar[:, 0], bar[:, 1]) - 2]
     for k, basis in enumerate(warp_bases(rig)):
         moved = basis * rig.iod
         if not np.any(moved):
@@ -143,13 +193,18 @@ def expression_fields(rig: Rig, size: int, step: int, radii) -> np.ndarray:
         skin, skin_moved = _lid_skin(rig, basis)
         brow, brow_moved = _forehead(rig, basis)
         cheek, cheek_moved = _cheek_mass(rig, basis) if RIG_NAMES[k] in CHEEK_BASES else (np.zeros((0, 2)),) * 2
+        # brows that move while the lids stay leave a spectacle frame where it is (lids moving under it are the
+        # eye remap's: pinning the frame there would fold the lid band into it)
+        pins = rim if np.any(basis[17:27]) and not np.any(basis[UPPER_LID["left"] + UPPER_LID["right"]]) else rim[:0]
         # inner lips that meet in the photograph are left to the mouth remap: upper and lower coincide
         # there, and moving them apart through a smooth field would fold it over (a torn mouth)
         # the cheek's jaw contour points replace the landmarks' own (the rig barely moves them)
-        keep = [p for p in range(68) if p not in closed and not (len(cheek) and p in sum(JAW_SIDES.values(), []))]
+        keep = [p for p in range(68) if p not in closed and not (len(cheek) and p in sum(JAW_SIDES.values(), []))
+                and not (len(pins) and p in on_frame)]
         centres = np.concatenate([rig.rest[keep] + moved[keep], skin + skin_moved, brow + brow_moved,
-                                  cheek + cheek_moved, anchors])
-        values = np.concatenate([-moved[keep], -skin_moved, -brow_moved, -cheek_moved, np.zeros_like(anchors)])
+                                  cheek + cheek_moved, anchors, pins])
+        values = np.concatenate([-moved[keep], -skin_moved, -brow_moved, -cheek_moved, np.zeros_like(anchors),
+                                 np.zeros_like(pins)])
         spline = RBFInterpolator(centres, values, kernel="thin_plate_spline", smoothing=1e-3)
         fields[k] = spline(grid).T.reshape(2, field_size, field_size)
     return fields
@@ -185,12 +240,27 @@ class CoarseWarp:
         return F.grid_sample(field, points * (2.0 / self.coarse_extent) - 1.0, mode="bilinear",
                              padding_mode="border", align_corners=True)
 
-    def forward(self, expression: torch.Tensor, points: torch.Tensor, iterations: int = 12) -> torch.Tensor:
-        """Where rest points (P, 2) land under the backward expression field: q with q + E(q) = p."""
-        p = points.unsqueeze(0).expand(expression.shape[0], -1, -1)
+    def forward(self, expression: torch.Tensor, points: torch.Tensor, iterations: int = 6) -> torch.Tensor:
+        """Where rest points (P, 2) land under the backward expression field: q with q + E(q) = p.
+
+        Newton steps with the field's finite-difference Jacobian: the plain fixed-point iteration q = p - E(q)
+        oscillates where the warp compresses skin (a closing mouth) and crawls where it stretches it; it stopped
+        up to 8 px off on the lip lines (sad), which the mouth remap then stretched into the upper lip."""
+        n, count = expression.shape[0], points.shape[0]
+        p = points.unsqueeze(0).expand(n, -1, -1)
+        offsets = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]], device=points.device, dtype=points.dtype)
         q = p
         for _ in range(iterations):
-            q = p - self.sample(expression, q.unsqueeze(1)).squeeze(2).permute(0, 2, 1)
+            at = (q.unsqueeze(1) + offsets[None, :, None, :]).reshape(n, 1, 3 * count, 2)
+            e = self.sample(expression, at).reshape(n, 2, 3, count).permute(0, 2, 3, 1)  # (n, 3, P, 2)
+            residual = q + e[:, 0] - p
+            jx, jy = e[:, 1] - e[:, 0], e[:, 2] - e[:, 0]  # dE/dx, dE/dy per point
+            a, b, c, d = 1 + jx[..., 0], jy[..., 0], jx[..., 1], 1 + jy[..., 1]
+            det = a * d - b * c
+            det = torch.where(det.abs() < 0.05, torch.full_like(det, 0.05), det)
+            step = torch.stack([d * residual[..., 0] - b * residual[..., 1],
+                                a * residual[..., 1] - c * residual[..., 0]], -1) / det.unsqueeze(-1)
+            q = q - step.clamp(-8.0, 8.0)
         return q
 
     def pose_backward(self, pose_np: np.ndarray) -> torch.Tensor | None:
