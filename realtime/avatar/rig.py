@@ -212,7 +212,7 @@ def build_bases(landmarks: np.ndarray, iod: float) -> np.ndarray:
     for ids, (lc, rc) in ((range(48, 60), (48, 54)), (range(60, 68), (60, 64))):
         for p in ids:
             u = float(np.clip((lm[p, 0] - (lm[lc, 0] + lm[rc, 0]) / 2) / max((lm[rc, 0] - lm[lc, 0]) / 2, 1e-3), -1, 1))
-            move(b, p, dx=-0.02 * u, dy=0.2 * abs(u) ** 1.5)
+            move(b, p, dx=-0.02 * u, dy=0.18 * abs(u) ** 1.5)
     move(b, [5, 6, 10, 11], dy=0.02)
     # a sad mouth closes over the teeth: through lips_rest (FROWN_CLOSES)
     # --- upper_lip_raise: bares the upper teeth
