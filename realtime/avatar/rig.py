@@ -30,7 +30,6 @@ RIG_NAMES = EXPRESSION_NAMES + ("mouth_asym_right", "mouth_asym_left", "smile_re
 RIG_INDEX = {n: i for i, n in enumerate(RIG_NAMES)}
 RIG_LO = np.zeros(len(RIG_NAMES), np.float32)
 RIG_HI = np.ones(len(RIG_NAMES), np.float32)
-FITTED = np.array([n != "lips_rest" for n in RIG_NAMES])  # lips_rest is derived (motion_to_rig): never fitted
 
 # landmark groups (iBUG 300-W 68-point order)
 JAW = list(range(0, 17))
@@ -93,7 +92,11 @@ def rig_to_motion(coeffs: np.ndarray, pose: np.ndarray) -> np.ndarray:
     motion = np.zeros((len(coeffs), DIM), np.float32)
     for name in EXPRESSION_NAMES:
         motion[:, INDEX[name]] = coeffs[:, RIG_INDEX[name]]
-    motion[:, INDEX["lips_close"]] = np.clip(coeffs[:, RIG_INDEX["lips_close"]], 0, 1)
+    # a closure at rest beyond what the fitted press, relax and frown explain is the lips closing
+    explained = _expression_closure(coeffs[:, RIG_INDEX["lip_press"]], coeffs[:, RIG_INDEX["smile_relax"]],
+                                    coeffs[:, RIG_INDEX["frown"]])
+    extra = np.maximum(coeffs[:, RIG_INDEX["lips_rest"]] - explained, 0)
+    motion[:, INDEX["lips_close"]] = np.clip(coeffs[:, RIG_INDEX["lips_close"]] + extra, 0, 1)
     motion[:, INDEX["mouth_asym"]] = coeffs[:, RIG_INDEX["mouth_asym_right"]] - coeffs[:, RIG_INDEX["mouth_asym_left"]]
     motion[:, INDEX["smile"]] = coeffs[:, RIG_INDEX["smile"]] - coeffs[:, RIG_INDEX["smile_relax"]]
     for i, name in enumerate(POSE_NAMES):
@@ -148,8 +151,8 @@ def build_bases(landmarks: np.ndarray, iod: float) -> np.ndarray:
     # --- lips_rest: the inner lips meet as lips_close's do, for closures of the mouth at rest (motion_to_rig)
     b = "lips_rest"
     for up, lo, g in zip(INNER_UPPER, INNER_LOWER, gap):
-        move(b, up, dy=0.4 * g)
-        move(b, lo, dy=-0.6 * g)
+        move(b, up, dy=0.3 * g)
+        move(b, lo, dy=-0.7 * g)
     # --- lip_press: thin, tightened lips (closure comes through lips_rest)
     b = "lip_press"  # each lip loses about a third of its thickness
     for outer, inner in zip([49, 50, 51, 52, 53], [61, 61, 62, 63, 63]):
@@ -212,7 +215,7 @@ def build_bases(landmarks: np.ndarray, iod: float) -> np.ndarray:
     for ids, (lc, rc) in ((range(48, 60), (48, 54)), (range(60, 68), (60, 64))):
         for p in ids:
             u = float(np.clip((lm[p, 0] - (lm[lc, 0] + lm[rc, 0]) / 2) / max((lm[rc, 0] - lm[lc, 0]) / 2, 1e-3), -1, 1))
-            move(b, p, dx=-0.02 * u, dy=0.18 * abs(u) ** 1.5)
+            move(b, p, dx=-0.02 * u, dy=0.15 * abs(u) ** 1.5)
     move(b, [5, 6, 10, 11], dy=0.02)
     # a sad mouth closes over the teeth: through lips_rest (FROWN_CLOSES)
     # --- upper_lip_raise: bares the upper teeth
@@ -331,13 +334,13 @@ class Rig:
             raise ValueError(f"landmarks must be (N, 68, 2), got {landmarks.shape}")
         pose_lo = LO[[INDEX[n] for n in POSE_NAMES]].astype(np.float64)
         pose_hi = HI[[INDEX[n] for n in POSE_NAMES]].astype(np.float64)
-        k = int(FITTED.sum())
-        design = self.bases[FITTED].reshape(k, -1).T.astype(np.float64) * self.iod  # (136, K)
+        k = len(RIG_NAMES)
+        design = self.bases.reshape(k, -1).T.astype(np.float64) * self.iod  # (136, K)
         lam = np.sqrt(self.ridge) * self.iod
         # relaxing the photographed smile moves the corners much as a frown does: prefer the frown, which
         # real footage shows far more often than a portrait's smile wiped off
-        prior = np.diag(np.where(np.array(RIG_NAMES)[FITTED] == "smile_relax", 4.0, 1.0))
-        coeffs = np.zeros((len(landmarks), len(RIG_NAMES)))
+        prior = np.diag(np.where(np.array(RIG_NAMES) == "smile_relax", 4.0, 1.0))
+        coeffs = np.zeros((len(landmarks), k))
         poses = np.zeros((len(landmarks), 5))
         for n, observed in enumerate(landmarks):
             pose = np.zeros(5)
@@ -351,8 +354,8 @@ class Rig:
                 flat = self.unposed(observed[None], pose[None])[0]
                 target = (flat - self.rest).ravel()
                 solution = lsq_linear(np.vstack([design, lam * prior]), np.concatenate([target, np.zeros(k)]),
-                                      bounds=(RIG_LO[FITTED], RIG_HI[FITTED]))
-                coeffs[n, FITTED] = solution.x
-                expressed = self.rest + self.expression_displacement(coeffs[n][None])[0]
+                                      bounds=(RIG_LO, RIG_HI))
+                coeffs[n] = solution.x
+                expressed = self.rest + self.expression_displacement(solution.x[None])[0]
             poses[n] = pose
         return rig_to_motion(coeffs, poses)
