@@ -25,7 +25,7 @@ from realtime.server.config import ServerConfig
 from realtime.server.http_front import split_connections
 from realtime.server.load import LoadMeter, load_line
 from realtime.server.portraits import PortraitGallery
-from realtime.server.protocol import ProtocolError, decode, encode, error, field, parse_instruction
+from realtime.server.protocol import ProtocolError, addressed, decode, encode, error, field, parse_instruction
 from realtime.server.session import Session, SessionParts, parse_offer
 from realtime.server.speech_messages import SPEECH_MESSAGES, speech_message
 from realtime.server.watchdog import Watchdog
@@ -288,16 +288,7 @@ class AvatarServer:
             raise Forbidden(f"controlling other sessions needs rights: {how}")
 
     def _target(self, client: Client, message: dict[str, Any]) -> Session:
-        wanted = field(message, "session", str, required=False)
-        if wanted is None or (client.session is not None and wanted == client.session.id):
-            if client.session is None:
-                raise ProtocolError('no call on this connection: send an offer, or name a "session"')
-            return client.session
-        self._require_controller(client)
-        session = self.sessions.get(wanted)
-        if session is None or session.closed:
-            raise ProtocolError(f"no session {wanted!r}")
-        return session
+        return addressed(message, client.session, self.sessions.get, lambda: self._require_controller(client))
 
     async def _encode_instruction(self, text: str) -> Any:
         loop = asyncio.get_running_loop()

@@ -29,7 +29,7 @@ from realtime.server.app import AvatarServer, Client, Forbidden, _response, _sin
 from realtime.server.http_front import split_connections
 from realtime.server.legs import Leg
 from realtime.server.load import load_line
-from realtime.server.protocol import ProtocolError, encode, error, field, parse_instruction
+from realtime.server.protocol import ProtocolError, addressed, encode, error, field, parse_instruction
 from realtime.server.router import Route, Router
 from realtime.server.session import parse_offer
 from realtime.server.speech_messages import SPEECH_MESSAGES
@@ -174,16 +174,7 @@ class FrontServer(AvatarServer):
 
     def _route_of(self, client: FrontClient, message: dict[str, Any]) -> Route:
         """The session a message is for: the client's own call, or (for controllers) the one it names."""
-        wanted = field(message, "session", str, required=False)
-        if wanted is None or (client.call is not None and wanted == client.call.id):
-            if client.call is None:
-                raise ProtocolError('no call on this connection: send an offer, or name a "session"')
-            return client.call
-        self._require_controller(client)
-        route = self.router.routes.get(wanted)
-        if route is None or route.closed:
-            raise ProtocolError(f"no session {wanted!r}")
-        return route
+        return addressed(message, client.call, self.router.routes.get, lambda: self._require_controller(client))
 
     async def _leg(self, client: FrontClient, worker: str) -> Leg:
         leg = client.legs.get(worker)

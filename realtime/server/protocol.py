@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +58,22 @@ def field(message: dict[str, Any], name: str, kind: type | tuple[type, ...], req
         names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
         raise ProtocolError(f'"{name}" must be a {names}, got {type(value).__name__}')
     return value
+
+
+def addressed(message: dict[str, Any], own: Any, named: Callable[[str], Any],
+              require_rights: Callable[[], None]) -> Any:
+    """The session a message is for: `own` (the connection's call) unless it names another, which needs rights
+    (`require_rights` raises) and must exist and be open (`named(id)`, None if not); `own` is anything with `id`."""
+    wanted = field(message, "session", str, required=False)
+    if wanted is None or (own is not None and wanted == own.id):
+        if own is None:
+            raise ProtocolError('no call on this connection: send an offer, or name a "session"')
+        return own
+    require_rights()
+    target = named(wanted)
+    if target is None or target.closed:
+        raise ProtocolError(f"no session {wanted!r}")
+    return target
 
 
 def parse_intensity(value: Any, default: float = 1.0) -> float:
