@@ -40,3 +40,18 @@ def loopback_server(resources):
 
     with ServerThread(ServerConfig(port=0, max_sessions=1, idle_timeout_s=20), resources) as thread:
         yield thread
+
+
+@pytest.fixture(scope="module")
+def portrait(tmp_path_factory):
+    """The default portrait, enrolled once per module into a fresh cache."""
+    from realtime.avatar import PortraitCache, enrol
+
+    return enrol(None, cache=PortraitCache(tmp_path_factory.mktemp("avatar-cache")))
+
+
+@pytest.fixture(scope="module")
+def renderer(portrait):
+    from realtime.avatar import RenderConfig, Renderer
+
+    return Renderer(portrait, RenderConfig(device="cpu")).setup()

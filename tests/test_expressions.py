@@ -20,16 +20,6 @@ STRIDE = 4  # every 4th frame after onset: 12 frames a clip
 
 
 @pytest.fixture(scope="module")
-def portrait(tmp_path_factory):
-    return enrol(None, cache=PortraitCache(tmp_path_factory.mktemp("avatar-cache")))
-
-
-@pytest.fixture(scope="module")
-def renderer(portrait):
-    return Renderer(portrait, RenderConfig(device="cpu")).setup()
-
-
-@pytest.fixture(scope="module")
 def detector():
     return DlibLandmarkDetector()
 

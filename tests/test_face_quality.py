@@ -11,16 +11,6 @@ from realtime.avatar import PortraitCache, RenderConfig, Renderer, enrol
 from realtime.avatar.rig import motion_to_rig
 
 
-@pytest.fixture(scope="module")
-def portrait(tmp_path_factory):
-    return enrol(None, cache=PortraitCache(tmp_path_factory.mktemp("avatar-cache")))
-
-
-@pytest.fixture(scope="module")
-def renderer(portrait):
-    return Renderer(portrait, RenderConfig(device="cpu")).setup()
-
-
 def cheek_strain(renderer: Renderer, motion: np.ndarray) -> float:
     """99th percentile over the cheeks (nose to chin, jaw side to jaw side, lips left out) of the warp's
     largest local stretch or compression, |log| of the backward field's singular values: a fold is skin
