@@ -260,6 +260,7 @@ def test_a_half_open_peer_is_dropped_with_bounded_memory(resources):
                     seen["buffered"].append(session.playout.buffered)
                     await asyncio.sleep(1.0)
                 seen["dropped_after"] = time.monotonic() - start
+                await wait_for(lambda: client.ended is not None, 5)  # the notice is sent as the session goes
                 seen["ended"] = client.ended
                 await pc.close()
 
