@@ -147,7 +147,7 @@ def test_a_server_can_require_the_token_for_calls(resources):
 
 
 def test_binding_a_network_address_without_a_token_warns(resources, caplog):
-    with caplog.at_level(logging.WARNING, logger="realtime.server.app"):
+    with caplog.at_level(logging.WARNING, logger="realtime.server.access"):
         with ServerThread(ServerConfig(host="0.0.0.0", port=0, max_sessions=1), resources):
             pass
         with ServerThread(ServerConfig(host="127.0.0.1", port=0, max_sessions=1), resources):

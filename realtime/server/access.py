@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import logging
 import socket
 import time
 from typing import Any
 from urllib.parse import urlsplit
+
+log = logging.getLogger(__name__)
 
 
 def is_loopback(address: Any) -> bool:
@@ -81,3 +84,12 @@ class RateLimit:
             return False
         self._tokens -= 1.0
         return True
+
+
+def check_exposure(host: str, token: str | None, require_token_for_calls: bool) -> None:
+    """At start: refuses a setting that cannot work, and warns when a network address is served without a token."""
+    if require_token_for_calls and token is None:
+        raise ValueError("require_token_for_calls needs a token (--token)")
+    if token is None and not is_loopback(host):
+        log.warning("listening on %s without a token: anyone who can reach this address can start calls "
+                    "and watch them with their view key; set --token (and --require-token) on a network", host)

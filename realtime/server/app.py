@@ -20,7 +20,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from realtime.server.access import AccessPolicy, RateLimit, is_loopback, token_matches
+from realtime.server.access import AccessPolicy, RateLimit, check_exposure, is_loopback, token_matches
 from realtime.server.config import ServerConfig
 from realtime.server.http_front import split_connections
 from realtime.server.load import LoadMeter, load_line
@@ -73,12 +73,7 @@ class AvatarServer:
 
     # --- lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
-        if self.config.require_token_for_calls and self.config.token is None:
-            raise ValueError("require_token_for_calls needs a token (--token)")
-        if self.config.token is None and not is_loopback(self.config.host):
-            log.warning("listening on %s without a token: anyone who can reach this address can start calls "
-                        "and watch them with their view key; set --token (and --require-token) on a network",
-                        self.config.host)
+        check_exposure(self.config.host, self.config.token, self.config.require_token_for_calls)
         self.portraits = PortraitGallery(self.config.portraits, self.resources.config.renderer,
                                          self.config.portrait_cache_mb, default=self.resources)
         self._http = await http_app(self)  # WHIP/WHEP and uploads: the methods websockets does not parse

@@ -24,7 +24,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from realtime.config import AvatarConfig
-from realtime.server.access import RateLimit, is_loopback, token_matches
+from realtime.server.access import RateLimit, check_exposure, is_loopback, token_matches
 from realtime.server.app import AvatarServer, Client, Forbidden, _response, _single, health, http_app
 from realtime.server.http_front import split_connections
 from realtime.server.legs import Leg
@@ -66,12 +66,7 @@ class FrontServer(AvatarServer):
         return all(s.transport.trained for s in self.router.workers.values())
 
     async def start(self) -> None:
-        if self.config.require_token_for_calls and self.config.token is None:
-            raise ValueError("require_token_for_calls needs a token (--token)")
-        if self.config.token is None and not is_loopback(self.config.host):
-            log.warning("listening on %s without a token: anyone who can reach this address can start calls "
-                        "and watch them with their view key; set --token (and --require-token) on a network",
-                        self.config.host)
+        check_exposure(self.config.host, self.config.token, self.config.require_token_for_calls)
         await self.router.start()
         from realtime.server.front_http import ProxiedWhip
 
