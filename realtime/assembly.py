@@ -89,10 +89,11 @@ class AvatarParts:
 
     def sampler(self, seed: int = 0, shared: bool = True):
         """A new stream's sampler; `shared` runs its windows on the shared denoiser (a server's many streams)."""
+        from realtime.animate import GestureStream
         from realtime.motion.sampler import StreamingSampler
 
         return StreamingSampler(self.model, self.encoder, self.config.sampler, seed=seed,
-                                denoiser=self.denoiser() if shared else None)
+                                denoiser=self.denoiser() if shared else None, gestures=GestureStream)
 
     def warm_up(self) -> None:
         """One throwaway chunk and frame, so the first caller does not pay for torch's first calls."""

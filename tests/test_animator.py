@@ -6,6 +6,7 @@ from realtime.animate import (
     PROGRAMS,
     AnimationError,
     Animator,
+    GestureStream,
     UnknownProgramError,
     animate_segments,
     program_track,
@@ -184,6 +185,31 @@ def test_gesture_blinks_and_winks_have_natural_lengths():
     runs = np.diff(np.flatnonzero(np.diff(np.r_[0, closed.astype(int), 0])).reshape(-1, 2), axis=1).ravel()
     assert len(runs) >= 4 and all(2 <= r <= 7 for r in runs)
     assert wink[:, INDEX["blink_right"]].max() > 0.9 and wink[:, INDEX["blink_left"]].max() == 0.0
+
+
+@pytest.mark.parametrize("name", ["nod", "shake_head", "blink", "wink"])
+def test_a_gesture_performed_on_a_stream_is_the_same_in_any_pieces(name):
+    """The sampler takes a gesture a chunk at a time: the frames do not depend on how the stream is cut, and
+    equal what the teacher's track draws for the same window."""
+    whole = program_track(name, 400, 0.7, np.random.default_rng(4))
+    stream, cuts, pieces = GestureStream(name, 0.7, 4), np.random.default_rng(1), []
+    while sum(len(p) for p in pieces) < 400:
+        pieces.append(stream.take(min(int(cuts.integers(1, 7)), 400 - sum(len(p) for p in pieces))))
+    assert np.allclose(np.concatenate(pieces), whole, atol=1e-5)
+    with pytest.raises(UnknownProgramError):
+        GestureStream("smile", 1.0)
+
+
+def test_a_stopped_gesture_finishes_its_movement_and_starts_no_other():
+    stream = GestureStream("nod", 1.0, 0)
+    pitch = stream.take(int(0.3 * FPS))[:, INDEX["head_pitch"]]  # the first nod is under way
+    assert pitch[-1] > 1.0 and not stream.finished
+    stream.stop()
+    rest = np.concatenate([stream.take(2) for _ in range(100)])[:, INDEX["head_pitch"]]
+    moving = np.flatnonzero(np.abs(rest) > 1e-3)
+    assert 0 < moving[-1] < 2.0 * FPS and stream.finished  # the nods under way end (2-3 swings), no new ones
+    assert rest[moving[-1] + 1:].max() == 0.0
+    assert np.abs(np.diff(np.r_[pitch, rest])).max() < 2.0  # no jump when stopped
 
 
 def test_idle_blinks_at_a_natural_rate():

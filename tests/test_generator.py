@@ -490,3 +490,28 @@ def test_a_checkpoint_without_negative_smile_still_relaxes_the_photographs_smile
     assert smile["look sad"][-25:].max() <= -0.9 and smile["stop smiling"][-25:].max() <= -0.9
     assert -0.8 <= smile["look a little annoyed"][-25:].mean() <= -0.5  # a slight level relaxes part of it
     assert smile["smile and look sad"].min() >= 0.0  # a smile asked for is not undone
+
+
+def test_gestures_asked_for_are_performed_on_the_sampled_motion(shipped):
+    """A nod or a head shake is a movement whose phase nothing in the conditioning fixes, and the sampled motion
+    averaged it away (2.3 degrees of pitch while speaking, the teacher swings 8). The sampler performs the
+    gestures the wording asks for with the teacher's programs, on top of the model's motion."""
+    from realtime.animate import GestureStream
+    from realtime.instruct import WordedEncoder
+
+    encoder = WordedEncoder().setup()
+    audio = speechlike(4.0)
+
+    def motion(text, **kw):
+        return generate(shipped, encoder, audio, text, seed=0, gestures=GestureStream, **kw).values
+
+    plain = motion(None)
+    nod, shake, wink = motion("bob your head up and down"), motion("shake your head"), motion("give me a wink")
+    assert np.ptp(nod[:, INDEX["head_pitch"]]) > 4 * np.ptp(plain[:, INDEX["head_pitch"]])
+    assert np.ptp(nod[:, INDEX["head_pitch"]]) > 6.0
+    assert np.ptp(shake[:, INDEX["head_yaw"]]) > 12.0 and np.ptp(shake[:, INDEX["head_pitch"]]) < 4.0
+    assert (wink[:, INDEX["blink_right"]] > 0.9).sum() > (wink[:, INDEX["blink_left"]] > 0.9).sum() + 5
+    # without the performer (or switched off) the motion is the model's own
+    own = generate(shipped, encoder, audio, "bob your head up and down", seed=0).values
+    off = motion("bob your head up and down", config=SamplerConfig(perform_gestures=False))
+    assert np.allclose(own, off) and np.ptp(own[:, INDEX["head_pitch"]]) < 4.0

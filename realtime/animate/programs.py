@@ -14,11 +14,12 @@
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from realtime.vocab import DIM, EMOTIONS, FPS, INDEX, MOTIONS, relax_scale
+from realtime.vocab import DIM, EMOTIONS, FPS, GESTURES, INDEX, MOTIONS, relax_scale
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ PROGRAMS: dict[str, Program] = {p.name: p for p in (
 # The vocabulary names every program; here is how each one moves the face.
 assert tuple(n for n, p in PROGRAMS.items() if p.kind == "emotion") == EMOTIONS
 assert tuple(n for n, p in PROGRAMS.items() if p.kind == "motion") == MOTIONS
+assert tuple(n for n, p in PROGRAMS.items() if p.mode == "gesture") == GESTURES
 
 
 class UnknownProgramError(KeyError):
@@ -134,37 +136,100 @@ def _oscillation(local: np.ndarray, freq: float, cycles: int, one_sided: bool) -
     return np.where((phase >= 0) & (phase <= cycles), wave, 0.0)
 
 
-def _gesture_track(program: Program, n: int, intensity: float, rng: np.random.Generator) -> np.ndarray:
-    """A gesture repeated while instructed: first within 150 ms, then again after a natural gap."""
-    out = np.zeros((n, DIM), dtype=np.float32)
-    t0, t = 0.15, np.arange(n) / FPS
-    while t0 < n / FPS:
-        local = t - t0
-        if program.name in ("nod", "shake_head"):
-            nod = program.name == "nod"
-            freq = rng.uniform(1.6, 2.2) if nod else rng.uniform(1.8, 2.4)
-            cycles = int(rng.integers(2, 4))
-            length = cycles / freq
-            amplitude = (8.0 if nod else 10.0) * intensity * rng.uniform(0.85, 1.15)
-            out[:, INDEX["head_pitch" if nod else "head_yaw"]] += amplitude * _oscillation(local, freq, cycles, nod)
-            gap = rng.uniform(1.5, 3.0)
-        elif program.name == "blink":
-            length = rng.uniform(0.15, 0.25)
-            pulse = intensity * eyelid_pulse(local, length)
+@dataclass(frozen=True)
+class _Gesture:
+    """One performance of a gesture: `length` seconds from its onset, then `gap` seconds before the next."""
+
+    program: str
+    intensity: float
+    params: tuple[float, ...]
+    length: float
+    gap: float
+
+    def add(self, local: np.ndarray, out: np.ndarray) -> None:
+        """Add this gesture at `local` (seconds from its onset; zero outside it) into the (n, DIM) `out`."""
+        if self.program in ("nod", "shake_head"):
+            freq, cycles, amplitude = self.params
+            nod = self.program == "nod"
+            out[:, INDEX["head_pitch" if nod else "head_yaw"]] += amplitude * _oscillation(local, freq, int(cycles),
+                                                                                          nod)
+            return
+        pulse = self.intensity * eyelid_pulse(local, self.length)
+        if self.program == "blink":
             for eye in ("blink_left", "blink_right"):
                 out[:, INDEX[eye]] = np.maximum(out[:, INDEX[eye]], pulse)
-            gap = rng.uniform(0.8, 1.6)
-        elif program.name == "wink":  # the image-right eye, held a little longer than a blink, with a half smile
-            length = rng.uniform(0.4, 0.55)
-            pulse = intensity * eyelid_pulse(local, length)
+        else:  # wink: the image-right eye, held a little longer than a blink, with a half smile
             out[:, INDEX["blink_right"]] = np.maximum(out[:, INDEX["blink_right"]], pulse)
             out[:, INDEX["cheek_raise"]] = np.maximum(out[:, INDEX["cheek_raise"]], 0.4 * pulse)
             out[:, INDEX["mouth_asym"]] += 0.3 * pulse
-            gap = rng.uniform(1.5, 3.0)
-        else:  # pragma: no cover - every gesture is listed above
-            raise UnknownProgramError(program.name)
-        t0 += length + gap
+
+
+def _draw_gesture(program: Program, intensity: float, rng: np.random.Generator) -> _Gesture:
+    """The next performance of a gesture program, with its natural variation."""
+    if program.name in ("nod", "shake_head"):
+        nod = program.name == "nod"
+        freq = rng.uniform(1.6, 2.2) if nod else rng.uniform(1.8, 2.4)
+        cycles = int(rng.integers(2, 4))
+        amplitude = (8.0 if nod else 10.0) * intensity * rng.uniform(0.85, 1.15)
+        return _Gesture(program.name, intensity, (freq, cycles, amplitude), cycles / freq, rng.uniform(1.5, 3.0))
+    if program.name == "blink":
+        return _Gesture(program.name, intensity, (), rng.uniform(0.15, 0.25), rng.uniform(0.8, 1.6))
+    if program.name == "wink":
+        return _Gesture(program.name, intensity, (), rng.uniform(0.4, 0.55), rng.uniform(1.5, 3.0))
+    raise UnknownProgramError(program.name)  # pragma: no cover - every gesture is listed above
+
+
+FIRST_GESTURE_S = 0.15  # a gesture starts this soon after it is instructed
+
+
+def _gesture_track(program: Program, n: int, intensity: float, rng: np.random.Generator) -> np.ndarray:
+    """A gesture repeated while instructed: first within 150 ms, then again after a natural gap."""
+    out = np.zeros((n, DIM), dtype=np.float32)
+    t0, t = FIRST_GESTURE_S, np.arange(n) / FPS
+    while t0 < n / FPS:
+        gesture = _draw_gesture(program, intensity, rng)
+        gesture.add(t - t0, out)
+        t0 += gesture.length + gesture.gap
     return out
+
+
+class GestureStream:
+    """A gesture program performed frame by frame on an open-ended stream (the generator's sampler uses it):
+    the same performances `program_track` draws for a window, without recomputing the past. `stop()` lets the
+    performance under way finish and starts no new one."""
+
+    def __init__(self, name: str, intensity: float, seed: int | Sequence[int] = 0):
+        if name not in GESTURES:
+            raise UnknownProgramError(f"{name!r} is not a gesture program; gestures: {', '.join(GESTURES)}")
+        program = PROGRAMS[name]
+        self.program, self.intensity = program, float(np.clip(intensity, 0.0, 1.0))
+        self._rng = np.random.default_rng(seed)
+        self._frame = 0
+        self._next_onset = FIRST_GESTURE_S
+        self._under_way: list[tuple[float, _Gesture]] = []
+        self.stopped = False
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    @property
+    def finished(self) -> bool:
+        return self.stopped and not self._under_way
+
+    def take(self, n: int) -> np.ndarray:
+        """The next n frames (n, DIM) of the gesture layer."""
+        t = (self._frame + np.arange(n)) / FPS
+        self._frame += n
+        end = self._frame / FPS
+        while not self.stopped and self._next_onset < end:
+            gesture = _draw_gesture(self.program, self.intensity, self._rng)
+            self._under_way.append((self._next_onset, gesture))
+            self._next_onset += gesture.length + gesture.gap
+        out = np.zeros((n, DIM), dtype=np.float32)
+        for onset, gesture in self._under_way:
+            gesture.add(t - onset, out)
+        self._under_way = [(o, g) for o, g in self._under_way if o + g.length > end]
+        return out
 
 
 def program_track(name: str, n_frames: int, intensity: float, rng: np.random.Generator,

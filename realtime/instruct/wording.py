@@ -10,11 +10,12 @@ tad" -> "slightly frown". Text the matcher does not understand goes to the gener
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from realtime.instruct.catalogue import EMOTION_ADJECTIVES, MOTION_PHRASES, Programs
 from realtime.instruct.encoder import EncoderConfig, InstructionEmbedding, InstructionEncoder, validate
-from realtime.vocab import EMOTIONS, MODERATE, SLIGHT, STRONG, smile_relax
+from realtime.vocab import EMOTIONS, GESTURES, MODERATE, SLIGHT, STRONG, smile_relax
 
 _EMOTION_WORD = {SLIGHT: "a little ", MODERATE: "", STRONG: "very "}
 
@@ -46,6 +47,15 @@ class _Plain:
         return self._encoder.encode_batch(texts)
 
 
+@dataclass(frozen=True)
+class Understood:
+    """What the matcher read in an instruction, as the sampler uses it."""
+
+    wording: str  # the catalogue's plain wording (the text itself when nothing was understood)
+    smile_relax: float = 0.0  # 0..1, realtime.vocab.smile_relax
+    gestures: Programs = ()  # the gesture programs asked for, with their levels
+
+
 class WordedEncoder(InstructionEncoder):
     """An InstructionEncoder whose calls encode the plain wording of what the text asks for
     (`EncoderConfig.reword = False`: the text as written, as before issue 11)."""
@@ -53,7 +63,7 @@ class WordedEncoder(InstructionEncoder):
     def __init__(self, config: EncoderConfig | None = None):
         super().__init__(config)
         self.matcher: Any = None  # realtime.instruct.ProgramMatcher over the plain encoder
-        self._wordings: dict[str, tuple[str, float]] = {}
+        self._understood: dict[str, Understood] = {}
 
     def setup(self) -> WordedEncoder:
         super().setup()
@@ -65,29 +75,34 @@ class WordedEncoder(InstructionEncoder):
 
     def wording(self, text: str) -> str:
         """What the generator is given for `text`."""
-        return self._understood(text)[0] if self.config.reword else text
+        return self.understood(text).wording if self.config.reword else text
 
     def smile_relax(self, text: str) -> float:
         """How far (0..1) what `text` asks for relaxes the photograph's smile (realtime.vocab.smile_relax);
         0 when the matcher does not understand it."""
-        return self._understood(text)[1]
+        return self.understood(text).smile_relax
 
-    def _understood(self, text: str) -> tuple[str, float]:
-        """(plain wording, smile relaxation) of what the matcher reads in `text`; (text, 0) when it reads nothing."""
+    def gestures(self, text: str) -> Programs:
+        """The gesture programs (nod, shake_head, blink, wink) `text` asks for, with their levels."""
+        return self.understood(text).gestures
+
+    def understood(self, text: str) -> Understood:
+        """What the matcher reads in `text`; Understood(text) when it reads nothing."""
         from realtime.instruct.matcher import InstructionNotUnderstood, ProgramMatcher
 
-        hit = self._wordings.get(text)
+        hit = self._understood.get(text)
         if hit is None:
             self.setup()
             if self.matcher is None:  # reword off: built on first use here
                 self.matcher = ProgramMatcher(_Plain(self)).setup()
             try:
                 programs = self.matcher(text).programs
-                hit = (plain_wording(programs) or text, smile_relax(programs))
+                hit = Understood(plain_wording(programs) or text, smile_relax(programs),
+                                 tuple((name, level) for name, level in programs if name in GESTURES))
             except InstructionNotUnderstood:
-                hit = (text, 0.0)
-            if len(self._wordings) < self.config.cache_size:
-                self._wordings[text] = hit
+                hit = Understood(text)
+            if len(self._understood) < self.config.cache_size:
+                self._understood[text] = hit
         return hit
 
     def __call__(self, text: str) -> InstructionEmbedding:

@@ -66,6 +66,13 @@ class SamplerConfig:
     # Close the mouth on frames whose audio sits within this many dB of the line's noise floor (gate.py): the
     # model read line noise in pauses as faint speech. 0 = off.
     silence_gate_db: float = 6.0
+    # Perform the gestures an instruction asks for (nod, shake_head, blink, wink) with the teacher's gesture
+    # programs on top of the sampled motion. A gesture is a repeated movement whose phase nothing in the
+    # conditioning fixes; 3-step DDIM over 2-frame windows averages such phases away, so the generator's own
+    # nod while speaking swung 2.3 degrees of head pitch where its teacher swings 8 (benchmarks/RESULTS.md,
+    # "Generalisation"). Needs an encoder that reads gestures (WordedEncoder) and the gesture performer (the
+    # assembly gives realtime.animate.GestureStream). False = the model's own gestures only.
+    perform_gestures: bool = True
 
 
 @dataclass
@@ -80,9 +87,11 @@ class StreamingSampler:
     """One per stream; the model is shared and never mutated. Not thread-safe itself (one thread per stream)."""
 
     def __init__(self, model: MotionGenerator, encoder: Callable | None, config: SamplerConfig | None = None,
-                 seed: int = 0, denoiser: Callable | None = None):
+                 seed: int = 0, denoiser: Callable | None = None, gestures: Callable | None = None):
         """`denoiser(request, steps, lo, hi) -> x0` runs the DDIM window, e.g. a server's SharedDenoiser that
-        batches every stream's windows; by default the sampler runs it itself."""
+        batches every stream's windows; by default the sampler runs it itself. `gestures(name, intensity, seed)`
+        performs a gesture program frame by frame (`.take(n)`, `.stop()`, `.stopped`, `.finished`,
+        `.intensity`: realtime.animate.GestureStream); None = the model's own gestures only."""
         self.model, self.encoder = model, encoder
         self.denoiser = denoiser or self._denoise_alone
         self.config = config or SamplerConfig()
@@ -96,6 +105,7 @@ class StreamingSampler:
         self._prefix = torch.zeros(self.P, cfg.motion_dim)
         self._prefix_valid = torch.zeros(self.P, dtype=torch.bool)
         self._generator = torch.Generator().manual_seed(int(seed))
+        self._seed = int(seed)
         self._scale = torch.from_numpy(SCALE)
         self._slow = _slow_axes_mask(cfg.motion_dim)
         self._lo, self._hi = torch.from_numpy(LO / SCALE)[None, None], torch.from_numpy(HI / SCALE)[None, None]
@@ -113,6 +123,11 @@ class StreamingSampler:
         lo = getattr(model, "output_lo", GENERATOR_LO)
         self._adds_relax = bool(lo[INDEX["smile"]] >= 0.0) and hasattr(encoder, "smile_relax")
         self._relax, self._relax_target = 0.0, 0.0
+        self._gesture_stream = gestures
+        self._performs_gestures = (self.config.perform_gestures and gestures is not None
+                                   and hasattr(encoder, "gestures"))
+        self._gestures: dict[str, Any] = {}
+        self._gestures_started = 0
         self.samples_pushed = 0
         self.frames_emitted = 0  # frames generated (returned by push/flush)
         self._finished = False
@@ -226,6 +241,7 @@ class StreamingSampler:
             self.intensity = intensity
             if self._adds_relax and text is not None:
                 self._relax_target = self.encoder.smile_relax(text) * relax_scale(intensity)
+            self._set_gestures(text, intensity)
             return
         for c in self._conds:
             c.direction = -1.0
@@ -243,6 +259,33 @@ class StreamingSampler:
             self._relax_target = 0.0 if text is None else self.encoder.smile_relax(text) * relax_scale(intensity)
             if self.frames_emitted == 0:
                 self._relax = self._relax_target
+        self._set_gestures(text, intensity)
+
+    def _set_gestures(self, text: str | None, intensity: float) -> None:
+        """Start the gestures `text` asks for (a gesture asked for again keeps going, at the new level); the ones
+        it no longer asks for finish the movement under way and start no other."""
+        if not self._performs_gestures:
+            return
+        wanted = dict(self.encoder.gestures(text)) if text is not None else {}
+        for name, stream in list(self._gestures.items()):
+            if name not in wanted:
+                stream.stop()
+        for name, level in wanted.items():
+            stream = self._gestures.get(name)
+            if stream is None or stream.stopped:
+                self._gestures_started += 1
+                self._gestures[name] = self._gesture_stream(name, level * intensity,
+                                                            (self._seed, self._gestures_started))
+            else:
+                stream.intensity = level * intensity
+
+    def _perform_gestures(self, motion: np.ndarray) -> np.ndarray:
+        """Add the gestures under way to the sampled motion (the lids close as far as either asks)."""
+        layer = sum(stream.take(len(motion)) for stream in self._gestures.values())
+        self._gestures = {name: s for name, s in self._gestures.items() if not s.finished}
+        out = motion + layer
+        out[:, _EYELIDS] = np.maximum(motion[:, _EYELIDS], layer[:, _EYELIDS])
+        return np.clip(out, LO, HI).astype(np.float32)
 
     def _advance_ramps(self) -> None:
         step = self.W / max(self.config.transition_s * FPS, 1e-6)
@@ -314,6 +357,8 @@ class StreamingSampler:
         if self._adds_relax and (self._relax or self._relax_target):
             motion[:, INDEX["smile"]] = np.clip(motion[:, INDEX["smile"]] - self._relax_ramp(len(motion)),
                                                 LO[INDEX["smile"]], HI[INDEX["smile"]])
+        if self._gestures:
+            motion = self._perform_gestures(motion)
         return motion
 
     def _relax_ramp(self, n: int) -> np.ndarray:
@@ -330,6 +375,7 @@ _OPENING = [INDEX[name] for name in OPENING_AXES]
 _OPENING_MASK = torch.zeros(len(SCALE), dtype=torch.bool)
 _OPENING_MASK[_OPENING] = True
 _LIPS = INDEX["lips_close"]
+_EYELIDS = [INDEX[name] for name in EYELID_AXES]
 _LIPS_CLOSED = 0.8  # the lips at rest in silence, as the teacher closes them (>= 0.5 reads as closed)
 # Axes that move fast and on cue (speech, blinks): never eased at chunk borders.
 FAST_AXES = SPEECH_AXES + ("smile", "frown", "upper_lip_raise", "mouth_asym") + EYELID_AXES
@@ -343,11 +389,11 @@ def _slow_axes_mask(dim: int) -> torch.Tensor:
 
 def generate(model: MotionGenerator, encoder: Callable | None, audio16k: np.ndarray, instruction: str | None = None,
              intensity: float = 1.0, seed: int = 0, config: SamplerConfig | None = None,
-             progress: bool = False) -> MotionSequence:
+             progress: bool = False, gestures: Callable | None = None) -> MotionSequence:
     """Offline render through the streaming sampler: ceil(samples / 640) frames at 25 fps."""
     from tqdm import tqdm
 
-    sampler = StreamingSampler(model, encoder, config, seed=seed)
+    sampler = StreamingSampler(model, encoder, config, seed=seed, gestures=gestures)
     sampler.set_instruction(instruction, intensity)
     audio = np.asarray(audio16k, dtype=np.float32)
     step = MODEL_RATE  # push a second at a time (the result does not depend on it)

@@ -17,6 +17,8 @@ MOTIONS: tuple[str, ...] = ("raise_eyebrows", "frown", "smile", "grin", "pout", 
                             "look_left", "look_right", "look_up", "look_down", "turn_head_left", "turn_head_right",
                             "tilt_head", "nod", "shake_head", "blink", "wink")
 PROGRAM_NAMES: tuple[str, ...] = EMOTIONS + MOTIONS
+# Performed as repeated onset-apex-offset movements while instructed, not held (realtime.animate.programs).
+GESTURES: tuple[str, ...] = ("nod", "shake_head", "blink", "wink")
 
 # The photograph may already smile: every emotion without AU12 relaxes it (the teacher's `smile` < 0 on these);
 # SMILING programs pull the corners up instead, and a combination with one of them relaxes nothing.
@@ -39,3 +41,4 @@ def smile_relax(programs) -> float:
 
 
 assert set(FACE_MOTIONS) | set(HEAD_MOTIONS) == set(MOTIONS) and not set(FACE_MOTIONS) & set(HEAD_MOTIONS)
+assert set(GESTURES) <= set(MOTIONS)
