@@ -199,6 +199,17 @@ def test_matcher_matrix_is_cached_on_disk(encoder, matcher, tmp_path, monkeypatc
     assert len(list((tmp_path / "realtime-avatar").glob("*.pt"))) == 2 and third._matrix.shape[0] == 10
 
 
+def test_the_generators_encoder_starts_without_a_cached_matrix(tmp_path, monkeypatch):
+    """A first start on a new machine: the rewording encoder builds its matcher, whose setup encodes the
+    catalogue through that same encoder (this recursed until the stack ran out, with no cache on disk)."""
+    from realtime.instruct import WordedEncoder
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    encoder = WordedEncoder().setup()
+    assert list((tmp_path / "realtime-avatar").glob("instruction-matrix-*.pt"))
+    assert encoder.wording("look a little sad") == "look a little sad" and encoder.matcher is not None
+
+
 def test_matcher_generalises_to_held_out_wordings(matcher):
     sample = random.Random(0).sample(heldout(), 30)
     scores = evaluate(matcher, sample)

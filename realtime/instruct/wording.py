@@ -68,10 +68,20 @@ class WordedEncoder(InstructionEncoder):
     def setup(self) -> WordedEncoder:
         super().setup()
         if self.config.reword and self.matcher is None:
-            from realtime.instruct.matcher import ProgramMatcher
-
-            self.matcher = ProgramMatcher(_Plain(self)).setup()
+            self._build_matcher()
         return self
+
+    def _build_matcher(self) -> None:
+        from realtime.instruct.matcher import ProgramMatcher
+
+        # The matcher's setup encodes the catalogue through this encoder, whose encode_batch calls setup(): the
+        # matcher is in place before that, or a first start without the catalogue's cached matrix recursed.
+        self.matcher = ProgramMatcher(_Plain(self))
+        try:
+            self.matcher.setup()
+        except BaseException:
+            self.matcher = None
+            raise
 
     def wording(self, text: str) -> str:
         """What the generator is given for `text`."""
@@ -88,13 +98,13 @@ class WordedEncoder(InstructionEncoder):
 
     def understood(self, text: str) -> Understood:
         """What the matcher reads in `text`; Understood(text) when it reads nothing."""
-        from realtime.instruct.matcher import InstructionNotUnderstood, ProgramMatcher
+        from realtime.instruct.matcher import InstructionNotUnderstood
 
         hit = self._understood.get(text)
         if hit is None:
             self.setup()
             if self.matcher is None:  # reword off: built on first use here
-                self.matcher = ProgramMatcher(_Plain(self)).setup()
+                self._build_matcher()
             try:
                 programs = self.matcher(text).programs
                 hit = Understood(plain_wording(programs) or text, smile_relax(programs),
