@@ -128,7 +128,7 @@ TEACHER: dict[str, tuple[tuple[str, float], ...]] = {
     "gaze_left": (("look_left", 1.0),), "gaze_right": (("look_right", 1.0),), "gaze_up": (("look_up", 1.0),),
     "gaze_down": (("look_down", 1.0),), "nod": (("nod", 1.0),), "shake": (("shake_head", 1.0),),
     "turn_left": (("turn_head_left", 1.0),), "turn_right": (("turn_head_right", 1.0),),
-    "tilt_left": (("tilt_head", 1.0),), "tilt_right": (("tilt_head", 1.0),),
+    "tilt_left": (("tilt_head_left", 1.0),), "tilt_right": (("tilt_head_right", 1.0),),
     "happy+nod": (("happy", 1.0), ("nod", 1.0)), "angry+turn_left": (("angry", 1.0), ("turn_head_left", 1.0)),
 }
 

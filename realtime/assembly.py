@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from realtime.config import AvatarConfig, WorkerConfig
-from realtime.vocab import MODEL_RATE
+from realtime.vocab import MODEL_RATE, PROGRAM_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,8 @@ class AvatarParts:
             trained = False
         cfg = model.cfg
         config.check_model(cfg.window, model.audio.receptive_field()[1], cfg.d_model, cfg.n_heads)
-        text = WordedEncoder(config.encoder).setup() if encoder else None
+        learned = getattr(model, "programs", PROGRAM_NAMES)  # what its checkpoint learned (an untrained one: all)
+        text = WordedEncoder(config.encoder, learned=learned).setup() if encoder else None
         return cls(config=config, model=model, encoder=text, portrait=portrait, trained=trained)
 
     def renderer(self):
@@ -89,11 +90,11 @@ class AvatarParts:
 
     def sampler(self, seed: int = 0, shared: bool = True):
         """A new stream's sampler; `shared` runs its windows on the shared denoiser (a server's many streams)."""
-        from realtime.animate import GestureStream
+        from realtime.animate import perform_program
         from realtime.motion.sampler import StreamingSampler
 
         return StreamingSampler(self.model, self.encoder, self.config.sampler, seed=seed,
-                                denoiser=self.denoiser() if shared else None, gestures=GestureStream)
+                                denoiser=self.denoiser() if shared else None, performer=perform_program)
 
     def warm_up(self) -> None:
         """One throwaway chunk and frame, so the first caller does not pay for torch's first calls."""

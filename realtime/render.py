@@ -73,12 +73,12 @@ def generator_motion(parts, audio16k: np.ndarray, instruction: str | None, inten
                      seed: int = 0, progress: bool = False) -> MotionSequence:
     """The learned generator's motion for 16 kHz audio, as `render` makes it (benchmarks call this too, so
     what they measure is what `avatar render` shows)."""
-    from realtime.animate import GestureStream
+    from realtime.animate import perform_program
     from realtime.motion.sampler import generate
 
     intensity = 1.0 if intensity is None else intensity
     return generate(parts.model, parts.encoder, audio16k, instruction, intensity, seed=seed,
-                    config=parts.config.sampler, progress=progress, gestures=GestureStream)
+                    config=parts.config.sampler, progress=progress, performer=perform_program)
 
 
 def padded(audio16k: np.ndarray) -> np.ndarray:

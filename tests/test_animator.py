@@ -46,7 +46,7 @@ def test_the_exact_names_other_modules_use():
     assert set(EMOTIONS) == {"neutral", "happy", "sad", "angry", "surprised", "disgusted", "fearful", "contemptuous"}
     assert set(MOTIONS) == {"raise_eyebrows", "frown", "smile", "grin", "pout", "open_mouth_wide", "blink", "wink",
                             "close_eyes", "look_left", "look_right", "look_up", "look_down", "turn_head_left",
-                            "turn_head_right", "tilt_head", "nod", "shake_head"}
+                            "turn_head_right", "tilt_head_left", "tilt_head_right", "nod", "shake_head"}
 
 
 @pytest.mark.parametrize("programs", [[], [("happy", 1.0)], [("surprised", 1.0)], [("grin", 1.0)],

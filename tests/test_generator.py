@@ -496,14 +496,14 @@ def test_gestures_asked_for_are_performed_on_the_sampled_motion(shipped):
     """A nod or a head shake is a movement whose phase nothing in the conditioning fixes, and the sampled motion
     averaged it away (2.3 degrees of pitch while speaking, the teacher swings 8). The sampler performs the
     gestures the wording asks for with the teacher's programs, on top of the model's motion."""
-    from realtime.animate import GestureStream
+    from realtime.animate import perform_program
     from realtime.instruct import WordedEncoder
 
-    encoder = WordedEncoder().setup()
+    encoder = WordedEncoder(learned=shipped.programs).setup()
     audio = speechlike(4.0)
 
     def motion(text, **kw):
-        return generate(shipped, encoder, audio, text, seed=0, gestures=GestureStream, **kw).values
+        return generate(shipped, encoder, audio, text, seed=0, performer=perform_program, **kw).values
 
     plain = motion(None)
     nod, shake, wink = motion("bob your head up and down"), motion("shake your head"), motion("give me a wink")
@@ -515,3 +515,9 @@ def test_gestures_asked_for_are_performed_on_the_sampled_motion(shipped):
     own = generate(shipped, encoder, audio, "bob your head up and down", seed=0).values
     off = motion("bob your head up and down", config=SamplerConfig(perform_gestures=False))
     assert np.allclose(own, off) and np.ptp(own[:, INDEX["head_pitch"]]) < 4.0
+    # a program added to the vocabulary after the checkpoint was trained (the directed head tilt) is performed
+    # by the sampler, and the generator, which never learned it, is not given it
+    assert "tilt_head_left" not in shipped.programs and encoder.understood("tilt your head to the left").wording == ""
+    left, right = motion("tilt your head to the left"), motion("lean your head over to the right")
+    assert left[-25:, INDEX["head_roll"]].mean() < -6.0 < 6.0 < right[-25:, INDEX["head_roll"]].mean()
+    assert abs(plain[-25:, INDEX["head_roll"]].mean()) < 3.0

@@ -2,9 +2,17 @@
 the gestures the generator's sampler performs with its programs."""
 from realtime.animate.animator import AnimationError, Animator, AnimatorConfig, animate_segments
 from realtime.animate.idle import IdleConfig, idle_track
-from realtime.animate.programs import PROGRAMS, GestureStream, Program, UnknownProgramError, program_track
+from realtime.animate.programs import (
+    PROGRAMS,
+    GestureStream,
+    HoldStream,
+    Program,
+    UnknownProgramError,
+    perform_program,
+    program_track,
+)
 from realtime.animate.visemes import bilabial_closure, viseme_labels, viseme_of, viseme_track
 
 __all__ = ["AnimationError", "Animator", "AnimatorConfig", "animate_segments", "IdleConfig", "idle_track",
-           "GestureStream", "PROGRAMS", "Program", "UnknownProgramError", "program_track", "bilabial_closure",
-           "viseme_labels", "viseme_of", "viseme_track"]
+           "GestureStream", "HoldStream", "perform_program", "PROGRAMS", "Program", "UnknownProgramError",
+           "program_track", "bilabial_closure", "viseme_labels", "viseme_of", "viseme_track"]

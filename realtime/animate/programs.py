@@ -90,7 +90,8 @@ PROGRAMS: dict[str, Program] = {p.name: p for p in (
     _hold("look_down", "motion", "gaze down", gaze_y=0.9, head_pitch=3.0),
     _hold("turn_head_left", "motion", "head turned to image-left", head_yaw=-15.0),
     _hold("turn_head_right", "motion", "head turned to image-right", head_yaw=15.0),
-    _hold("tilt_head", "motion", "head tilted sideways", head_roll=10.0),
+    _hold("tilt_head_left", "motion", "head tilted towards image-left", head_roll=-10.0),
+    _hold("tilt_head_right", "motion", "head tilted towards image-right", head_roll=10.0),
     _gesture("nod", "two or three nods (head pitch oscillation)", {"head_pitch": 1}),
     _gesture("shake_head", "two or three head shakes (yaw oscillation)", {"head_yaw": 1}),
     _gesture("blink", "deliberate blinks of both eyes", {"blink_left": 1, "blink_right": 1}),
@@ -230,6 +231,47 @@ class GestureStream:
             gesture.add(t - onset, out)
         self._under_way = [(o, g) for o, g in self._under_way if o + g.length > end]
         return out
+
+
+class HoldStream:
+    """A hold program performed frame by frame on an open-ended stream: eased in over its onset, held at its apex
+    while asked for, eased out over `release_s` once stopped (the animator's transition)."""
+
+    def __init__(self, name: str, intensity: float, seed: int | Sequence[int] = 0, release_s: float = 0.4):
+        if name not in PROGRAMS or PROGRAMS[name].mode != "hold":
+            raise UnknownProgramError(f"{name!r} is not a hold program")
+        self.program, self.intensity = PROGRAMS[name], float(np.clip(intensity, 0.0, 1.0))
+        self._rise = 1.0 / (np.random.default_rng(seed).uniform(0.2, 0.5) * FPS)  # per frame, like program_track
+        self._fall = 1.0 / (release_s * FPS)
+        self._ramp = 0.0  # 0..1, eased by smoothstep
+        self.stopped = False
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    @property
+    def finished(self) -> bool:
+        return self.stopped and self._ramp <= 0.0
+
+    def take(self, n: int) -> np.ndarray:
+        ramps = np.empty(n, np.float32)
+        for i in range(n):
+            self._ramp = max(self._ramp - self._fall, 0.0) if self.stopped else min(self._ramp + self._rise, 1.0)
+            ramps[i] = self._ramp
+        out = np.zeros((n, DIM), dtype=np.float32)
+        envelope = smoothstep(ramps)
+        for axis, value in self.program.apex.items():
+            scale = relax_scale(self.intensity) if axis == "smile" and value < 0 else self.intensity
+            out[:, INDEX[axis]] = value * scale * envelope
+        return out
+
+
+def perform_program(name: str, intensity: float, seed: int | Sequence[int] = 0) -> GestureStream | HoldStream:
+    """A program performed frame by frame on a stream (the generator's sampler performs the gestures and what its
+    checkpoint never learned with these)."""
+    if name in GESTURES:
+        return GestureStream(name, intensity, seed)
+    return HoldStream(name, intensity, seed)
 
 
 def program_track(name: str, n_frames: int, intensity: float, rng: np.random.Generator,

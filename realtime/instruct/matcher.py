@@ -240,7 +240,8 @@ def _adjusted(text: str, programs: Programs, intensity_text: str | None = None) 
 
 # Sentence embeddings barely tell "left" from "right" (or "up" from "down"): the words decide.
 _MIRRORED = {"look_left": "look_right", "look_right": "look_left", "look_up": "look_down",
-             "look_down": "look_up", "turn_head_left": "turn_head_right", "turn_head_right": "turn_head_left"}
+             "look_down": "look_up", "turn_head_left": "turn_head_right", "turn_head_right": "turn_head_left",
+             "tilt_head_left": "tilt_head_right", "tilt_head_right": "tilt_head_left"}
 _OPPOSITE_WORD = {"left": "right", "right": "left", "up": "down", "down": "up"}
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from realtime.instruct.catalogue import EMOTION_ADJECTIVES, MOTION_PHRASES, Programs
 from realtime.instruct.encoder import EncoderConfig, InstructionEmbedding, InstructionEncoder, validate
-from realtime.vocab import EMOTIONS, GESTURES, MODERATE, SLIGHT, STRONG, smile_relax
+from realtime.vocab import EMOTIONS, GESTURES, MODERATE, PROGRAM_NAMES, SLIGHT, STRONG, smile_relax
 
 _EMOTION_WORD = {SLIGHT: "a little ", MODERATE: "", STRONG: "very "}
 
@@ -51,17 +51,21 @@ class _Plain:
 class Understood:
     """What the matcher read in an instruction, as the sampler uses it."""
 
-    wording: str  # the catalogue's plain wording (the text itself when nothing was understood)
+    wording: str  # the catalogue's plain wording ("" when the generator learned none of it; the text itself when
+    # nothing was understood)
     smile_relax: float = 0.0  # 0..1, realtime.vocab.smile_relax
     gestures: Programs = ()  # the gesture programs asked for, with their levels
+    unlearned: Programs = ()  # programs asked for that the generator never learned (the sampler performs them)
 
 
 class WordedEncoder(InstructionEncoder):
     """An InstructionEncoder whose calls encode the plain wording of what the text asks for
     (`EncoderConfig.reword = False`: the text as written, as before issue 11)."""
 
-    def __init__(self, config: EncoderConfig | None = None):
+    def __init__(self, config: EncoderConfig | None = None, learned: tuple[str, ...] = PROGRAM_NAMES):
+        """`learned`: the programs the generator was trained on (its checkpoint's `programs`)."""
         super().__init__(config)
+        self.learned = frozenset(learned)
         self.matcher: Any = None  # realtime.instruct.ProgramMatcher over the plain encoder
         self._understood: dict[str, Understood] = {}
 
@@ -92,9 +96,6 @@ class WordedEncoder(InstructionEncoder):
         0 when the matcher does not understand it."""
         return self.understood(text).smile_relax
 
-    def gestures(self, text: str) -> Programs:
-        """The gesture programs (nod, shake_head, blink, wink) `text` asks for, with their levels."""
-        return self.understood(text).gestures
 
     def understood(self, text: str) -> Understood:
         """What the matcher reads in `text`; Understood(text) when it reads nothing."""
@@ -107,14 +108,19 @@ class WordedEncoder(InstructionEncoder):
                 self._build_matcher()
             try:
                 programs = self.matcher(text).programs
-                hit = Understood(plain_wording(programs) or text, smile_relax(programs),
-                                 tuple((name, level) for name, level in programs if name in GESTURES))
+                learned = tuple((name, level) for name, level in programs if name in self.learned)
+                hit = Understood(plain_wording(learned), smile_relax(programs),
+                                 tuple((name, level) for name, level in programs if name in GESTURES),
+                                 tuple((name, level) for name, level in programs if name not in self.learned))
             except InstructionNotUnderstood:
                 hit = Understood(text)
             if len(self._understood) < self.config.cache_size:
                 self._understood[text] = hit
         return hit
 
-    def __call__(self, text: str) -> InstructionEmbedding:
+    def __call__(self, text: str) -> InstructionEmbedding | None:
+        """The encoding of what the generator is given for `text`; None when that is nothing (the generator
+        learned none of what it asks for: the sampler performs all of it)."""
         validate(text)
-        return super().__call__(self.wording(text))
+        wording = self.wording(text)
+        return super().__call__(wording) if wording else None

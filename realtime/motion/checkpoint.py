@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from realtime.motion.model import GeneratorConfig, MotionGenerator
-from realtime.vocab import INDEX, LO
+from realtime.vocab import INDEX, LEGACY_PROGRAM_NAMES, LO
 
 DEFAULT_DIR = Path(__file__).parent / "checkpoints"
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
@@ -58,4 +58,7 @@ def load_generator(path: str | Path | None = None, device: str | torch.device = 
     output_lo = LO.copy()
     output_lo[INDEX["smile"]] = max(float(LO[INDEX["smile"]]), read_meta(path).get("smile_range", [0.0])[0])
     model.output_lo = output_lo
+    # The programs it learned: checkpoints from before a program was added to the vocabulary do not know it (the
+    # sampler performs what they never learned with the teacher's programs).
+    model.programs = tuple(read_meta(path).get("programs", LEGACY_PROGRAM_NAMES))
     return model.to(device).eval().requires_grad_(False)

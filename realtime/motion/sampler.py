@@ -70,8 +70,9 @@ class SamplerConfig:
     # programs on top of the sampled motion. A gesture is a repeated movement whose phase nothing in the
     # conditioning fixes; 3-step DDIM over 2-frame windows averages such phases away, so the generator's own
     # nod while speaking swung 2.3 degrees of head pitch where its teacher swings 8 (benchmarks/RESULTS.md,
-    # "Generalisation"). Needs an encoder that reads gestures (WordedEncoder) and the gesture performer (the
-    # assembly gives realtime.animate.GestureStream). False = the model's own gestures only.
+    # "Generalisation"). Needs an encoder that reads programs (WordedEncoder) and a performer (the assembly
+    # gives realtime.animate.perform_program). False = the model's own gestures only. Programs the checkpoint
+    # never learned (added to the vocabulary after it was trained) are performed whatever this says.
     perform_gestures: bool = True
 
 
@@ -87,11 +88,11 @@ class StreamingSampler:
     """One per stream; the model is shared and never mutated. Not thread-safe itself (one thread per stream)."""
 
     def __init__(self, model: MotionGenerator, encoder: Callable | None, config: SamplerConfig | None = None,
-                 seed: int = 0, denoiser: Callable | None = None, gestures: Callable | None = None):
+                 seed: int = 0, denoiser: Callable | None = None, performer: Callable | None = None):
         """`denoiser(request, steps, lo, hi) -> x0` runs the DDIM window, e.g. a server's SharedDenoiser that
-        batches every stream's windows; by default the sampler runs it itself. `gestures(name, intensity, seed)`
-        performs a gesture program frame by frame (`.take(n)`, `.stop()`, `.stopped`, `.finished`,
-        `.intensity`: realtime.animate.GestureStream); None = the model's own gestures only."""
+        batches every stream's windows; by default the sampler runs it itself. `performer(name, intensity, seed)`
+        performs a program frame by frame (`.take(n)`, `.stop()`, `.stopped`, `.finished`, `.intensity`:
+        realtime.animate.perform_program); None = the model's own motion only."""
         self.model, self.encoder = model, encoder
         self.denoiser = denoiser or self._denoise_alone
         self.config = config or SamplerConfig()
@@ -123,11 +124,9 @@ class StreamingSampler:
         lo = getattr(model, "output_lo", GENERATOR_LO)
         self._adds_relax = bool(lo[INDEX["smile"]] >= 0.0) and hasattr(encoder, "smile_relax")
         self._relax, self._relax_target = 0.0, 0.0
-        self._gesture_stream = gestures
-        self._performs_gestures = (self.config.perform_gestures and gestures is not None
-                                   and hasattr(encoder, "gestures"))
-        self._gestures: dict[str, Any] = {}
-        self._gestures_started = 0
+        self._performer = performer if hasattr(encoder, "understood") else None
+        self._performed: dict[str, Any] = {}  # program name -> its stream, while it moves
+        self._performances = 0
         self.samples_pushed = 0
         self.frames_emitted = 0  # frames generated (returned by push/flush)
         self._finished = False
@@ -241,7 +240,7 @@ class StreamingSampler:
             self.intensity = intensity
             if self._adds_relax and text is not None:
                 self._relax_target = self.encoder.smile_relax(text) * relax_scale(intensity)
-            self._set_gestures(text, intensity)
+            self._set_performed(text, intensity)
             return
         for c in self._conds:
             c.direction = -1.0
@@ -250,7 +249,9 @@ class StreamingSampler:
         else:
             if text not in self._instruction_caches:
                 embedding = self.encoder(text) if embedding is None else embedding
-                self._instruction_caches[text] = self.model.instruction_cache(embedding)
+                # None: the generator learned none of what the text asks (the sampler performs it): talk as without
+                self._instruction_caches[text] = (self._neutral if embedding is None
+                                                  else self.model.instruction_cache(embedding))
             cache = self._instruction_caches[text]
         start = 0.0 if self.frames_emitted > 0 else 1.0  # the first chunk starts in the instruction
         self._conds.append(_Condition(cache, intensity * self.config.guidance, start, +1.0))
@@ -259,30 +260,34 @@ class StreamingSampler:
             self._relax_target = 0.0 if text is None else self.encoder.smile_relax(text) * relax_scale(intensity)
             if self.frames_emitted == 0:
                 self._relax = self._relax_target
-        self._set_gestures(text, intensity)
+        self._set_performed(text, intensity)
 
-    def _set_gestures(self, text: str | None, intensity: float) -> None:
-        """Start the gestures `text` asks for (a gesture asked for again keeps going, at the new level); the ones
-        it no longer asks for finish the movement under way and start no other."""
-        if not self._performs_gestures:
+    def _set_performed(self, text: str | None, intensity: float) -> None:
+        """Start performing what `text` asks for that the sampler performs (a program asked for again keeps
+        going, at the new level); what it no longer asks for finishes the movement under way and eases out."""
+        if self._performer is None:
             return
-        wanted = dict(self.encoder.gestures(text)) if text is not None else {}
-        for name, stream in list(self._gestures.items()):
+        wanted: dict[str, float] = {}
+        if text is not None:
+            understood = self.encoder.understood(text)
+            wanted = dict(understood.unlearned)
+            if self.config.perform_gestures:
+                wanted.update(understood.gestures)
+        for name, stream in list(self._performed.items()):
             if name not in wanted:
                 stream.stop()
         for name, level in wanted.items():
-            stream = self._gestures.get(name)
+            stream = self._performed.get(name)
             if stream is None or stream.stopped:
-                self._gestures_started += 1
-                self._gestures[name] = self._gesture_stream(name, level * intensity,
-                                                            (self._seed, self._gestures_started))
+                self._performances += 1
+                self._performed[name] = self._performer(name, level * intensity, (self._seed, self._performances))
             else:
                 stream.intensity = level * intensity
 
-    def _perform_gestures(self, motion: np.ndarray) -> np.ndarray:
-        """Add the gestures under way to the sampled motion (the lids close as far as either asks)."""
-        layer = sum(stream.take(len(motion)) for stream in self._gestures.values())
-        self._gestures = {name: s for name, s in self._gestures.items() if not s.finished}
+    def _perform(self, motion: np.ndarray) -> np.ndarray:
+        """Add the programs under way to the sampled motion (the lids close as far as either asks)."""
+        layer = sum(stream.take(len(motion)) for stream in self._performed.values())
+        self._performed = {name: s for name, s in self._performed.items() if not s.finished}
         out = motion + layer
         out[:, _EYELIDS] = np.maximum(motion[:, _EYELIDS], layer[:, _EYELIDS])
         return np.clip(out, LO, HI).astype(np.float32)
@@ -357,8 +362,8 @@ class StreamingSampler:
         if self._adds_relax and (self._relax or self._relax_target):
             motion[:, INDEX["smile"]] = np.clip(motion[:, INDEX["smile"]] - self._relax_ramp(len(motion)),
                                                 LO[INDEX["smile"]], HI[INDEX["smile"]])
-        if self._gestures:
-            motion = self._perform_gestures(motion)
+        if self._performed:
+            motion = self._perform(motion)
         return motion
 
     def _relax_ramp(self, n: int) -> np.ndarray:
@@ -389,11 +394,11 @@ def _slow_axes_mask(dim: int) -> torch.Tensor:
 
 def generate(model: MotionGenerator, encoder: Callable | None, audio16k: np.ndarray, instruction: str | None = None,
              intensity: float = 1.0, seed: int = 0, config: SamplerConfig | None = None,
-             progress: bool = False, gestures: Callable | None = None) -> MotionSequence:
+             progress: bool = False, performer: Callable | None = None) -> MotionSequence:
     """Offline render through the streaming sampler: ceil(samples / 640) frames at 25 fps."""
     from tqdm import tqdm
 
-    sampler = StreamingSampler(model, encoder, config, seed=seed, gestures=gestures)
+    sampler = StreamingSampler(model, encoder, config, seed=seed, performer=performer)
     sampler.set_instruction(instruction, intensity)
     audio = np.asarray(audio16k, dtype=np.float32)
     step = MODEL_RATE  # push a second at a time (the result does not depend on it)

@@ -28,6 +28,7 @@ from realtime.vocab.programs import (
                                  FACE_MOTIONS,
                                  GESTURES,
                                  HEAD_MOTIONS,
+                                 LEGACY_PROGRAM_NAMES,
                                  LEVELS,
                                  MODERATE,
                                  MOTIONS,
@@ -45,8 +46,8 @@ from realtime.vocab.visemes import VISEME_UNKNOWN, Viseme
 __all__ = ["AXES", "DIM", "EYELID_AXES", "HI", "INDEX", "LIP_AXES", "LO", "NAMES", "OPENING_AXES", "SCALE",
            "SPEECH_AXES", "Axis",
            "MotionSequence", "axes_table_markdown", "clip", "neutral", "vector", "INTENSITY_RANGE",
-           "MAX_INSTRUCTION_CHARS", "EMOTIONS", "FACE_MOTIONS", "GESTURES", "HEAD_MOTIONS", "LEVELS", "MODERATE",
-           "MOTIONS",
+           "MAX_INSTRUCTION_CHARS", "EMOTIONS", "FACE_MOTIONS", "GESTURES", "HEAD_MOTIONS", "LEGACY_PROGRAM_NAMES",
+           "LEVELS", "MODERATE", "MOTIONS",
            "PROGRAM_NAMES", "RELAXES_SMILE", "SLIGHT", "SMILING", "STRONG", "relax_scale", "smile_relax",
            "AUDIO_PTIME_S", "FPS", "MODEL_RATE", "SAMPLES_PER_FRAME",
            "VIDEO_CLOCK", "WEBRTC_AUDIO_RATE", "VISEME_UNKNOWN", "Viseme"]

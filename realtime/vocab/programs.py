@@ -12,11 +12,15 @@ EMOTIONS: tuple[str, ...] = ("neutral", "happy", "sad", "angry", "surprised", "d
 FACE_MOTIONS: tuple[str, ...] = ("raise_eyebrows", "frown", "smile", "grin", "pout", "open_mouth_wide", "close_eyes",
                                  "wink")
 HEAD_MOTIONS: tuple[str, ...] = ("look_left", "look_right", "look_up", "look_down", "turn_head_left",
-                                 "turn_head_right", "tilt_head", "nod", "shake_head", "blink")
+                                 "turn_head_right", "tilt_head_left", "tilt_head_right", "nod", "shake_head", "blink")
 MOTIONS: tuple[str, ...] = ("raise_eyebrows", "frown", "smile", "grin", "pout", "open_mouth_wide", "close_eyes",
                             "look_left", "look_right", "look_up", "look_down", "turn_head_left", "turn_head_right",
-                            "tilt_head", "nod", "shake_head", "blink", "wink")
+                            "tilt_head_left", "tilt_head_right", "nod", "shake_head", "blink", "wink")
 PROGRAM_NAMES: tuple[str, ...] = EMOTIONS + MOTIONS
+# Before the head tilt had a direction, one program tilted it (to the image's right): what checkpoints trained
+# then know (realtime.motion.checkpoint reads the programs a checkpoint learned from its meta).
+LEGACY_PROGRAM_NAMES: tuple[str, ...] = tuple("tilt_head" if n == "tilt_head_left" else n
+                                             for n in PROGRAM_NAMES if n != "tilt_head_right")
 # Performed as repeated onset-apex-offset movements while instructed, not held (realtime.animate.programs).
 GESTURES: tuple[str, ...] = ("nod", "shake_head", "blink", "wink")
 

@@ -20,7 +20,7 @@ from realtime.training.corpus.format import Corpus
 from realtime.training.generator.config import MODEL_PRESETS, TrainConfig, TrainError
 from realtime.training.generator.data import TextEmbedder, WindowSampler, minilm_embedder
 from realtime.training.generator.loss import training_loss
-from realtime.vocab import HI, INDEX, LO, Viseme
+from realtime.vocab import HI, INDEX, LO, PROGRAM_NAMES, Viseme
 
 STATE = "train_state.pt"
 
@@ -141,7 +141,8 @@ def train(corpus_path: str | Path, out_dir: str | Path, config: TrainConfig | No
         meta = {"step": step, "train_config": dataclasses.asdict(config), "corpus": str(corpus_path),
                 "corpus_items": len(corpus), "corpus_hours": round(corpus.hours, 3),
                 # the smile axis's range in the targets (checkpoints from before it took negative values lack it)
-                "smile_range": [float(LO[INDEX["smile"]]), float(HI[INDEX["smile"]])]}
+                "smile_range": [float(LO[INDEX["smile"]]), float(HI[INDEX["smile"]])],
+                "programs": list(PROGRAM_NAMES)}
         save_generator(model, out, meta)
         torch.save({"model": model.state_dict(), "optim": optim.state_dict(), "rng": rng.bit_generator.state,
                     "gen": gen.get_state(), "history": history, "step": step}, out / (STATE + ".tmp"))
