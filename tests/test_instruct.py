@@ -182,6 +182,16 @@ def test_matcher_refuses_what_it_does_not_know(matcher, text):
     assert isinstance(refused.value, InstructionError)
 
 
+@pytest.mark.parametrize("text, level", [("hardly smile", 0.35), ("look immensely sad", 1.0),
+                                         ("raise your eyebrows dramatically", 1.0), ("look serious", None),
+                                         ("smile softly", None), ("touch your nose and smile", None)])
+def test_intensity_words_no_cue_names_are_read_by_their_likeness_to_the_cues(matcher, text, level):
+    """No cue list names "hardly", "immensely" or "dramatically": they read as slight / strong because their
+    embeddings sit near that side's cues. A word the catalogue uses for a program ("serious", "softly") or a cue's
+    own word out of its phrase ("touch") never does."""
+    assert matcher.intensity(text) == level
+
+
 def test_matcher_refuses_bad_text_like_the_encoder(matcher):
     with pytest.raises(InstructionError, match="empty"):
         matcher(" ")
