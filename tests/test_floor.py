@@ -107,3 +107,12 @@ def test_a_call_to_a_floor_server_receives_the_loops_pictures(resources, loops, 
     psnr = 10 * np.log10(255.0 ** 2 / max(np.median([min(e) for e in errors]), 1e-9))
     assert psnr > 30, psnr
     assert {int(np.argmin(e)) for e in errors} == set(range(len(pictures)))  # the whole loop, in turn
+
+
+def test_the_bench_refuses_an_unknown_floor(capsys):
+    from benchmarks.floor import parse_floor
+    from benchmarks.run import main
+
+    assert parse_floor("off, rgb,yuv") == ("off", "rgb", "yuv")
+    assert main(["--sessions", "4", "--floor", "gpu"]) == 2
+    assert "--floor takes off, rgb, yuv" in capsys.readouterr().err
