@@ -87,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--admission", default="off", metavar="on,off",
                    help="--sessions: the server's admission by measured load, on (callers beyond what it measures "
                         "it holds are refused as busy) and/or off (only its slots; default %(default)s)")
+    p.add_argument("--floor", default="off", metavar="off,rgb,yuv",
+                   help="--sessions: also (or only) servers that run no model and no renderer, their calls showing a "
+                        "loop of pre-rendered frames: rgb (RGB->YUV + VP8 + transport per frame), yuv (VP8 + "
+                        "transport); with the stages' per-frame CPU beside (default %(default)s: the full pipeline)")
+    p.add_argument("--warmup-s", type=float, default=None,
+                   help="--sessions: seconds each level runs before it is measured (default 2; the VP8 bitrate "
+                        "climbs from 0.5 to 1.5 Mbps over the first ~15 s of a call)")
     p.add_argument("--sessions-per-worker", type=int, default=None,
                    help="--sessions: slots per worker (default: enough for the largest count)")
     p.add_argument("--soak", type=float, default=None, metavar="MINUTES",
@@ -400,17 +407,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _sessions(args: argparse.Namespace, command: str) -> int:
+    from benchmarks.floor import parse_floor
     from benchmarks.sessions import markdown, parse_admission, parse_counts, parse_modes, sessions_bench
 
     try:
         counts, modes = parse_counts(args.sessions), parse_modes(args.workers)
-        admission = parse_admission(args.admission)
+        admission, floors = parse_admission(args.admission), parse_floor(args.floor)
     except ValueError as exc:
         print(f"avatar bench: error: {exc}", file=sys.stderr)
         return 2
     report = sessions_bench(counts, modes, args.sessions_per_worker, args.measure_s or 9.5, args.out, command,
-                            admission, checkpoint=args.checkpoint, image=args.image, avatar_config=args.config)
-    print(markdown(report))
+                            admission, floors, args.warmup_s, checkpoint=args.checkpoint, image=args.image,
+                            avatar_config=args.config)
+    print(markdown(report) + report.get("floor_split", ""))
     print(f"written to {args.out}/sessions.json, sessions.md, sessions.png")
     return 0
 

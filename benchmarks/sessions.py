@@ -102,14 +102,17 @@ def _mode_flags(mode: str, per_worker: int | None, top: int) -> list[str]:
 
 
 def run_mode(mode: str, admit: bool, counts: tuple[int, ...], per_worker: int | None, tp: ThroughputConfig,
-             checkpoint=None, image=None, avatar_config=None) -> dict:
+             checkpoint=None, image=None, avatar_config=None, replay: Path | None = None) -> dict:
+    """`replay`: the floor (benchmarks/floor.py), the server's calls show these pre-rendered frames."""
     from realtime.avatar import enrol
 
     top = max(counts)
     flags = _mode_flags(mode, per_worker, top)
+    replay_flags = ["--replay-frames", str(replay)] if replay is not None else []
     speech = running_speech(tp.warmup_s + tp.measure_s + 10.0)
     portrait = enrol(image)
-    with ServerProcess(top, checkpoint, image, avatar_config, extra=flags, admit_by_load=admit) as server:
+    with ServerProcess(top, checkpoint, image, avatar_config, extra=flags + replay_flags,
+                       admit_by_load=admit) as server:
         idle = tree_rss_bytes(server.pid)
         levels = []
         for n in counts:
@@ -131,25 +134,39 @@ def run_mode(mode: str, admit: bool, counts: tuple[int, ...], per_worker: int | 
             levels.append(level)
             print(f"{mode} admission {admit}: {n} callers: {level['sessions']} admitted, new pictures/s "
                   f"{level['new_fps_per_session']['min']}..{level['new_fps_per_session']['max']}", flush=True)
-        name = f"workers {mode}" if flags else "in-process"
+        name = (f"workers {mode}" if flags else "in-process") + (f", floor {replay.stem[6:]}" if replay else "")
         return {"mode": f"{name}, admission {'on' if admit else 'off'}", "admission": admit,
                 "server_command": " ".join(server.command()[1:]), "startup_s": server.startup_s,
                 "trained": server.trained, "levels": levels}
 
 
 def sessions_bench(counts: tuple[int, ...], modes: tuple[str, ...], per_worker: int | None, measure_s: float,
-                   out: Path, command: str, admission: tuple[bool, ...] = (False,), **server) -> dict:
+                   out: Path, command: str, admission: tuple[bool, ...] = (False,), floors: tuple[str, ...] = ("off",),
+                   warmup_s: float | None = None, **server) -> dict:
+    """`floors`: "off" (the full pipeline) and/or the floor modes of benchmarks/floor.py, each a server of its own."""
+    from benchmarks.floor import split_table, write_loop
+
     tp = ThroughputConfig(max_sessions=max(counts), measure_s=measure_s, stop_at_failure=False)
+    if warmup_s is not None:
+        tp.warmup_s = warmup_s
+    replays = [None if f == "off" else write_loop(out / "floor_loops", f, server.get("image")) for f in floors]
     report = {"suite": "avatar bench --sessions", "command": command, "machine": machine(),
               "method": f"n callers calling at once (fresh sessions per level; caller 0 plays isolated syllables for "
                         f"glass-to-glass, the others speech), {tp.warmup_s:g} s warm-up, {tp.measure_s:g} s measured; "
                         "new pictures/s = frames the server showed for the first time; figures of admitted callers",
-              "runs": [run_mode(mode, admit, counts, per_worker, tp, **server)
-                       for mode in modes for admit in admission]}
+              "runs": [run_mode(mode, admit, counts, per_worker, tp, replay=replay, **server)
+                       for replay in replays for mode in modes for admit in admission]}
     report["machine"]["load_average_end"] = load_average()
     out.mkdir(parents=True, exist_ok=True)
+    if any(replays):
+        from benchmarks.stages import StagesConfig, stage_costs
+
+        report["stages"] = stage_costs(StagesConfig(checkpoint=server.get("checkpoint"), image=server.get("image")))
+        report["floor_split"] = split_table(report["runs"], report["stages"])
+        for path in filter(None, replays):
+            path.unlink()  # 10-40 MB each: not results
     (out / "sessions.json").write_text(json.dumps(report, indent=1))
-    (out / "sessions.md").write_text(markdown(report))
+    (out / "sessions.md").write_text(markdown(report) + ("\n" + report["floor_split"] if any(replays) else ""))
     plot(report, out / "sessions.png")
     return report
 

@@ -120,6 +120,11 @@ class _FlatDenoiser(torch.nn.Module):
         return self.model(x_t, t, prefix, prefix_valid, audio, InstructionCache(layers, mask))
 
 
+# torch.jit.trace is not thread-safe: two traces at once in one process failed (`IndexError: unordered_map::at`,
+# the denoiser's thread and a session's sampler tracing the audio step, audio_stream.py). Every trace holds this.
+TRACE_LOCK = threading.Lock()
+
+
 def traced_denoiser(model: MotionGenerator) -> Callable:
     """`model`'s forward as a CPU TorchScript trace with the same call signature. Batch size and instruction
     length stay free (traced shapes are symbolic; checked equal to eager in tests); the attention dispatch is
@@ -132,7 +137,7 @@ def traced_denoiser(model: MotionGenerator) -> Callable:
                torch.zeros(batch, cfg.prefix, cfg.motion_dim), torch.ones(batch, cfg.prefix, dtype=torch.bool),
                torch.zeros(batch, cfg.prefix + cfg.window, cfg.audio_dim), cache.mask,
                [t for layer in cache.kv for t in layer])
-    with warnings.catch_warnings():
+    with TRACE_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the shape checks it bakes in hold for any batch
         flat = torch.jit.trace(_FlatDenoiser(model).eval(), example, check_trace=False)
     # frozen and optimised for inference (weights as constants, linear/conv fused with their bias and

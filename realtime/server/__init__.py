@@ -167,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", dest="renderer.device", choices=("auto", "cpu", "cuda"),
                    help="where frames are rendered (default auto: CUDA when present)")
     p.add_argument("--threads", dest="worker.threads", type=int, help="torch/OpenCV CPU threads (default 1)")
+    p.add_argument("--replay-frames", dest="server.replay_frames", type=Path, metavar="FILE.npy",
+                   help="benchmarks only: calls show this loop of pre-rendered frames ((N, H, W, 3) RGB or (N, H*3/2, "
+                        "W) yuv420p uint8) with no generator or renderer, to measure the floor of what calls cost")
     p.add_argument("--log-level", default="INFO")
     return p
 

@@ -123,6 +123,9 @@ class ServerConfig:
     admit_cores: float | None = None  # cores to plan with; None = the CPU affinity within the cgroup quota
     session_cost_prior: float = 0.95  # cores per session until one is measured
     load_window_s: float = 3.0
+    # Benchmarks only (server/replay.py): sessions show this .npy loop of pre-rendered frames instead of running
+    # the generator and renderer, so a run measures what calls cost with no model or render work (the floor).
+    replay_frames: Path | None = None
 
     def __post_init__(self) -> None:
         if self.max_sessions is not None and self.max_sessions < 1:
@@ -146,6 +149,10 @@ class ServerConfig:
             self.checkpoint = Path(self.checkpoint)
         if self.portraits is not None:
             self.portraits = Path(self.portraits)
+        if self.replay_frames is not None:
+            self.replay_frames = Path(self.replay_frames)
+            if not self.replay_frames.is_file():
+                raise ValueError(f"replay_frames file not found: {self.replay_frames}")
         if (self.cert is None) != (self.key is None):
             raise ValueError("HTTPS needs both a certificate and its key (--cert FILE --key FILE)")
         for name in ("cert", "key"):

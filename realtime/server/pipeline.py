@@ -56,6 +56,10 @@ def closing(values: np.ndarray, closed: float) -> np.ndarray:
     return values
 
 
+def _as_is(pixels: np.ndarray) -> np.ndarray:
+    return pixels
+
+
 _WAKE = object()  # put in the inbox by `cut` so that an idle worker closes the queued frames' mouths at once
 
 
@@ -69,6 +73,7 @@ class MotionPipeline:
     def __init__(self, sampler, renderer, playout: Playout, stats: StageTimes, name: str = "session",
                  max_backlog_s: float = 0.3, late_frame_s: float = 0.25):
         self.sampler, self.renderer, self.playout, self.stats = sampler, renderer, playout, stats
+        self._to_yuv = _as_is if getattr(renderer, "yields_yuv", False) else rgb_to_yuv420  # replay.py's floor
         self.max_backlog = int(max_backlog_s * MODEL_RATE)
         self.late_frame_s = late_frame_s
         self._last_video: np.ndarray | None = None  # what a late frame shows instead of a picture of its own
@@ -245,7 +250,7 @@ class MotionPipeline:
 
     def _picture(self, values: np.ndarray) -> np.ndarray:
         t0 = time.perf_counter()
-        video = rgb_to_yuv420(np.asarray(self.renderer(values[None]))[0])
+        video = self._to_yuv(np.asarray(self.renderer(values[None]))[0])
         self.stats.record("render", time.perf_counter() - t0)
         return video
 

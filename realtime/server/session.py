@@ -80,6 +80,12 @@ class SessionParts:
         from realtime.media.stream import rgb_to_yuv420
         from realtime.vocab import neutral
 
+        if config.replay_frames is not None:  # the cost floor: no model, no render (benchmarks only)
+            from realtime.server.replay import ReplayRenderer, ReplaySampler, load_frames
+
+            renderer, sampler = ReplayRenderer(load_frames(config.replay_frames)), ReplaySampler()
+            first = renderer(neutral(1))[0]
+            return cls(renderer, sampler, first if renderer.yields_yuv else rgb_to_yuv420(first))
         renderer = renderer or resources.renderer()
         still = rgb_to_yuv420(np.asarray(renderer(neutral(1)))[0])
         sampler = resources.sampler(seed=config.seed)  # the config's [sampler], on the shared denoiser
