@@ -515,6 +515,13 @@ def test_gestures_asked_for_are_performed_on_the_sampled_motion(shipped):
     own = generate(shipped, encoder, audio, "bob your head up and down", seed=0).values
     off = motion("bob your head up and down", config=SamplerConfig(perform_gestures=False))
     assert np.allclose(own, off) and np.ptp(own[:, INDEX["head_pitch"]]) < 4.0
+    # the server's sessions get their samplers from the assembly, which gives them the performer
+    from realtime.assembly import AvatarParts
+    from realtime.config import AvatarConfig
+
+    live = AvatarParts(AvatarConfig(), shipped, encoder, portrait=None, trained=True).sampler(shared=False)
+    live.set_instruction("bob your head up and down")
+    assert np.ptp(np.concatenate([live.push(audio), live.flush()])[:, INDEX["head_pitch"]]) > 6.0
     # a program added to the vocabulary after the checkpoint was trained (the directed head tilt) is performed
     # by the sampler, and the generator, which never learned it, is not given it
     assert "tilt_head_left" not in shipped.programs and encoder.understood("tilt your head to the left").wording == ""
