@@ -64,17 +64,16 @@ def monotone_cubic_np(xs: np.ndarray, ys: np.ndarray, x: np.ndarray) -> np.ndarr
     """Smooth y(x) through knots (N or 1, K) at queries (N, M), monotone between knots; flat beyond the ends.
     Knot xs must be non-decreasing (coincident knots are held 1e-3 apart)."""
     xs = np.maximum.accumulate(np.asarray(xs, np.float32), axis=-1)
-    ys = np.asarray(ys, np.float32)
-    xs, ys = np.broadcast_to(xs, np.broadcast_shapes(xs.shape, ys.shape)), np.broadcast_to(ys, np.broadcast_shapes(
-        xs.shape, ys.shape))
-    h = np.maximum(np.diff(xs, axis=-1), np.float32(1e-3))
-    slopes = _monotone_slopes(h, np.diff(ys, axis=-1) / h)
     n, k = x.shape[0], xs.shape[-1]
-    rows = (np.arange(n) % xs.shape[0])[:, None]
-    if xs.shape[0] == 1:
+    if xs.shape[0] == 1:  # knots shared by every row: one search
         hi = np.searchsorted(xs[0], x.ravel()).reshape(x.shape)
     else:
-        hi = np.stack([np.searchsorted(xs[r], x[i]) for i, r in enumerate(rows[:, 0])])
+        hi = np.stack([np.searchsorted(xs[i], x[i]) for i in range(n)])
+    shape = np.broadcast_shapes(xs.shape, np.shape(ys))
+    xs, ys = np.broadcast_to(xs, shape), np.broadcast_to(np.asarray(ys, np.float32), shape)
+    h = np.maximum(np.diff(xs, axis=-1), np.float32(1e-3))
+    slopes = _monotone_slopes(h, np.diff(ys, axis=-1) / h)
+    rows = (np.arange(n) % xs.shape[0])[:, None]
     lo = clamp_np(hi, 1, k - 1) - 1
     width = h[rows, lo]
     t = clamp_np((x - xs[rows, lo]) / width)

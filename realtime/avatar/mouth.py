@@ -42,6 +42,11 @@ class Mouth:
         self.rest = torch.from_numpy(rest).to(device, dtype)
         self.lip_margin, self.upper_teeth_share = lip_margin, upper_teeth_share
         self.corner_bases = [RIG_INDEX[name] for name in CHEEK_BASES]
+        # the rest inner-lip lines (smooth curves through the knots) tabulated every 1/4 px: a lookup per frame
+        (_, ux_up, uy_up), (_, ux_lo, uy_lo) = knots["mouth"]
+        self.rest_x = np.arange(ux_up.min() - 1, ux_up.max() + 1.25, 0.25, dtype=np.float32)
+        self.rest_up, self.rest_lo = (monotone_cubic_np(ux, uy, self.rest_x[None])[0]
+                                      for ux, uy in ((ux_up, uy_up), (ux_lo, uy_lo)))
         # shadowed pits at corners pulled down: full at this drop and this depth below the upper lip's middle
         # (IOD), this strong (alpha of the lips' shaded inner colour)
         self.commissure_depth, self.commissure_shade = 0.07, 0.55
@@ -60,7 +65,7 @@ class Mouth:
         left_corner, right_corner = upper[0], upper[-1]
         rest = self.rest_np
         tg = targets.cpu().numpy()
-        (knots_up, ux_up, uy_up), (knots_lo, ux_lo, uy_lo) = self.knots["mouth"]
+        (knots_up, _, _), (knots_lo, _, _) = self.knots["mouth"]
         x_left, x_right = tg[:, left_corner, 0:1], tg[:, right_corner, 0:1]
         g_up, g_lo = (g.cpu().numpy() for g in curves_g["mouth"])
         dy_up, dy_lo = tg[:, upper, 1] - rest[upper, 1], tg[:, lower, 1] - rest[lower, 1]
@@ -70,14 +75,12 @@ class Mouth:
 
         def curves(gx):
             # rest curves at the same face-frame column (teeth are fixed to the skull)
-            u0 = monotone_cubic_np(ux_up, uy_up, gx)
-            l0 = np.maximum(monotone_cubic_np(ux_lo, uy_lo, gx), u0)
+            u0, l0 = self._rest_lines(gx)
             in_rest = ((gx > rest[left_corner, 0]) & (gx < rest[right_corner, 0])).astype(np.float32)
             # target and warped curves: rest curve at the same relative position + knot displacements
             across = clamp_np(ramp_np(gx, x_left, x_right) * 2 - 1, -1, 1)
             rx = rest[left_corner, 0] + (across + 1) / 2 * (rest[right_corner, 0] - rest[left_corner, 0])
-            ru = monotone_cubic_np(ux_up, uy_up, rx)
-            rl = np.maximum(monotone_cubic_np(ux_lo, uy_lo, rx), ru)
+            ru, rl = self._rest_lines(rx)
             u_t = ru + target_offset_np(knots_up, dy_up, bend_up, across)
             l_t = np.maximum(rl + target_offset_np(knots_lo, dy_lo, bend_lo, across), u_t)
             u_g = polyline_np(g_up[..., 0], g_up[..., 1], gx)
@@ -147,12 +150,18 @@ class Mouth:
         color = torch.from_numpy(color).to(dev, dt).view(3, n, hc, wc).transpose(0, 1)
         return source, (color, torch.from_numpy(alpha).to(dev, dt).view(n, 1, hc, wc))
 
-    def _commissures(self, x: np.ndarray, y: np.ndarray, targets: np.ndarray, corners: np.ndarray) -> np.ndarray:
+    def _rest_lines(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The rest upper and lower inner-lip lines (lower never above upper) at columns x (n, M)."""
+        upper = np.interp(x.ravel(), self.rest_x, self.rest_up).reshape(x.shape).astype(np.float32)
+        return upper, np.maximum(np.interp(x.ravel(), self.rest_x, self.rest_lo).reshape(x.shape), upper)
+
+    def _commissures(self, x: np.ndarray, y: np.ndarray, targets: np.ndarray, corners: np.ndarray):
         """Seam alpha (n, P) of the shadowed pits where the lips meet at each corner, on corners pulled down
         (AU15, a smile undone) below the upper lip's middle: from the inner corner out a little past the outer
         one. The photograph's own pits stay nearer where they were (the smooth warp spreads a corner's drop over
-        the cheek), so a dropped corner without them still reads at its old height (dlib on Grace Hopper, sad)."""
-        iod, out = np.float32(self.iod), np.zeros_like(y)
+        the cheek), so a dropped corner without them still reads at its old height (dlib on Grace Hopper, sad).
+        0.0 when no corner is down."""
+        iod, out = np.float32(self.iod), np.float32(0.0)
         scale = np.float32(self.commissure_depth) * iod
         for inner, outer in ((60, 48), (64, 54)):
             below = targets[:, inner, 1:2] - targets[:, 62, 1:2]
@@ -166,7 +175,7 @@ class Mouth:
             gap2 = (x - a[..., 0] - t * dx) ** 2 + (y - a[..., 1] - t * dy) ** 2
             along = clamp_np(np.float32(1.3) * (1 - t)) * clamp_np(np.float32(3) * t + np.float32(0.3))
             out = out + np.float32(self.commissure_shade) * depth * along * np.exp(-gap2 / np.float32(1.6) ** 2)
-        return np.where(out > 0.01, out, np.float32(0))  # only the pits' pixels are painted
+        return np.where(out > 0.01, out, np.float32(0)) if np.ndim(out) else out  # only the pits' pixels
 
     def _paint(self, x, y, u_t, l_t, u0, top, bottom, split, across, cavity, gum, seam, pits):
         """Colour (3, P) and alpha (P,) of the painted mouth pixels, in the portrait's own colours: the
