@@ -119,7 +119,8 @@ class Mouth:
         # teeth: upper row fixed in the face, lower row carried by the jaw (chin displacement)
         jaw = (coeffs @ self.rig_bases[:, 8, 1]).unsqueeze(1).cpu().numpy()  # (n, 1) px
         split = u0 + np.float32(self.upper_teeth_share) * (l0 - u0)
-        opening = (y >= u_t) & (y < l_t) & inside
+        # a slit shows the lips on either side of it, not the rest seam stretched (its speckles read as teeth)
+        opening = (y >= u_t) & (y < l_t) & inside & (l_t - u_t >= np.float32(0.04 * iod))
         tops = np.float32(0.06 * iod)  # just above the rest lip line the teeth continue (their tops), then gum
         upper_y = np.minimum(np.where(y < u0, u0 + np.float32(1.5), y), split)
         teeth_y = np.where(y < split + jaw / np.float32(2), upper_y, np.maximum(y - jaw, split))
