@@ -139,3 +139,56 @@ def test_lower_teeth_show_only_as_the_jaw_opens(hopper):
             bright += int(((px.mean(1) > 130) & (px[:, 0] - px[:, 2] < 70)).sum())
         counts.append(bright)
     assert counts[0] < 5 < counts[1] < counts[2] and counts[2] > 30, counts
+
+
+def test_mouth_lines_are_smooth_curves_through_their_knots():
+    """The lip lines go through the landmarks on a monotone cubic (scipy's PCHIP), not straight segments that
+    drew a wide-open cavity as a polygon."""
+    from scipy.interpolate import PchipInterpolator
+
+    from realtime.avatar.curves import monotone_cubic_np
+
+    xs = np.array([[0.0, 9.0, 25.0, 41.0, 50.0]])
+    ys = np.array([[6.0, 1.0, 0.0, 1.5, 7.0], [0.0, -3.0, -4.0, -3.5, 0.5]])
+    query = np.tile(np.linspace(-5.0, 55.0, 121), (2, 1))
+    ours = monotone_cubic_np(xs, ys, query)
+    for row in range(2):
+        reference = PchipInterpolator(xs[0], ys[row])(np.clip(query[row], 0, 50))
+        assert np.abs(ours[row] - reference).max() < 1e-4
+
+
+def test_corners_pulled_down_bend_the_lip_lines_without_hooks(portrait):
+    """Moving corners (here AU15) bend a lip line smoothly; the elliptic ends an opening mouth keeps would turn
+    the line vertical right at the corners (dark hooks at the corners on sad and angry)."""
+    from realtime.avatar.curves import lip_offset_np, rest_knots, target_offset_np
+    from realtime.avatar.rig import INNER_LIP_LINES, RIG_INDEX, build_bases
+
+    knots_u = rest_knots(portrait.landmarks)["mouth"][0][0]
+    bend = build_bases(portrait.landmarks, portrait.iod)[RIG_INDEX["frown"], INNER_LIP_LINES[0], 1][None]
+    u = np.array([[-1.0, -0.99]], np.float32)
+    chord = (bend[0, 0] - bend[0, 1]) / (knots_u[1] + 1)  # mean slope from the corner to the next knot
+    smooth = target_offset_np(knots_u, bend, bend, u)
+    hooked = lip_offset_np(knots_u, bend, u)
+    assert abs(smooth[0, 0] - smooth[0, 1]) / 0.01 < 1.5 * chord
+    assert abs(hooked[0, 0] - hooked[0, 1]) / 0.01 > 3 * chord  # what it replaced
+
+
+def test_corners_pulled_down_take_a_shadowed_pit_along(hopper):
+    """Where the lips meet at a corner pulled down there is a shadowed pit: without it dlib put Grace
+    Hopper's sad corners at the old height while talking (lift -0.016, failing; with it -0.033)."""
+    from realtime.avatar import Rig
+    from realtime.vocab import vector
+
+    portrait, renderer = hopper
+    motion = vector(smile=-1, frown=1, jaw_open=0.3)
+    lm = Rig(portrait).landmarks(motion)[0]
+    shade = renderer.mouth.commissure_shade
+    greys = []
+    for strength in (shade, 0.0):
+        renderer.mouth.commissure_shade = strength
+        frame = renderer(motion).numpy()[0].astype(np.float64).mean(2)
+        points = [lm[inner] + t * (lm[outer] - lm[inner]) for inner, outer in ((60, 48), (64, 54))
+                  for t in np.linspace(0.2, 0.9, 8)]
+        greys.append(np.mean([frame[int(round(y)), int(round(x))] for x, y in points]))
+    renderer.mouth.commissure_shade = shade
+    assert greys[0] < greys[1] - 12, greys

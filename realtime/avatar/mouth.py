@@ -7,7 +7,18 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .curves import LINES, by_column_np, clamp_np, lip_offset_np, polyline_np, ramp_np, soft_inside_np
+from .curves import (
+    LINES,
+    by_column_np,
+    clamp_np,
+    monotone_cubic_np,
+    polyline_np,
+    ramp_np,
+    soft_inside_np,
+    target_offset_np,
+)
+from .rig import RIG_INDEX
+from .warp import CHEEK_BASES
 
 
 def count_teeth_pixels(image: np.ndarray, landmarks: np.ndarray) -> int:
@@ -30,6 +41,15 @@ class Mouth:
         self.rest_np = rest.astype(np.float32)
         self.rest = torch.from_numpy(rest).to(device, dtype)
         self.lip_margin, self.upper_teeth_share = lip_margin, upper_teeth_share
+        self.corner_bases = [RIG_INDEX[name] for name in CHEEK_BASES]
+        # the rest inner-lip lines (smooth curves through the knots) tabulated every 1/4 px: a lookup per frame
+        (_, ux_up, uy_up), (_, ux_lo, uy_lo) = knots["mouth"]
+        self.rest_x = np.arange(ux_up.min() - 1, ux_up.max() + 1.25, 0.25, dtype=np.float32)
+        self.rest_up, self.rest_lo = (monotone_cubic_np(ux, uy, self.rest_x[None])[0]
+                                      for ux, uy in ((ux_up, uy_up), (ux_lo, uy_lo)))
+        # shadowed pits at corners pulled down: full at this drop and this depth below the upper lip's middle
+        # (IOD), this strong (alpha of the lips' shaded inner colour)
+        self.commissure_depth, self.commissure_shade = 0.07, 0.55
         self.corner_fade = 0.1  # IOD beside each corner over which the lips' slide fades out (crop margin 0.12)
         self.shows_teeth = count_teeth_pixels(image, rest) >= 0.05 * iod ** 2 * 0.1
         self.colors = {k: np.asarray(v, np.float32) for k, v in mouth_colors(image, rest, self.shows_teeth).items()}
@@ -45,23 +65,24 @@ class Mouth:
         left_corner, right_corner = upper[0], upper[-1]
         rest = self.rest_np
         tg = targets.cpu().numpy()
-        (knots_up, ux_up, uy_up), (knots_lo, ux_lo, uy_lo) = self.knots["mouth"]
+        (knots_up, _, _), (knots_lo, _, _) = self.knots["mouth"]
         x_left, x_right = tg[:, left_corner, 0:1], tg[:, right_corner, 0:1]
         g_up, g_lo = (g.cpu().numpy() for g in curves_g["mouth"])
         dy_up, dy_lo = tg[:, upper, 1] - rest[upper, 1], tg[:, lower, 1] - rest[lower, 1]
+        # the part of the lines' motion that moves the corners (`target_offset_np`)
+        corners = (coeffs[:, self.corner_bases] @ self.rig_bases[self.corner_bases][:, :, 1]).cpu().numpy()
+        bend_up, bend_lo = corners[:, upper], corners[:, lower]
 
         def curves(gx):
             # rest curves at the same face-frame column (teeth are fixed to the skull)
-            u0 = polyline_np(ux_up, uy_up, gx, sorted_xs=True)
-            l0 = np.maximum(polyline_np(ux_lo, uy_lo, gx, sorted_xs=True), u0)
+            u0, l0 = self._rest_lines(gx)
             in_rest = ((gx > rest[left_corner, 0]) & (gx < rest[right_corner, 0])).astype(np.float32)
             # target and warped curves: rest curve at the same relative position + knot displacements
             across = clamp_np(ramp_np(gx, x_left, x_right) * 2 - 1, -1, 1)
             rx = rest[left_corner, 0] + (across + 1) / 2 * (rest[right_corner, 0] - rest[left_corner, 0])
-            ru = polyline_np(ux_up, uy_up, rx, sorted_xs=True)
-            rl = np.maximum(polyline_np(ux_lo, uy_lo, rx, sorted_xs=True), ru)
-            u_t = ru + lip_offset_np(knots_up, dy_up, across)
-            l_t = np.maximum(rl + lip_offset_np(knots_lo, dy_lo, across), u_t)
+            ru, rl = self._rest_lines(rx)
+            u_t = ru + target_offset_np(knots_up, dy_up, bend_up, across)
+            l_t = np.maximum(rl + target_offset_np(knots_lo, dy_lo, bend_lo, across), u_t)
             u_g = polyline_np(g_up[..., 0], g_up[..., 1], gx)
             l_g = np.maximum(polyline_np(g_lo[..., 0], g_lo[..., 1], gx), u_g)
             inside = ((gx > x_left) & (gx < x_right)).astype(np.float32)
@@ -93,11 +114,13 @@ class Mouth:
         # where the lips meet, a soft shadow line
         arg = -(((y - (u_t + l_t) / np.float32(2)) / np.float32(1.3)) ** 2)
         seam = closing * np.exp(arg) * inside * np.float32(0.25) * clamp_np((1 - np.abs(across)) / np.float32(0.2))
+        pits = self._commissures(xn, y, tg, corners)
 
         # teeth: upper row fixed in the face, lower row carried by the jaw (chin displacement)
         jaw = (coeffs @ self.rig_bases[:, 8, 1]).unsqueeze(1).cpu().numpy()  # (n, 1) px
         split = u0 + np.float32(self.upper_teeth_share) * (l0 - u0)
-        opening = (y >= u_t) & (y < l_t) & inside
+        # a slit shows the lips on either side of it, not the rest seam stretched (its speckles read as teeth)
+        opening = (y >= u_t) & (y < l_t) & inside & (l_t - u_t >= np.float32(0.04 * iod))
         tops = np.float32(0.06 * iod)  # just above the rest lip line the teeth continue (their tops), then gum
         upper_y = np.minimum(np.where(y < u0, u0 + np.float32(1.5), y), split)
         teeth_y = np.where(y < split + jaw / np.float32(2), upper_y, np.maximum(y - jaw, split))
@@ -113,29 +136,58 @@ class Mouth:
         else:  # nothing of the photograph belongs in the opening: paint all of it below the gum
             tops = np.float32(0.12 * iod)  # synthesized upper teeth reach this far above the rest lip line
             cav_top, cav_bot = np.maximum(u_t, u0 - tops), l_t
-        corner_fade = clamp_np((1 - np.abs(across)) / np.float32(0.25))  # corners blend into the lips
+        corner_fade = clamp_np((1 - np.abs(across)) / np.float32(0.12))  # corners blend into the lips
         cavity = _band(y, cav_top, cav_bot, f) * inside * corner_fade
         gum = _band(y, u_t, u0 - tops, f) * (in_rest & inside)
-        painted = np.flatnonzero((cavity + gum + seam).ravel() > 0)
+        painted = np.flatnonzero((cavity + gum + seam + pits).ravel() > 0)
         def pick(a):
             return np.ascontiguousarray(np.broadcast_to(a, y.shape).reshape(-1)[painted])
 
-        layer = self._paint(*map(pick, (xn, y, u_t, l_t, u0, cav_top, cav_bot, split, across, cavity, gum, seam)))
+        layer = self._paint(*map(pick, (xn, y, u_t, l_t, u0, cav_top, cav_bot, split, across, cavity, gum, seam,
+                                        pits)))
         color = np.zeros((3, n * hc * wc), np.float32)
         alpha = np.zeros(n * hc * wc, np.float32)
         color[:, painted], alpha[painted] = layer
         color = torch.from_numpy(color).to(dev, dt).view(3, n, hc, wc).transpose(0, 1)
         return source, (color, torch.from_numpy(alpha).to(dev, dt).view(n, 1, hc, wc))
 
-    def _paint(self, x, y, u_t, l_t, u0, top, bottom, split, across, cavity, gum, seam):
+    def _rest_lines(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The rest upper and lower inner-lip lines (lower never above upper) at columns x (n, M)."""
+        upper = np.interp(x.ravel(), self.rest_x, self.rest_up).reshape(x.shape).astype(np.float32)
+        return upper, np.maximum(np.interp(x.ravel(), self.rest_x, self.rest_lo).reshape(x.shape), upper)
+
+    def _commissures(self, x: np.ndarray, y: np.ndarray, targets: np.ndarray, corners: np.ndarray):
+        """Seam alpha (n, P) of the shadowed pits where the lips meet at each corner, on corners pulled down
+        (AU15, a smile undone) below the upper lip's middle: from the inner corner out a little past the outer
+        one. The photograph's own pits stay nearer where they were (the smooth warp spreads a corner's drop over
+        the cheek), so a dropped corner without them still reads at its old height (dlib on Grace Hopper, sad).
+        0.0 when no corner is down."""
+        iod, out = np.float32(self.iod), np.float32(0.0)
+        scale = np.float32(self.commissure_depth) * iod
+        for inner, outer in ((60, 48), (64, 54)):
+            below = targets[:, inner, 1:2] - targets[:, 62, 1:2]
+            depth = clamp_np(corners[:, inner:inner + 1] / scale) * clamp_np(below / scale)
+            if not np.any(depth > 0):
+                continue
+            a, b = targets[:, inner, None, :], targets[:, outer, None, :]
+            reach = b + np.float32(0.15) * (b - a)  # the pit's shadow runs on a little along the cheek crease
+            dx, dy = reach[..., 0] - a[..., 0], reach[..., 1] - a[..., 1]
+            t = clamp_np(((x - a[..., 0]) * dx + (y - a[..., 1]) * dy) / np.maximum(dx * dx + dy * dy, 1e-3))
+            gap2 = (x - a[..., 0] - t * dx) ** 2 + (y - a[..., 1] - t * dy) ** 2
+            along = clamp_np(np.float32(1.3) * (1 - t)) * clamp_np(np.float32(3) * t + np.float32(0.3))
+            out = out + np.float32(self.commissure_shade) * depth * along * np.exp(-gap2 / np.float32(1.6) ** 2)
+        return np.where(out > 0.01, out, np.float32(0)) if np.ndim(out) else out  # only the pits' pixels
+
+    def _paint(self, x, y, u_t, l_t, u0, top, bottom, split, across, cavity, gum, seam, pits):
         """Colour (3, P) and alpha (P,) of the painted mouth pixels, in the portrait's own colours: the
         cavity shaded from the lips' wet inner surface inward, a tongue on its floor, the lower teeth rising
         behind the lower lip as the jaw opens, synthesized upper teeth where the photograph shows none, gum,
-        a lip seam. Teeth are rounded, scalloped at their edges and recede into shadow towards the corners."""
+        a lip seam, shadowed pits at corners pulled down (the lips' shaded inner colour). Teeth are rounded,
+        scalloped at their edges and recede into shadow towards the corners."""
         iod, c = np.float32(self.iod), self.colors
         side = np.abs(across)
         gap = np.maximum(bottom - top, np.float32(1.0))
-        teeth_show = clamp_np((gap - np.float32(2.0)) / np.float32(2.0))  # no teeth glinting through a lip seam
+        teeth_show = clamp_np((gap - np.float32(3.0)) / np.float32(3.0))  # no teeth glinting through a lip seam
         # the cavity: the lips' wet inner surface at each edge, dark inside, darkest in the corners and in
         # the shadow right under the upper teeth or lip
         edge = np.minimum(y - top, bottom - y)
@@ -176,8 +228,9 @@ class Mouth:
                 * (1 - np.float32(0.15) * clamp_np((y - edge_y) / np.float32(3.0) + 1))
             color = color + (c["teeth"][:, None] * lit - color) * on_up * teeth_show
         ramp_gum = np.float32(0.8) + np.float32(0.2) * clamp_np(ramp_np(y, u_t, u0 - np.float32(0.06) * iod))
-        total = cavity + gum + seam
-        color = (color * cavity + c["gum"][:, None] * ramp_gum * gum + c["deep"][:, None] * seam) \
+        total = cavity + gum + seam + pits
+        color = (color * cavity + c["gum"][:, None] * ramp_gum * gum + c["deep"][:, None] * seam
+                 + c["inner"][:, None] * pits) \
             / np.maximum(total, np.float32(1e-6))
         return color, np.minimum(total, np.float32(1.0))
 
