@@ -128,9 +128,10 @@ class Mouth:
         seam = closing * np.exp(arg) * inside * np.float32(0.25) * clamp_np((1 - np.abs(across)) / np.float32(0.2)) \
             * (1 - shut)  # lips shut by a dropped corner have their own crease
         # where the lips meet towards a dropped corner, the crease between them: a soft shadow, not the cavity
-        crease = shut * np.exp(-((y - u_t) / np.float32(self.crease_width)) ** 2)
-        crease = np.float32(self.crease_shade) * np.where(crease > 0.02, crease, np.float32(0))  # its pixels only
-        pits = self._commissures(xn, y, tg, corners) + crease
+        pits = self._commissures(xn, y, tg, corners)
+        if np.any(shut > 0):  # (most frames: none, and no per-pixel cost)
+            crease = shut * np.exp(-((y - u_t) / np.float32(self.crease_width)) ** 2)
+            pits = pits + np.float32(self.crease_shade) * np.where(crease > 0.02, crease, np.float32(0))
 
         # teeth: upper row fixed in the face, lower row carried by the jaw (chin displacement)
         jaw = (coeffs @ self.rig_bases[:, 8, 1]).unsqueeze(1).cpu().numpy()  # (n, 1) px
