@@ -192,3 +192,31 @@ def test_corners_pulled_down_take_a_shadowed_pit_along(hopper):
         greys.append(np.mean([frame[int(round(y)), int(round(x))] for x, y in points]))
     renderer.mouth.commissure_shade = shade
     assert greys[0] < greys[1] - 12, greys
+
+
+def _dark_beside_dropped_corners(renderer, portrait, motion) -> tuple[int, int]:
+    """Near-black pixels (grey < 90, the cavity's) in the outer part of a downturned opening, 8-30 % of the way
+    from each inner corner to the midline, between the upper lip's middle and the corner; and in its middle."""
+    from realtime.avatar import Rig
+
+    frame = renderer(motion).numpy()[0].astype(np.float64).mean(2)
+    lm = Rig(portrait).landmarks(motion)[0]
+    beside = 0
+    for inner in (60, 64):
+        x0, x1 = sorted(lm[inner, 0] + share * (lm[62, 0] - lm[inner, 0]) for share in (0.08, 0.3))
+        box = frame[int(lm[62, 1]):int(lm[inner, 1]) + 3, int(np.ceil(x0)):int(x1) + 1]
+        beside += int((box < 90).sum())
+    middle = frame[int(lm[62, 1]):int(lm[66, 1]) + 1, int(lm[62, 0]) - 3:int(lm[62, 0]) + 4]
+    return beside, int((middle < 90).sum())
+
+
+@pytest.mark.parametrize("motion", [dict(jaw_open=0.4, smile=-1, frown=1),
+                                    dict(jaw_open=0.3, frown=1, brow_down=1, lip_press=0.7, smile=-1)])
+def test_a_downturned_open_mouth_closes_before_its_corners(renderer, portrait, motion):
+    """A sad or angry face that talks: the lips meet before corners pulled down, its dark only in the middle.
+    The opening once ran on down to each corner as a thin dark horn (49 and 9 such pixels beside the corners;
+    now the gap closes over the outer part of the half-width, `Mouth._close_towards_corners`)."""
+    from realtime.vocab import vector
+
+    beside, middle = _dark_beside_dropped_corners(renderer, portrait, vector(**motion))
+    assert beside <= 4 and middle > 20, (beside, middle)

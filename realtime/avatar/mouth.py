@@ -50,6 +50,12 @@ class Mouth:
         # shadowed pits at corners pulled down: full at this drop and this depth below the upper lip's middle
         # (IOD), this strong (alpha of the lips' shaded inner colour)
         self.commissure_depth, self.commissure_shade = 0.07, 0.55
+        # at a full drop the lips meet over this share of the half-width from each corner, then part over the next
+        self.corner_closed, self.corner_taper = 0.22, 0.35
+        self.downturn, self.frown_basis = 0.1, RIG_INDEX["frown"]  # IOD of AU15's corner drop for the full closure
+        self.downturn_onset = 0.5  # share of it before any
+        self.crease_width, self.crease_shade = 1.2, 0.55  # px, alpha: the shadow line where those lips meet
+        self.meet_share = 0.75  # of the gap below the upper lip line: where they meet
         self.corner_fade = 0.1  # IOD beside each corner over which the lips' slide fades out (crop margin 0.12)
         self.shows_teeth = count_teeth_pixels(image, rest) >= 0.05 * iod ** 2 * 0.1
         self.colors = {k: np.asarray(v, np.float32) for k, v in mouth_colors(image, rest, self.shows_teeth).items()}
@@ -72,6 +78,9 @@ class Mouth:
         # the part of the lines' motion that moves the corners (`target_offset_np`)
         corners = (coeffs[:, self.corner_bases] @ self.rig_bases[self.corner_bases][:, :, 1]).cpu().numpy()
         bend_up, bend_lo = corners[:, upper], corners[:, lower]
+        # only AU15 turns the mouth down (undoing a photographed smile levels it; an open oval keeps its ends)
+        frown = (coeffs[:, self.frown_basis, None] * self.rig_bases[self.frown_basis][None, :, 1]).cpu().numpy()
+        drop_left, drop_right = (self._downturn(tg, frown, c) for c in (left_corner, right_corner))
 
         def curves(gx):
             # rest curves at the same face-frame column (teeth are fixed to the skull)
@@ -83,18 +92,21 @@ class Mouth:
             ru, rl = self._rest_lines(rx)
             u_t = ru + target_offset_np(knots_up, dy_up, bend_up, across)
             l_t = np.maximum(rl + target_offset_np(knots_lo, dy_lo, bend_lo, across), u_t)
+            drop = np.where(across < 0, drop_left, drop_right)
+            u_t, l_t, keep = self._close_towards_corners(u_t, l_t, across, drop)
             u_g = polyline_np(g_up[..., 0], g_up[..., 1], gx)
             l_g = np.maximum(polyline_np(g_lo[..., 0], g_lo[..., 1], gx), u_g)
             inside = ((gx > x_left) & (gx < x_right)).astype(np.float32)
+            shut = (1 - keep) * drop * inside  # how far the lips are shut by a dropped corner
             # the lips' slide fades out beside the corners instead of ending on a vertical cut
             beyond = np.maximum(np.maximum(x_left - gx, gx - x_right), 0)
             beside = clamp_np(1 - beyond / np.float32(self.corner_fade * iod))
             rest_gap = rl - ru
             closing = clamp_np((rest_gap - (l_t - u_t)) / np.maximum(rest_gap, np.float32(1.0))) * (rest_gap > 1.0)
             opening = clamp_np(((l_t - u_t) - rest_gap) / np.float32(0.1 * iod))
-            return np.stack([u0, l0, in_rest, u_t, l_t, u_g, l_g, across, inside, closing, opening, beside], 1)
+            return np.stack([u0, l0, in_rest, u_t, l_t, u_g, l_g, across, inside, closing, opening, beside, shut], 1)
 
-        u0, l0, in_rest, u_t, l_t, u_g, l_g, across, inside, closing, opening, beside = \
+        u0, l0, in_rest, u_t, l_t, u_g, l_g, across, inside, closing, opening, beside, shut = \
             by_column_np(xn, curves).transpose(1, 0, 2)
         # per-pixel remap in float32 numpy (same operations as torch, far less per-call cost on a crop)
         # lips that close or part show their own red edge, not the bright teeth right behind it
@@ -113,8 +125,13 @@ class Mouth:
         source = local + sample(expression, local).permute(0, 2, 3, 1)
         # where the lips meet, a soft shadow line
         arg = -(((y - (u_t + l_t) / np.float32(2)) / np.float32(1.3)) ** 2)
-        seam = closing * np.exp(arg) * inside * np.float32(0.25) * clamp_np((1 - np.abs(across)) / np.float32(0.2))
+        seam = closing * np.exp(arg) * inside * np.float32(0.25) * clamp_np((1 - np.abs(across)) / np.float32(0.2)) \
+            * (1 - shut)  # lips shut by a dropped corner have their own crease
+        # where the lips meet towards a dropped corner, the crease between them: a soft shadow, not the cavity
         pits = self._commissures(xn, y, tg, corners)
+        if np.any(shut > 0):  # (most frames: none, and no per-pixel cost)
+            crease = shut * np.exp(-((y - u_t) / np.float32(self.crease_width)) ** 2)
+            pits = pits + np.float32(self.crease_shade) * np.where(crease > 0.02, crease, np.float32(0))
 
         # teeth: upper row fixed in the face, lower row carried by the jaw (chin displacement)
         jaw = (coeffs @ self.rig_bases[:, 8, 1]).unsqueeze(1).cpu().numpy()  # (n, 1) px
@@ -156,17 +173,41 @@ class Mouth:
         upper = np.interp(x.ravel(), self.rest_x, self.rest_up).reshape(x.shape).astype(np.float32)
         return upper, np.maximum(np.interp(x.ravel(), self.rest_x, self.rest_lo).reshape(x.shape), upper)
 
+    def _corner_drop(self, targets: np.ndarray, moved: np.ndarray, corner: int, full: float) -> np.ndarray:
+        """(n, 1) in [0, 1]: how far a corner is pulled down (`moved`: by the given bases, px per landmark) and
+        how far it sits below the upper lip's middle, each full at `full` IOD."""
+        scale = np.float32(full * self.iod)
+        below = targets[:, corner, 1:2] - targets[:, 62, 1:2]
+        return clamp_np(moved[:, corner:corner + 1] / scale) * clamp_np(below / scale)
+
+    def _downturn(self, targets: np.ndarray, frown: np.ndarray, corner: int) -> np.ndarray:
+        """(n, 1) in [0, 1]: how far AU15 turns a corner down, from `downturn_onset` of `downturn` IOD (a slight
+        downturn leaves the opening as it is: sad at 0.35 keeps reading less sad than at 1) to all of it."""
+        onset = np.float32(self.downturn_onset)
+        return clamp_np((self._corner_drop(targets, frown, corner, self.downturn) - onset) / (1 - onset))
+
+    def _close_towards_corners(self, u_t, l_t, across, drop):
+        """Inner-lip lines whose gap closes before corners pulled down: a downturned open mouth is dark only in
+        its middle, the lips meet towards the corners (else the opening runs on down to each corner as a thin
+        dark horn). Closed over `corner_closed` of the half-width from each corner, opening over the next
+        `corner_taper`, both scaled by the drop; they meet `meet_share` of the way down the gap (the upper lip
+        drapes over: sad corners then read lower by dlib on both portraits). Also returns the share of the gap kept."""
+        reach = 1 - np.abs(across)
+        closed, taper = (np.float32(w) * drop for w in (self.corner_closed, self.corner_taper))
+        t = clamp_np((reach - closed) / np.maximum(taper, np.float32(1e-3)))
+        keep = t * t * (3 - 2 * t)
+        meet = u_t + np.float32(self.meet_share) * (l_t - u_t)
+        return meet + (u_t - meet) * keep, meet + (l_t - meet) * keep, keep
+
     def _commissures(self, x: np.ndarray, y: np.ndarray, targets: np.ndarray, corners: np.ndarray):
         """Seam alpha (n, P) of the shadowed pits where the lips meet at each corner, on corners pulled down
         (AU15, a smile undone) below the upper lip's middle: from the inner corner out a little past the outer
         one. The photograph's own pits stay nearer where they were (the smooth warp spreads a corner's drop over
         the cheek), so a dropped corner without them still reads at its old height (dlib on Grace Hopper, sad).
         0.0 when no corner is down."""
-        iod, out = np.float32(self.iod), np.float32(0.0)
-        scale = np.float32(self.commissure_depth) * iod
+        out = np.float32(0.0)
         for inner, outer in ((60, 48), (64, 54)):
-            below = targets[:, inner, 1:2] - targets[:, 62, 1:2]
-            depth = clamp_np(corners[:, inner:inner + 1] / scale) * clamp_np(below / scale)
+            depth = self._corner_drop(targets, corners, inner, self.commissure_depth)
             if not np.any(depth > 0):
                 continue
             a, b = targets[:, inner, None, :], targets[:, outer, None, :]
