@@ -521,7 +521,12 @@ def test_gestures_asked_for_are_performed_on_the_sampled_motion(shipped):
 
     live = AvatarParts(AvatarConfig(), shipped, encoder, portrait=None, trained=True).sampler(shared=False)
     live.set_instruction("bob your head up and down")
-    assert np.ptp(np.concatenate([live.push(audio), live.flush()])[:, INDEX["head_pitch"]]) > 6.0
+    pitch = [live.push(audio[:int(0.32 * SR)])]
+    live.set_instruction("smile")  # the first nod, under way, finishes...
+    pitch.append(live.push(audio[int(0.32 * SR):int(0.44 * SR)]))
+    live.set_instruction("bob your head up and down")  # ...and, asked for again, keeps going: no cut mid-swing
+    pitch = np.concatenate(pitch + [live.push(audio[int(0.44 * SR):]), live.flush()])[:, INDEX["head_pitch"]]
+    assert np.ptp(pitch) > 6.0 and np.abs(np.diff(pitch)).max() < 2.5
     # a program added to the vocabulary after the checkpoint was trained (the directed head tilt) is performed
     # by the sampler, and the generator, which never learned it, is not given it
     assert "tilt_head_left" not in shipped.programs and encoder.understood("tilt your head to the left").wording == ""

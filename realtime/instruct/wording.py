@@ -96,7 +96,6 @@ class WordedEncoder(InstructionEncoder):
         0 when the matcher does not understand it."""
         return self.understood(text).smile_relax
 
-
     def understood(self, text: str) -> Understood:
         """What the matcher reads in `text`; Understood(text) when it reads nothing."""
         from realtime.instruct.matcher import InstructionNotUnderstood

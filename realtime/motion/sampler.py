@@ -96,8 +96,8 @@ class StreamingSampler:
                  seed: int = 0, denoiser: Callable | None = None, performer: Callable | None = None):
         """`denoiser(request, steps, lo, hi) -> x0` runs the DDIM window, e.g. a server's SharedDenoiser that
         batches every stream's windows; by default the sampler runs it itself. `performer(name, intensity, seed)`
-        performs a program frame by frame (`.take(n)`, `.stop()`, `.stopped`, `.finished`, `.intensity`:
-        realtime.animate.perform_program); None = the model's own motion only."""
+        performs a program frame by frame (`.take(n)`, `.stop()`, `.stopped` (False again resumes it), `.finished`,
+        `.intensity`: realtime.animate.perform_program); None = the model's own motion only."""
         self.model, self.encoder = model, encoder
         self.denoiser = denoiser or self._denoise_alone
         self.config = config or SamplerConfig()
@@ -271,7 +271,8 @@ class StreamingSampler:
 
     def _set_performed(self, text: str | None, intensity: float) -> None:
         """Start performing what `text` asks for that the sampler performs (a program asked for again keeps
-        going, at the new level); what it no longer asks for finishes the movement under way and eases out."""
+        going, at the new level, even while it was finishing); what it no longer asks for finishes the movement
+        under way and eases out."""
         if self._performer is None:
             return
         wanted: dict[str, float] = {}
@@ -285,10 +286,11 @@ class StreamingSampler:
                 stream.stop()
         for name, level in wanted.items():
             stream = self._performed.get(name)
-            if stream is None or stream.stopped:
+            if stream is None or stream.finished:
                 self._performances += 1
                 self._performed[name] = self._performer(name, level * intensity, (self._seed, self._performances))
-            else:
+            else:  # replacing one still finishing would cut its movement off mid-swing
+                stream.stopped = False
                 stream.intensity = level * intensity
 
     def _perform(self, motion: np.ndarray) -> np.ndarray:
