@@ -233,6 +233,13 @@ class GestureStream:
         return out
 
 
+def _apex(program: Program, intensity: float) -> dict[str, float]:
+    """A hold program's axis values at its apex for an intensity (relaxing the photograph's smile is full from
+    intensity 0.5: `relax_scale`)."""
+    return {axis: value * (relax_scale(intensity) if axis == "smile" and value < 0 else intensity)
+            for axis, value in program.apex.items()}
+
+
 class HoldStream:
     """A hold program performed frame by frame on an open-ended stream: eased in over its onset, held at its apex
     while asked for, eased out over `release_s` once stopped (the animator's transition)."""
@@ -260,9 +267,8 @@ class HoldStream:
             ramps[i] = self._ramp
         out = np.zeros((n, DIM), dtype=np.float32)
         envelope = smoothstep(ramps)
-        for axis, value in self.program.apex.items():
-            scale = relax_scale(self.intensity) if axis == "smile" and value < 0 else self.intensity
-            out[:, INDEX[axis]] = value * scale * envelope
+        for axis, value in _apex(self.program, self.intensity).items():
+            out[:, INDEX[axis]] = value * envelope
         return out
 
 
@@ -298,8 +304,7 @@ def program_track(name: str, n_frames: int, intensity: float, rng: np.random.Gen
     onset = rng.uniform(0.2, 0.5)
     envelope = smoothstep(np.arange(n) / FPS / onset)
     wobble = 1.0 + 0.05 * _lowpass_noise(rng, n, 1.5)  # a living apex, not a frozen one
-    for axis, value in program.apex.items():
+    for axis, value in _apex(program, intensity).items():
         steady = axis in ("blink_left", "blink_right")  # closed eyes stay closed, not 95 % closed
-        scale = relax_scale(intensity) if axis == "smile" and value < 0 else intensity
-        out[start:, INDEX[axis]] = value * scale * envelope * (1.0 if steady else wobble)
+        out[start:, INDEX[axis]] = value * envelope * (1.0 if steady else wobble)
     return out

@@ -125,8 +125,10 @@ class ProgramMatcher:
         return level if level is not None else self._intensity_by_likeness(text)
 
     def _intensity_by_likeness(self, text: str) -> float | None:
-        words = [w for w in _words(text) if w not in self._named and len(w) > 2]
-        candidates = words + [f"a {w}" for w in words if f" a {w} " in f" {' '.join(_words(text))} "]
+        said = _words(text)
+        words = [w for w in said if w not in self._named and len(w) > 2]
+        pairs = {f"a {w}" for a, w in zip(said, said[1:]) if a == "a"}  # "a tad": the article carries it
+        candidates = words + [f"a {w}" for w in words if f"a {w}" in pairs]
         if not candidates:
             return None
         if self._cues is None:
