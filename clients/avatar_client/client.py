@@ -48,6 +48,17 @@ class Received:
     size: tuple[int, int] | None = None
     concealed_s: float = 0.0  # audio: lost packets filled in by concealment
 
+    def presented(self, clock_hz: int) -> np.ndarray:
+        """Each frame's time on the sender's clock (its RTP timestamp, unwrapped), placed on the monotonic clock
+        by the least-delayed arrival: when a player that syncs by timestamps shows it. Arrival times also carry
+        this process's own queueing, which a player's jitter buffer absorbs."""
+        if not self.pts:
+            return np.zeros(0)
+        steps = np.diff(np.asarray(self.pts, np.int64)) % 2**32
+        steps[steps >= 2**31] -= 2**32  # a packet reordered across a wrap steps back, not 2^32 forward
+        sent = np.concatenate([[0], np.cumsum(steps)]) / clock_hz
+        return sent + float(np.min(np.asarray(self.times) - sent))
+
     def fps(self, skip_s: float = 1.0) -> float:
         """Mean frame rate after the first `skip_s` (connection start-up)."""
         if len(self.times) < 3:
