@@ -9,7 +9,7 @@ import urllib.request
 
 import numpy as np
 import pytest
-from test_server import best_lag, on_grid, region, run
+from test_server import best_lag, on_grid, region, run, window_rms
 
 from clients.avatar_client import FileMicrophone, PushMicrophone
 from clients.avatar_client.whip import WhepViewer, WhipError, WhipPublisher
@@ -113,8 +113,8 @@ def test_whip_speaker_and_whep_viewer_see_and_hear_the_avatar(server, resources,
     mouth_change = np.abs(pixels[:, mouth[0], mouth[1]] - rest[mouth[0], mouth[1]]).mean((1, 2))
     voice_t = np.concatenate([np.full(len(p), t) for t, p in voice])
     grid = np.arange(result["start"], result["start"] + 6.5, 0.04)
-    rms = np.convolve(np.sqrt(on_grid(voice_t, voice_pcm ** 2, grid)), np.ones(3) / 3, "same")
-    r, lag = best_lag(np.log(rms + 1e-3), on_grid(times, mouth_change, grid), max_lag=5)
+    loudness = np.log(window_rms(voice_t, voice_pcm, grid, 0.04) + 1e-3)
+    r, lag = best_lag(loudness, on_grid(times, mouth_change, grid), max_lag=5)
     assert r > 0.45, f"mouth vs the speaker's voice: r={r:.2f} at {lag * 40} ms"
     # The viewer's voice and face stay together: a receiver buffer that holds audio for 4 packets put the voice
     # 90 ms behind the mouth (lag -3 here); the mouth leads its sound by about one frame by design.
