@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from realtime.vocab import DIM, INDEX
 
+from .brows import Brows
 from .curves import rest_knots, rest_lines
 from .enrol import Portrait
 from .eyes import Eyes
@@ -100,8 +101,9 @@ class Renderer:
         self._rest_curves = rest_lines(rest, dev, dt)
         self._rest_curve_points = torch.cat([c for pair in self._rest_curves.values() for c in pair])
         knots = rest_knots(rest)
-        self.eyes = Eyes(self.portrait.image, rest, self.rig.iod, knots, dev, dt,
-                         frame_bar=glasses_bar(self.portrait.image, rest, self.rig.iod))
+        bar = glasses_bar(self.portrait.image, rest, self.rig.iod)
+        self.eyes = Eyes(self.portrait.image, rest, self.rig.iod, knots, dev, dt, frame_bar=bar)
+        self.brows = Brows(self._image_np, rest, self.rig.iod, bar) if len(bar) else None
         self.mouth = Mouth(self.portrait.image, rest, self.rig.iod, knots, self.rig_bases, cfg.lip_margin,
                            cfg.upper_teeth_share, dev, dt)
         self.shows_teeth = self.mouth.shows_teeth
@@ -144,6 +146,8 @@ class Renderer:
         posed = torch.from_numpy(self.rig.posed(targets.cpu().double().numpy(), pose_np)).to(dev, dt)
         regions = [r for r in ("left", "right", "mouth") if self._active(r, targets, warped, gaze, coeffs, pose_np)]
         boxes = {r: self._crop_box(posed, r) for r in regions}
+        lifts = self.brows is not None and bool((targets[:, 17:27, 1] - self.rest[17:27, 1]).amin() < -0.5)
+        brow_box = self._brow_box(pose_np, len(motion)) if lifts else None
 
         # only the part of the frame that moves is resampled: the coarse cells with any displacement
         # plus the eye/mouth crops, snapped to the coarse grid
@@ -155,8 +159,7 @@ class Renderer:
         hi_y = [int(rows.max()) * step + step] if len(rows) else []
         lo_x = [int(cols.min()) * step - step] if len(cols) else []
         hi_x = [int(cols.max()) * step + step] if len(cols) else []
-        for r in regions:
-            (hh, ww), origins = boxes[r]
+        for (hh, ww), origins in [boxes[r] for r in regions] + ([brow_box] if lifts else []):
             lo_x += [min(o[0] for o in origins)]
             lo_y += [min(o[1] for o in origins)]
             hi_x += [max(o[0] for o in origins) + ww]
@@ -177,13 +180,23 @@ class Renderer:
                 paints.append((boxes[region][1], paint))
 
         if self.device.type == "cpu":
-            return self._resample_cpu(coarse, crops, paints, (y0, x0, hr, wr))
+            return self._resample_cpu(coarse, crops, paints, (y0, x0, hr, wr), brow_box)
         flow = F.interpolate(coarse, size=((j1 - j0) * step + 1, (i1 - i0) * step + 1), mode="bilinear",
                              align_corners=True)[:, :, :hr, :wr]
         for ((hh, ww), origins), source in crops:
             for i, (bx, by) in enumerate(origins):
                 local = source[i] - self.identity[by:by + hh, bx:bx + ww]
                 flow[i, :, by - y0:by - y0 + hh, bx - x0:bx - x0 + ww] = local.permute(2, 0, 1)
+        if brow_box is not None:
+            (hh, ww), origins = brow_box
+            lifted = []
+            for i, (bx, by) in enumerate(origins):
+                here = self.identity[by:by + hh, bx:bx + ww]
+                band = flow[i, :, by - y0:by - y0 + hh, bx - x0:bx - x0 + ww]
+                source = (here + band.permute(1, 2, 0)).cpu().numpy()
+                lifted.append(self.brows.lift(source))
+                band.copy_((torch.from_numpy(source).to(dev, dt) - here).permute(2, 0, 1))
+            paints.append((origins, self._brow_paint(lifted)))
         grid = torch.add(self.identity[y0:y0 + hr, x0:x0 + wr].unsqueeze(0), flow.permute(0, 2, 3, 1))
         grid.mul_(2.0 / (size - 1)).sub_(1.0)
         frames = F.grid_sample(self.image.expand(n, -1, -1, -1), grid, mode="bilinear",
@@ -197,7 +210,7 @@ class Renderer:
         out[:, y0:y0 + hr, x0:x0 + wr] = frames.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
         return out.cpu()
 
-    def _resample_cpu(self, coarse: torch.Tensor, crops: list, paints: list, box: tuple) -> torch.Tensor:
+    def _resample_cpu(self, coarse: torch.Tensor, crops: list, paints: list, box: tuple, brow_box) -> torch.Tensor:
         """The same bilinear resampling as the CUDA path through OpenCV, straight on uint8 pixels (about 4x
         cheaper than float `grid_sample` plus the conversions around it). The source position of every pixel is
         made in one OpenCV call (`upsample_positions`: the coarse grid's own positions plus its backward flow),
@@ -209,13 +222,20 @@ class Renderer:
         absolute = (coarse.permute(0, 2, 3, 1) + positions).numpy()
         out = self.image_u8.unsqueeze(0).repeat(n, 1, 1, 1)
         out_np = out.numpy()
+        lifted = []
         for i in range(n):
             grid = upsample_positions(absolute[i], step, (hr, wr))
             for ((hh, ww), origins), source in crops:
                 bx, by = origins[i]
                 grid[by - y0:by - y0 + hh, bx - x0:bx - x0 + ww] = source[i].numpy()
+            if brow_box is not None:
+                (hh, ww), origins = brow_box
+                bx, by = origins[i]
+                lifted.append(self.brows.lift(grid[by - y0:by - y0 + hh, bx - x0:bx - x0 + ww]))
             cv2.remap(self._image_np, grid, None, cv2.INTER_LINEAR, dst=out_np[i, y0:y0 + hr, x0:x0 + wr],
                       borderMode=cv2.BORDER_REPLICATE)
+        if brow_box is not None:
+            paints = paints + [(brow_box[1], self._brow_paint(lifted))]
         for origins, (color, alpha) in paints:
             hh, ww = alpha.shape[-2:]
             for i, (bx, by) in enumerate(origins):
@@ -250,6 +270,22 @@ class Renderer:
         x0 = np.clip(x0, 0, size - width).astype(int)
         y0 = np.clip(y0, 0, size - height).astype(int)
         return (height, width), list(zip(x0.tolist(), y0.tolist()))
+
+    def _brow_box(self, pose_np: np.ndarray, n: int):
+        """The brow lift's output box, as `_crop_box`: its rest corners posed per frame."""
+        corners = self.rig.posed(np.repeat(self.brows.box()[None], n, 0), pose_np)
+        lo, hi = np.floor(corners.min(1)), np.ceil(corners.max(1))
+        height, width = (min(int((hi - lo)[:, k].max()), self.size) for k in (1, 0))
+        x0 = np.clip(lo[:, 0], 0, self.size - width).astype(int)
+        y0 = np.clip(lo[:, 1], 0, self.size - height).astype(int)
+        return (height, width), list(zip(x0.tolist(), y0.tolist()))
+
+    def _brow_paint(self, lifted: list) -> tuple[torch.Tensor, torch.Tensor]:
+        """The brow lift's fills (colour, alpha) per frame as one paint layer (n, 3, h, w), (n, 1, h, w)."""
+        dev, dt = self.device, self.config.dtype
+        colour = torch.from_numpy(np.stack([c for c, _ in lifted])).to(dev, dt).permute(0, 3, 1, 2)
+        alpha = torch.from_numpy(np.stack([a for _, a in lifted])).to(dev, dt).unsqueeze(1)
+        return colour, alpha
 
     def _region(self, region, box, pose_back, expression, targets, warped, gaze, coeffs, curves_g):
         """Source positions (n, hc, wc, 2) for one crop's pixels, and an optional paint layer (colour, alpha)."""
