@@ -48,10 +48,11 @@ class Brows:
         self.weight = np.convolve(covered.astype(np.float64), window / window.sum(), mode="same").astype(np.float32)
         line = np.interp(columns, rest[brows, 0], rest[brows, 1])
         self.skin = (line - skin_gap * iod).astype(np.float32)
-        lo = int(bar[:, 0].min()) - half - 2
-        self.span = (lo, int(bar[:, 0].max()) + half + 2)  # rest columns the lift can touch
-        self.top = float(rest[brows, 1].min() - 0.45 * iod)  # rest rows: from above the brows ...
-        self.bottom = float(bar[:, 2].max())  # ... to the bar's bottom
+        touched = np.flatnonzero(self.weight > 0)
+        self.span = (int(touched[0]) - 2, int(touched[-1]) + 2)  # rest columns the lift can touch
+        # rest rows: from above where a raised brow's stretch begins to a little below the bar's top
+        self.top = float(rest[brows, 1].min() - 0.3 * iod)
+        self.bottom = float(self.frame[touched].max() + 0.06 * iod)
 
     def box(self) -> np.ndarray:
         """The rest-frame corners of the region the lift can touch (4, 2)."""
@@ -91,6 +92,6 @@ class Brows:
         # its detail, in the blurred colour of what the smooth warp put there (the stretched brow underside)
         shade = _sample(self.smooth, np.ascontiguousarray(source)) - _sample(self.smooth, fill)
         colour = _sample(self.image, fill) + self.shading * shade
-        under = above & ~strip & (depth > -0.5)  # under the fill: the brow's lower edge
-        sy[:] = np.where(under, frame - self.shadow - 0.5, lifted)
+        # under the fill, nothing from behind the bar: the brow's underside where the strip begins
+        sy[:] = np.where(above & ~strip, np.minimum(lifted, frame - self.shadow), lifted)
         return colour, alpha.astype(np.float32)
