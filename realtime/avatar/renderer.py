@@ -3,7 +3,8 @@
 Per pixel the output samples the portrait once (`grid_sample` on CUDA, OpenCV's `remap` on CPU) at a
 source position made of the smooth global warp (head pose and expression, `warp.py`) and, on small
 crops, the eye and mouth remaps that move lids and inner lips exactly to the rig's landmarks
-(`eyes.py`, `mouth.py`), with their paint layers (a moved iris; the mouth's cavity, gum, teeth).
+(`eyes.py`, `mouth.py`), with their paint layers (a moved iris; the mouth's cavity, gum, teeth). On a portrait
+with a spectacle frame, raised brows then lift off the frame's bar over the skin it hid (`brows.py`).
 A zero motion vector gives the identity mapping, so it reproduces the portrait exactly.
 """
 from __future__ import annotations
