@@ -144,11 +144,14 @@ class Renderer:
 
         targets = self.rest + torch.einsum("nk,kpc->npc", coeffs, self.rig_bases)  # (n, 68, 2) face frame
         warped = self.rest + torch.einsum("nk,kpc->npc", coeffs, self.warp_bases)
-        posed = torch.from_numpy(self.rig.posed(targets.cpu().double().numpy(), pose_np)).to(dev, dt)
+        lifts = self.brows is not None and bool((targets[:, 17:27, 1] - self.rest[17:27, 1]).amin() < -0.5)
+        corners = self.brows.box() if lifts else np.zeros((0, 2))  # the brow lift's box, posed with the landmarks
+        points = np.concatenate([targets.cpu().double().numpy(), np.repeat(corners[None], n, 0)], 1)
+        posed_np = self.rig.posed(points, pose_np)
+        posed = torch.from_numpy(posed_np[:, :68]).to(dev, dt)
         regions = [r for r in ("left", "right", "mouth") if self._active(r, targets, warped, gaze, coeffs, pose_np)]
         boxes = {r: self._crop_box(posed, r) for r in regions}
-        lifts = self.brows is not None and bool((targets[:, 17:27, 1] - self.rest[17:27, 1]).amin() < -0.5)
-        brow_box = self._brow_box(pose_np, len(motion)) if lifts else None
+        brow_box = self._brow_box(posed_np[:, 68:]) if lifts else None
 
         # only the part of the frame that moves is resampled: the coarse cells with any displacement
         # plus the eye/mouth crops, snapped to the coarse grid
@@ -272,9 +275,8 @@ class Renderer:
         y0 = np.clip(y0, 0, size - height).astype(int)
         return (height, width), list(zip(x0.tolist(), y0.tolist()))
 
-    def _brow_box(self, pose_np: np.ndarray, n: int):
-        """The brow lift's output box, as `_crop_box`: its rest corners posed per frame."""
-        corners = self.rig.posed(np.repeat(self.brows.box()[None], n, 0), pose_np)
+    def _brow_box(self, corners: np.ndarray):
+        """The brow lift's output box, as `_crop_box`, from its posed corners (n, 4, 2)."""
         lo, hi = np.floor(corners.min(1)), np.ceil(corners.max(1))
         height, width = (min(int((hi - lo)[:, k].max()), self.size) for k in (1, 0))
         x0 = np.clip(lo[:, 0], 0, self.size - width).astype(int)
