@@ -214,7 +214,8 @@ class Renderer:
         out[:, y0:y0 + hr, x0:x0 + wr] = frames.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
         return out.cpu()
 
-    def _resample_cpu(self, coarse: torch.Tensor, crops: list, paints: list, box: tuple, brow_box) -> torch.Tensor:
+    def _resample_cpu(self, coarse: torch.Tensor, crops: list, paints: list, box: tuple,
+                      brow_box: tuple | None) -> torch.Tensor:
         """The same bilinear resampling as the CUDA path through OpenCV, straight on uint8 pixels (about 4x
         cheaper than float `grid_sample` plus the conversions around it). The source position of every pixel is
         made in one OpenCV call (`upsample_positions`: the coarse grid's own positions plus its backward flow),
