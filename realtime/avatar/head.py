@@ -26,7 +26,10 @@ class HeadModel:
     neck: float = 0.0  # y of the roll pivot (the chin): a tilted head leaves the collar where it is
 
     @classmethod
-    def from_landmarks(cls, landmarks: np.ndarray, iod: float, size: int = 512) -> HeadModel:
+    def from_landmarks(cls, landmarks: np.ndarray, iod: float, size: int = 512,
+                       image: np.ndarray | None = None) -> HeadModel:
+        """`image` (the aligned portrait, RGB): the head's outline is segmented from it (face and hair as they
+        are), else a cranium ellipse stands in for the hair."""
         from scipy.ndimage import distance_transform_edt
         from skimage.draw import polygon
 
@@ -45,7 +48,9 @@ class HeadModel:
         mask[rr, cc] = True
         yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
         cy, ry, rx = eyes[1] - 0.45 * iod, 1.65 * iod, max(1.7 * iod, 1.5 * face_half_width)
-        mask |= ((xx - eyes[0]) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1.0
+        cranium = ((xx - eyes[0]) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1.0
+        hair = None if image is None else segment_head(image, mask, eyes, chin[1], iod)
+        mask |= cranium if hair is None else hair
         distance = distance_transform_edt(~mask)
         t = np.clip(distance / (0.4 * iod), 0.0, 1.0)
         weight = (1.0 - t * t * (3 - 2 * t)).astype(np.float32)
@@ -91,6 +96,39 @@ class HeadModel:
         roll = rotation_matrices(np.stack([np.zeros(len(angles)), np.zeros(len(angles)), angles[:, 2]], 1))
         neck = np.array([0.0, self.neck - self.centre[1], 0.0])
         return rot, neck - roll @ neck
+
+
+def segment_head(image: np.ndarray, face: np.ndarray, eyes: np.ndarray, chin_y: float,
+                 iod: float) -> np.ndarray | None:
+    """Face and hair above the chin, segmented by GrabCut from the face outward (within 2.3 IOD of the brow line's
+    centre); None when the result is not a plausible head. A fixed ellipse moved the background around the hair
+    with a turning head and left hair outside it behind (a ghost of the outline; a cut through the hair)."""
+    import cv2
+
+    size = image.shape[0]
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    cx, cy = float(eyes[0]), float(eyes[1]) - 0.45 * iod
+    reach = (((xx - cx) / (2.3 * iod)) ** 2 + ((yy - cy) / (2.3 * iod)) ** 2 <= 1.0) & (yy < chin_y)
+    core = ((xx - cx) / (1.2 * iod)) ** 2 + ((yy - cy) / (1.3 * iod)) ** 2 <= 1.0
+    labels = np.full((size, size), cv2.GC_BGD, np.uint8)
+    labels[reach] = cv2.GC_PR_FGD
+    labels[core | face] = cv2.GC_FGD
+    bgr = np.ascontiguousarray(image[..., :3][..., ::-1]).astype(np.uint8)
+    models = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(0)  # GrabCut's colour models start from k-means: the same portrait, the same outline
+    cv2.grabCut(bgr, labels, None, *models, 5, cv2.GC_INIT_WITH_MASK)
+    head = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))
+    head = cv2.morphologyEx(cv2.morphologyEx(head.astype(np.uint8), cv2.MORPH_OPEN, kernel), cv2.MORPH_CLOSE,
+                            kernel).astype(bool)
+    count, parts = cv2.connectedComponents(head.astype(np.uint8))
+    if count > 2:  # keep the piece that holds the face
+        keep = np.bincount(parts[face & head].ravel(), minlength=count)
+        keep[0] = 0
+        head = parts == int(np.argmax(keep))
+    if not (1.2 * face.sum() <= head.sum() <= 0.9 * reach.sum()):
+        return None
+    return head
 
 
 def rotation_matrices(angles_deg: np.ndarray) -> np.ndarray:
