@@ -8,9 +8,10 @@ import numpy as np
 
 from .enrol import eye_centres
 
-# the head weight falls to 0 over this many pixels per pixel of the outline's height above the chin: a 20-degree
-# roll moves the crown 0.35 px per px, a smoothstep's steepest fall over such a band is 1.5 / 0.6: 0.35 * 2.5 < 1,
-# no fold
+# the head weight falls to 0 over this many pixels per pixel of the outline's height above the chin: a roll of
+# 10 degrees moves the crown 0.17 px per px, a smoothstep's steepest fall over such a band is 1.5 / 0.6 per px:
+# 0.17 * 2.5 < 1, the background beside the hair does not fold (it starts to beside the cheeks at 15 degrees,
+# where a band of 0.4 IOD folded at 10 already)
 BAND_PER_PX = 0.6
 
 
@@ -35,7 +36,7 @@ class HeadModel:
                        head: np.ndarray | None = None) -> HeadModel:
         """`head`: the face and hair as segmented from the portrait (`segment_head`); None: a cranium ellipse
         stands in for the hair."""
-        from scipy.ndimage import distance_transform_edt
+        from scipy.ndimage import distance_transform_edt, gaussian_filter
 
         lm = np.asarray(landmarks, np.float64)
         left, right = eye_centres(lm)
@@ -52,8 +53,9 @@ class HeadModel:
         # pivot): a turn of a few degrees moves the crown further than a fixed 0.4 IOD, and a band narrower than
         # that displacement folds the background over itself (a seam torn along the hair); under the jaw it stays
         # narrow, so the collar stays where it is
+        # (smoothed: where the nearest outline point jumps from the hair to the jaw, so would the weight)
         distance, (near_y, _) = distance_transform_edt(~mask, return_indices=True)
-        width = np.maximum(0.4 * iod, BAND_PER_PX * (chin[1] - near_y))
+        width = gaussian_filter(np.maximum(0.4 * iod, BAND_PER_PX * (chin[1] - near_y)), 0.5 * iod)
         t = np.clip(distance / width, 0.0, 1.0)
         weight = (1.0 - t * t * (3 - 2 * t)).astype(np.float32)
         return cls(centre=(float(eyes[0]), float((top + chin[1]) / 2)),
