@@ -53,9 +53,10 @@ class HeadModel:
         # pivot): a turn of a few degrees moves the crown further than a fixed 0.4 IOD, and a band narrower than
         # that displacement folds the background over itself (a seam torn along the hair); under the jaw it stays
         # narrow, so the collar stays where it is
-        # (smoothed: where the nearest outline point jumps from the hair to the jaw, so would the weight)
+        # (smoothed: where the nearest outline point jumps from the hair to the jaw, so would the weight), and at
+        # most 1.2 IOD wide, so the background far from the head stays as photographed
         distance, (near_y, _) = distance_transform_edt(~mask, return_indices=True)
-        width = gaussian_filter(np.maximum(0.4 * iod, BAND_PER_PX * (chin[1] - near_y)), 0.5 * iod)
+        width = gaussian_filter(np.clip(BAND_PER_PX * (chin[1] - near_y), 0.4 * iod, 1.2 * iod), 0.5 * iod)
         t = np.clip(distance / width, 0.0, 1.0)
         weight = (1.0 - t * t * (3 - 2 * t)).astype(np.float32)
         return cls(centre=(float(eyes[0]), float((top + chin[1]) / 2)),
