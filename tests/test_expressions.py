@@ -131,8 +131,8 @@ def test_head_roll_leaves_the_collar_straight(renderer, portrait):
 
 def test_head_roll_carries_the_hair_to_its_outline(renderer, portrait):
     """A tilted head turns all of its hair about the chin: in a band along the hair's outer edge the render is the
-    photograph turned (within 2 grey levels; a cranium ellipse standing in for the hair cut through it and left
-    the hair outside it behind, 6-12), and a band of background wide enough not to fold takes up the motion."""
+    photograph turned, within 2 grey levels (a cranium ellipse standing in for the hair cut through it and left the
+    hair outside it behind: 6.6 and 14.7)."""
     import cv2
     from scipy.ndimage import distance_transform_edt
 

@@ -49,12 +49,11 @@ class HeadModel:
             cy, ry, rx = eyes[1] - 0.45 * iod, 1.65 * iod, max(1.7 * iod, 1.5 * face_half_width)
             head = ((xx - eyes[0]) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1.0
         mask = face_mask(lm, size) | head
-        # the weight falls to 0 over a band as wide as the head's outline nearby is high above the chin (the roll
+        # the weight falls to 0 over a band as wide as the nearest outline point is high above the chin (the roll
         # pivot): a turn of a few degrees moves the crown further than a fixed 0.4 IOD, and a band narrower than
-        # that displacement folds the background over itself (a seam torn along the hair); under the jaw it stays
-        # narrow, so the collar stays where it is
-        # (smoothed: where the nearest outline point jumps from the hair to the jaw, so would the weight), and at
-        # most 1.2 IOD wide, so the background far from the head stays as photographed
+        # that displacement folds the background over itself (a seam torn along the hair). Under the jaw it stays
+        # 0.4 IOD, so the collar stays put; at most 1.2 IOD, so the frame's far corners do; smoothed, or it would
+        # jump where the nearest outline point changes from the hair to the jaw
         distance, (near_y, _) = distance_transform_edt(~mask, return_indices=True)
         width = gaussian_filter(np.clip(BAND_PER_PX * (chin[1] - near_y), 0.4 * iod, 1.2 * iod), 0.5 * iod)
         t = np.clip(distance / width, 0.0, 1.0)
@@ -121,8 +120,8 @@ def segment_head(image: np.ndarray, landmarks: np.ndarray, iod: float) -> np.nda
     """(H, W) bool: face and hair above the chin as they are in the aligned portrait (RGB), segmented by GrabCut
     from the face outward within 2.3 IOD of the brow line's centre; None when the result is not a plausible head
     (then a cranium ellipse stands in). A fixed ellipse moved the background around the hair with a turning head
-    and left hair outside it behind (a cut through the hair). Once per enrolment (0.5-1.5 s; the portrait cache
-    keeps it): at half resolution GrabCut took the dark flag beside Grace Hopper's navy cap for hair."""
+    and left hair outside it behind (a cut through the hair). Once per enrolment (0.4-1.3 s CPU; the portrait
+    cache keeps it): at half resolution GrabCut took the dark flag beside Grace Hopper's navy cap for hair."""
     import cv2
 
     size = image.shape[0]
@@ -151,7 +150,7 @@ def segment_head(image: np.ndarray, landmarks: np.ndarray, iod: float) -> np.nda
         keep = np.bincount(parts[face & (head > 0)].ravel(), minlength=count)
         keep[0] = 0
         head = (parts == int(np.argmax(keep))).astype(np.uint8)
-    ring = reach & ~(core | face)  # what GrabCut decided: a head is found there, but not all of it
+    ring = reach & ~(core | face)  # what GrabCut decided: some of it is hair, not all
     if not 0.02 * ring.sum() <= (ring & (head > 0)).sum() <= 0.9 * ring.sum():
         return None
     return head > 0
