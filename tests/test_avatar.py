@@ -23,6 +23,7 @@ from realtime.avatar import (
     enrol,
 )
 from realtime.avatar.enrol import EnrolmentError
+from realtime.avatar.head import segment_head
 from realtime.vocab import DIM, INDEX, vector
 
 
@@ -118,6 +119,8 @@ def test_enrolment_is_cached_in_memory_and_on_disk(portrait, cache):
     assert again.key == portrait.key
     np.testing.assert_array_equal(again.image, portrait.image)
     np.testing.assert_allclose(again.landmarks, portrait.landmarks)
+    assert again.head is not None and (again.head == portrait.head).all()  # the segmented head outline
+    assert (segment_head(portrait.image, portrait.landmarks, portrait.iod) == portrait.head).all()  # deterministic
 
 
 # -- rig ---------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ SIZE = 512
 TARGET_IOD = 88.0  # px between eye centres in the crop: face ~40 % of the width, hair and shoulders show
 EYE_Y = 212.0  # px from the top to the eye line
 MIN_FACE_PX = 80  # detector box width below which detail is too poor to animate
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the segmented head outline
 
 
 class EnrolmentError(ValueError):
@@ -46,6 +46,7 @@ class Portrait:
     landmarks: np.ndarray  # (68, 2) float32 in crop pixels
     iod: float  # inter-ocular distance in crop pixels
     key: str  # sha256 of the source pixels (cache key)
+    head: np.ndarray | None = None  # (512, 512) bool: face and hair as segmented (head.segment_head); None: not found
 
     @property
     def eye_centres(self) -> np.ndarray:
@@ -141,8 +142,11 @@ def enrol_uncached(pixels: np.ndarray, detector: LandmarkDetector, key: str) -> 
         nearest = min(again, key=lambda f: float(np.abs(f.landmarks - moved).mean()))
         if float(np.abs(nearest.landmarks - moved).mean()) < 0.25 * TARGET_IOD:
             moved = np.asarray(nearest.landmarks, np.float32)
+    from .head import segment_head  # head.py builds on this module
+
     left, right = eye_centres(moved)
-    return Portrait(image=crop, landmarks=moved, iod=float(np.linalg.norm(right - left)), key=key)
+    iod = float(np.linalg.norm(right - left))
+    return Portrait(image=crop, landmarks=moved, iod=iod, key=key, head=segment_head(crop, moved, iod))
 
 
 def _has_small_face(pixels: np.ndarray, detector: LandmarkDetector) -> bool:
@@ -170,7 +174,9 @@ class PortraitCache:
         path = self.folder / f"{key}.npz"
         try:
             with np.load(path) as data:
-                portrait = Portrait(image=data["image"], landmarks=data["landmarks"], iod=float(data["iod"]), key=key)
+                head = data["head"]
+                portrait = Portrait(image=data["image"], landmarks=data["landmarks"], iod=float(data["iod"]), key=key,
+                                    head=head if head.size else None)
         except (OSError, KeyError, ValueError):
             return None
         self._remember(portrait)
@@ -181,7 +187,8 @@ class PortraitCache:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             tmp = self.folder / f"{portrait.key}.{os.getpid()}.{threading.get_ident()}.tmp.npz"
-            np.savez_compressed(tmp, image=portrait.image, landmarks=portrait.landmarks, iod=portrait.iod)
+            head = np.zeros((0, 0), bool) if portrait.head is None else portrait.head
+            np.savez_compressed(tmp, image=portrait.image, landmarks=portrait.landmarks, iod=portrait.iod, head=head)
             os.replace(tmp, self.folder / f"{portrait.key}.npz")
         except OSError:
             pass  # a read-only cache folder only costs re-enrolment time

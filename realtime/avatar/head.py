@@ -8,6 +8,12 @@ import numpy as np
 
 from .enrol import eye_centres
 
+# the head weight falls to 0 over this many pixels per pixel of the outline's height above the chin: a roll of
+# 10 degrees moves the crown 0.17 px per px, a smoothstep's steepest fall over such a band is 1.5 / 0.6 per px:
+# 0.17 * 2.5 < 1, the background beside the hair does not fold (it starts to beside the cheeks at 15 degrees,
+# where a band of 0.4 IOD folded at 10 already)
+BAND_PER_PX = 0.6
+
 
 @dataclass(eq=False)
 class HeadModel:
@@ -26,9 +32,11 @@ class HeadModel:
     neck: float = 0.0  # y of the roll pivot (the chin): a tilted head leaves the collar where it is
 
     @classmethod
-    def from_landmarks(cls, landmarks: np.ndarray, iod: float, size: int = 512) -> HeadModel:
-        from scipy.ndimage import distance_transform_edt
-        from skimage.draw import polygon
+    def from_landmarks(cls, landmarks: np.ndarray, iod: float, size: int = 512,
+                       head: np.ndarray | None = None) -> HeadModel:
+        """`head`: the face and hair as segmented from the portrait (`segment_head`); None: a cranium ellipse
+        stands in for the hair."""
+        from scipy.ndimage import distance_transform_edt, gaussian_filter
 
         lm = np.asarray(landmarks, np.float64)
         left, right = eye_centres(lm)
@@ -36,18 +44,19 @@ class HeadModel:
         chin = lm[8]
         face_half_width = (lm[16, 0] - lm[0, 0]) / 2
         top = eyes[1] - 2.05 * iod
-        # head mask: the face (hull of the landmarks, grown a little) united with a cranium/hair ellipse
-        mask = np.zeros((size, size), bool)
-        hull = lm[[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 26, 25, 24, 19, 18, 17]]
-        centre = hull.mean(0)
-        hull = centre + (hull - centre) * 1.04
-        rr, cc = polygon(hull[:, 1], hull[:, 0], (size, size))
-        mask[rr, cc] = True
         yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
-        cy, ry, rx = eyes[1] - 0.45 * iod, 1.65 * iod, max(1.7 * iod, 1.5 * face_half_width)
-        mask |= ((xx - eyes[0]) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1.0
-        distance = distance_transform_edt(~mask)
-        t = np.clip(distance / (0.4 * iod), 0.0, 1.0)
+        if head is None:
+            cy, ry, rx = eyes[1] - 0.45 * iod, 1.65 * iod, max(1.7 * iod, 1.5 * face_half_width)
+            head = ((xx - eyes[0]) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1.0
+        mask = face_mask(lm, size) | head
+        # the weight falls to 0 over a band as wide as the nearest outline point is high above the chin (the roll
+        # pivot): a turn of a few degrees moves the crown further than a fixed 0.4 IOD, and a band narrower than
+        # that displacement folds the background over itself (a seam torn along the hair). Under the jaw it stays
+        # 0.4 IOD, so the collar stays put; at most 1.2 IOD, so the frame's far corners do; smoothed, or it would
+        # jump where the nearest outline point changes from the hair to the jaw
+        distance, (near_y, _) = distance_transform_edt(~mask, return_indices=True)
+        width = gaussian_filter(np.clip(BAND_PER_PX * (chin[1] - near_y), 0.4 * iod, 1.2 * iod), 0.5 * iod)
+        t = np.clip(distance / width, 0.0, 1.0)
         weight = (1.0 - t * t * (3 - 2 * t)).astype(np.float32)
         return cls(centre=(float(eyes[0]), float((top + chin[1]) / 2)),
                    skull_radii=(float(1.15 * face_half_width), float((chin[1] - top) / 2)),
@@ -91,6 +100,60 @@ class HeadModel:
         roll = rotation_matrices(np.stack([np.zeros(len(angles)), np.zeros(len(angles)), angles[:, 2]], 1))
         neck = np.array([0.0, self.neck - self.centre[1], 0.0])
         return rot, neck - roll @ neck
+
+
+def face_mask(landmarks: np.ndarray, size: int) -> np.ndarray:
+    """(size, size) bool: the hull of the jaw line and the brows, grown by 4 %."""
+    from skimage.draw import polygon
+
+    lm = np.asarray(landmarks, np.float64)
+    hull = lm[[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 26, 25, 24, 19, 18, 17]]
+    centre = hull.mean(0)
+    hull = centre + (hull - centre) * 1.04
+    mask = np.zeros((size, size), bool)
+    rr, cc = polygon(hull[:, 1], hull[:, 0], (size, size))
+    mask[rr, cc] = True
+    return mask
+
+
+def segment_head(image: np.ndarray, landmarks: np.ndarray, iod: float) -> np.ndarray | None:
+    """(H, W) bool: face and hair above the chin as they are in the aligned portrait (RGB), segmented by GrabCut
+    from the face outward within 2.3 IOD of the brow line's centre; None when the result is not a plausible head
+    (then a cranium ellipse stands in). A fixed ellipse moved the background around the hair with a turning head
+    and left hair outside it behind (a cut through the hair). Once per enrolment (0.4-1.3 s CPU; the portrait
+    cache keeps it): at half resolution GrabCut took the dark flag beside Grace Hopper's navy cap for hair."""
+    import cv2
+
+    size = image.shape[0]
+    lm = np.asarray(landmarks, np.float64)
+    left, right = eye_centres(lm)
+    face = face_mask(lm, size)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    cx, cy = float((left[0] + right[0]) / 2), float((left[1] + right[1]) / 2) - 0.45 * iod
+    # not the neck under the jaw (its skin joined the face, and the collar moved with it) nor below the chin
+    jaw = lm[0:17]
+    under = (xx > jaw[0, 0]) & (xx < jaw[16, 0]) & (yy > np.interp(xx, jaw[:, 0], jaw[:, 1]))
+    reach = (np.hypot(xx - cx, yy - cy) <= 2.3 * iod) & (yy < lm[8, 1]) & ~under
+    core = ((xx - cx) / (1.2 * iod)) ** 2 + ((yy - cy) / (1.3 * iod)) ** 2 <= 1.0
+    labels = np.full((size, size), cv2.GC_BGD, np.uint8)
+    labels[reach] = cv2.GC_PR_FGD
+    labels[core | face] = cv2.GC_FGD
+    bgr = np.ascontiguousarray(image[..., 2::-1])
+    models = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(0)  # GrabCut's colour models start from k-means: the same portrait, the same outline
+    cv2.grabCut(bgr, labels, None, *models, 5, cv2.GC_INIT_WITH_MASK)
+    head = ((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)).astype(np.uint8)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))  # no specks, strands or slits of ~0.1 IOD
+    head = cv2.morphologyEx(cv2.morphologyEx(head, cv2.MORPH_OPEN, kernel), cv2.MORPH_CLOSE, kernel)
+    count, parts = cv2.connectedComponents(head)
+    if count > 2:  # keep the piece that holds the face
+        keep = np.bincount(parts[face & (head > 0)].ravel(), minlength=count)
+        keep[0] = 0
+        head = (parts == int(np.argmax(keep))).astype(np.uint8)
+    ring = reach & ~(core | face)  # what GrabCut decided: some of it is hair, not all
+    if not 0.02 * ring.sum() <= (ring & (head > 0)).sum() <= 0.9 * ring.sum():
+        return None
+    return head > 0
 
 
 def rotation_matrices(angles_deg: np.ndarray) -> np.ndarray:

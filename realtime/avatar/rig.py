@@ -288,7 +288,7 @@ class Rig:
         self.iod = float(portrait.iod)
         self.rest = np.asarray(portrait.landmarks, np.float64)
         self.bases = build_bases(self.rest, self.iod)  # (K, 68, 2) IOD units
-        self.head = HeadModel.from_landmarks(self.rest, self.iod, int(portrait.image.shape[0]))
+        self.head = HeadModel.from_landmarks(self.rest, self.iod, int(portrait.image.shape[0]), portrait.head)
         self.ridge = ridge
 
     # -- forward ---------------------------------------------------------------------------------
