@@ -131,7 +131,7 @@ def _bright_skin(image: np.ndarray, lm: np.ndarray) -> tuple[np.ndarray, float]:
 def test_synthesized_teeth_are_lit_like_the_face(hopper, renderer, which):
     """Teeth painted for a photograph that shows none take the face's light: never bluer (B/R) than its bright
     skin, never brighter. A fixed neutral ivory read as a blue-white bar beside Grace Hopper's warm skin
-    (B/R 0.86 against her highlights' 0.70)."""
+    (B/R 0.86 against her bright skin's 0.71)."""
     from realtime.avatar import Rig
     from realtime.vocab import vector
 

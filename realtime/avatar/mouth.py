@@ -303,7 +303,7 @@ class Mouth:
         return (at - tooth) * 2 - 1, np.sqrt(1 - s ** 2), tooth
 
 
-# from the midline out: incisors (central, lateral), canine, premolars, molar; widths along the arch (x 0.09 IOD)
+# from the midline out: incisors (central, lateral), canine, premolars, molars; widths along the arch (x 0.09 IOD)
 # and lengths (x the synthesized row's height): teeth of one size read as a denture
 WIDTHS = np.array([1.15, 0.9, 0.95, 0.85, 0.85, 1.2, 1.2], np.float32)
 LENGTHS = np.array([1.0, 0.88, 0.95, 0.85, 0.8, 0.75, 0.75], np.float32)
