@@ -154,6 +154,40 @@ def test_the_open_mouth_ends_softly_at_the_lips(renderer, portrait):
     assert min(widths) >= 2, widths
 
 
+def _bright_skin(image: np.ndarray, lm: np.ndarray) -> tuple[np.ndarray, float]:
+    """The face's bright skin between the nose's middle and the upper lip, as wide as the mouth: mean colour of
+    its top 3 % and that 97th percentile of brightness."""
+    skin = image[int(lm[29, 1]):int(lm[50, 1]), int(lm[48, 0]):int(lm[54, 0])].reshape(-1, 3).astype(np.float64)
+    level = np.percentile(skin.mean(1), 97)
+    return skin[skin.mean(1) >= level].mean(0), level
+
+
+@pytest.mark.parametrize("which", ["grace_hopper", "default, lips closed"])
+def test_synthesized_teeth_are_lit_like_the_face(hopper, renderer, which):
+    """Teeth painted for a photograph that shows none take the face's light: never bluer (B/R) than its bright
+    skin, never brighter. A fixed neutral ivory read as a blue-white bar beside Grace Hopper's warm skin
+    (B/R 0.86 against her bright skin's 0.71)."""
+    from realtime.avatar import Rig
+    from realtime.vocab import vector
+
+    if which == "grace_hopper":
+        portrait, painter = hopper
+    else:  # the default portrait rendered with closed lips, enrolled again: no teeth of its own to carry
+        portrait = enrol(renderer(vector(lips_close=1)).numpy()[0], cache=False)
+        painter = Renderer(portrait, RenderConfig(device="cpu")).setup()
+    assert not painter.shows_teeth
+    motion = vector(jaw_open=0.5)
+    frame = painter(motion).numpy()[0].astype(np.float64)
+    lm, rest, iod = Rig(portrait).landmarks(motion)[0], portrait.landmarks, portrait.iod
+    rows = slice(int(lm[62, 1]) + 2, int(rest[62, 1] + 0.06 * iod))  # the upper row's middle, under the lip
+    cols = slice(int(lm[62, 0] - 0.15 * iod), int(lm[62, 0] + 0.15 * iod))
+    teeth = frame[rows, cols].reshape(-1, 3).mean(0)
+    highlight, level = _bright_skin(portrait.image, rest)
+    assert rows.stop - rows.start >= 3
+    assert teeth[0] >= teeth[2] and teeth[2] / teeth[0] <= highlight[2] / highlight[0] + 0.02, (teeth, highlight)
+    assert teeth.mean() <= level, (teeth, level)
+
+
 def test_lower_teeth_show_only_as_the_jaw_opens(hopper):
     """A closed-mouth portrait has no teeth to carry: the lower row is painted, rising behind the lower lip
     with the jaw, absent while the opening is small (below that, what shows is the upper row's edge)."""
@@ -171,7 +205,8 @@ def test_lower_teeth_show_only_as_the_jaw_opens(hopper):
         for x in xs:
             edge = int(_lower_lip_line(lm, np.array([x]))[0])
             px = frame[edge - int(0.03 * portrait.iod):edge, x]  # just above the lower lip
-            bright += int(((px.mean(1) > 130) & (px[:, 0] - px[:, 2] < 70)).sum())
+            pale = (px.max(1) - px.min(1)) < 0.45 * px.max(1)  # lips, cavity: 0.57 and more, teeth 0.4
+            bright += int(((px.mean(1) > 120) & pale).sum())
         counts.append(bright)
     assert counts[0] < 5 < counts[1] < counts[2] and counts[2] > 30, counts
 

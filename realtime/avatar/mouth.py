@@ -57,6 +57,9 @@ class Mouth:
         self.crease_width, self.crease_shade = 1.2, 0.55  # px, alpha: the shadow line where those lips meet
         self.meet_share = 0.75  # of the gap below the upper lip line: where they meet
         self.corner_fade = 0.1  # IOD beside each corner over which the lips' slide fades out (crop margin 0.12)
+        # synthesized upper teeth: IOD above the rest lip line to their gum line (gum above), below it to their
+        # edges; the gum comes down this far between teeth
+        self.crown, self.below, self.papilla = 0.1, 0.09, 0.03
         self.shows_teeth = count_teeth_pixels(image, rest) >= 0.05 * iod ** 2 * 0.1
         self.colors = {k: np.asarray(v, np.float32) for k, v in mouth_colors(image, rest, self.shows_teeth).items()}
 
@@ -148,10 +151,13 @@ class Mouth:
         # paint: gum above the fixed teeth, cavity between the teeth rows (or the lips), soft edges
         f = 2.0  # px of feather on every painted edge: lips end softly, never as a cut-out
         if self.shows_teeth:  # the photograph's teeth show between the rows' edges; paint only the gap
-            cav_top = np.where(in_rest, np.maximum(u_t, split), u_t)
-            cav_bot = np.where(in_rest, np.minimum(l_t, split + jaw), l_t)
+            # and as far as the photograph's own gap holds teeth: towards the corners it narrows to nothing, and its
+            # last rows stretched over the opening drew brown streaks
+            held = in_rest * clamp_np((l0 - u0 - np.float32(0.04 * iod)) / np.float32(0.05 * iod))
+            cav_top = u_t + (np.maximum(u_t, split) - u_t) * held
+            cav_bot = l_t + (np.minimum(l_t, split + jaw) - l_t) * held
         else:  # nothing of the photograph belongs in the opening: paint all of it below the gum
-            tops = np.float32(0.12 * iod)  # synthesized upper teeth reach this far above the rest lip line
+            tops = np.float32(self.crown * iod)  # synthesized upper teeth reach this far above the rest lip line
             cav_top, cav_bot = np.maximum(u_t, u0 - tops), l_t
         corner_fade = clamp_np((1 - np.abs(across)) / np.float32(0.12))  # corners blend into the lips
         cavity = _band(y, cav_top, cav_bot, f) * inside * corner_fade
@@ -224,50 +230,59 @@ class Mouth:
         cavity shaded from the lips' wet inner surface inward, a tongue on its floor, the lower teeth rising
         behind the lower lip as the jaw opens, synthesized upper teeth where the photograph shows none, gum,
         a lip seam, shadowed pits at corners pulled down (the lips' shaded inner colour). Teeth are rounded,
-        scalloped at their edges and recede into shadow towards the corners."""
+        scalloped at their edges and recede into shadow towards the corners; whatever is in shadow in the
+        mouth turns towards the cavity's deep red-brown (light bounced off its walls), not to grey."""
         iod, c = np.float32(self.iod), self.colors
         side = np.abs(across)
         gap = np.maximum(bottom - top, np.float32(1.0))
         teeth_show = clamp_np((gap - np.float32(3.0)) / np.float32(3.0))  # no teeth glinting through a lip seam
-        # the cavity: the lips' wet inner surface at each edge, dark inside, darkest in the corners and in
-        # the shadow right under the upper teeth or lip
-        edge = np.minimum(y - top, bottom - y)
-        shade = 1 - np.exp(-np.maximum(edge, 0) / (np.float32(0.045) * iod))
-        shade = np.maximum(shade, clamp_np((side - np.float32(0.55)) / np.float32(0.45)))
-        under_top = np.exp(-np.maximum(y - top, 0) / (np.float32(0.06) * iod))
+        # the cavity: the lips' wet inner surface at each edge, darkening inwards over a distance that grows
+        # with the opening (a wide mouth is a shaded hollow, not a flat hole), darker in the corners and in the
+        # shadow right under the upper teeth or lip
+        edge = np.maximum(np.minimum(y - top, bottom - y), 0)
+        shade = 1 - np.exp(-edge / (np.float32(0.04) * iod + np.float32(0.22) * gap))
+        shade = np.maximum(shade, np.float32(0.8) * clamp_np((side - np.float32(0.55)) / np.float32(0.45))
+                           * clamp_np(edge / (np.float32(0.03) * iod)))
+        under_top = np.exp(-np.maximum(y - top, 0) / (np.float32(0.08) * iod))
         color = c["inner"][:, None] + (c["deep"] - c["inner"])[:, None] * shade
-        color = color * (1 - np.float32(0.35) * under_top * shade)
-        phase, curve = self._teeth_phase(x)
-        # each tooth's face is convex (a little darker where it turns away), a thin shadow line between teeth
-        seam_line = np.exp(-((1 - np.abs(phase)) / np.float32(0.1)) ** 2)
-        rounded = (1 - np.float32(0.12) * phase ** 4) * (1 - np.float32(0.22) * seam_line)
-        recede = 1 - np.float32(0.4) * across ** 2  # the arch turns away from the light towards the corners
-        # tongue: a dome on the floor once the mouth is open, lit at its front, its back in shadow
+        color = color * (1 - np.float32(0.3) * under_top * shade)
+        deep, shadow = c["deep"][:, None], c["shadow"][:, None]
+        phase, curve, tooth = self._teeth_phase(x)
+        # each tooth's face is convex (a little darker where it turns away), a soft shadow between teeth
+        gap_line = np.exp(-((1 - np.abs(phase)) / np.float32(0.18)) ** 2)
+        rounded = (1 - np.float32(0.15) * phase ** 4) * (1 - np.float32(0.18) * gap_line)
+        recede = 1 - np.float32(0.6) * across ** 2  # the arch turns away from the light towards the corners
+        # tongue: a dome on the floor once the mouth is open, lit at its tip, its back fading into the dark
         dome = np.sqrt(clamp_np(1 - (across / np.float32(0.8)) ** 2))
         height = clamp_np((gap - np.float32(0.1) * iod) * np.float32(0.6), 0, np.float32(0.2) * iod) * dome
         tongue_top = bottom - height
-        on_tongue = soft_inside_np(y, tongue_top, bottom + 2, 2.5) * clamp_np(height - 1)
-        lit = (np.float32(0.6) + np.float32(0.4) * clamp_np((y - tongue_top) / np.maximum(height, 1))) * recede
-        color = color + (c["tongue"][:, None] * lit - color) * on_tongue * np.float32(0.95)
+        v = clamp_np((y - tongue_top) / np.maximum(height, 1))
+        on_tongue = clamp_np(v / np.float32(0.35)) * soft_inside_np(y, tongue_top, bottom + 2, 2.5) \
+            * clamp_np(height - 1)
+        lit = (np.float32(0.45) + np.float32(0.5) * v) * recede
+        color = color + (deep + (c["tongue"][:, None] - deep) * lit - color) * on_tongue * np.float32(0.95)
         # lower teeth: carried by the jaw behind the lower lip, their scalloped tops rising as the mouth opens
         row = np.sqrt(clamp_np(1 - (across / np.float32(0.62)) ** 2))
         low = clamp_np((gap - np.float32(0.12) * iod) * np.float32(0.3), 0, np.float32(0.06) * iod) * row
         low_top = bottom - low + np.float32(0.12) * low * phase ** 2 * curve
         on_low = soft_inside_np(y, low_top, bottom + 2, 1.0) * clamp_np(low - 0.5)
-        lit = (np.float32(0.72) + np.float32(0.18) * clamp_np((y - low_top) / np.maximum(low, 1))) * rounded * recede
-        color = color + (c["teeth"][:, None] * lit - color) * on_low * teeth_show
+        lit = (np.float32(0.65) + np.float32(0.25) * clamp_np((y - low_top) / np.maximum(low, 1))) * rounded * recede
+        color = color + (shadow + (c["teeth"][:, None] - shadow) * lit - color) * on_low * teeth_show
         if not self.shows_teeth:  # upper teeth where the photograph's would be, partly under the upper lip
-            height, above = np.float32(0.09) * iod, np.float32(0.12) * iod
+            height, above = np.float32(self.below) * iod * LENGTHS[tooth], np.float32(self.crown) * iod
             row = np.sqrt(clamp_np(1 - (across / np.float32(0.78)) ** 2))
             edge_y = split + height * row - np.float32(0.1) * height * phase ** 4 * curve  # rounded incisal edges
-            on_up = soft_inside_np(y, split - above, edge_y, 1.0) * clamp_np(row * 3)
+            # their necks in the gum: an arch over each tooth, the gum coming down between them
+            neck_y = split - above + np.float32(self.papilla) * iod * phase ** 2
+            gum_up = soft_inside_np(y, top - 2, neck_y + 1, 1.5)
+            color = color + (c["gum"][:, None] * np.float32(0.8) - color) * gum_up
+            on_up = soft_inside_np(y, neck_y, edge_y, 1.0) * clamp_np(row * 3)
             v = clamp_np((y - split + above) / (height + above))
-            # in the upper lip's shadow at the top, a little translucent (darker) at the biting edge
-            # and in the shadow the visible upper lip casts on them
-            lip_shadow = np.float32(1) - np.float32(0.4) * np.exp(-np.maximum(y - top, 0) / (np.float32(0.03) * iod))
-            lit = (np.float32(0.55) + np.float32(0.45) * np.sqrt(v)) * rounded * recede * lip_shadow \
+            # in the upper lip's soft shadow at the top, a little translucent (darker) at the biting edge
+            lip_shadow = 1 - np.float32(0.5) * np.exp(-np.maximum(y - top, 0) / (np.float32(0.04) * iod))
+            lit = (np.float32(0.6) + np.float32(0.4) * np.sqrt(v)) * rounded * recede * lip_shadow \
                 * (1 - np.float32(0.15) * clamp_np((y - edge_y) / np.float32(3.0) + 1))
-            color = color + (c["teeth"][:, None] * lit - color) * on_up * teeth_show
+            color = color + (shadow + (c["teeth"][:, None] - shadow) * lit - color) * on_up * teeth_show
         ramp_gum = np.float32(0.8) + np.float32(0.2) * clamp_np(ramp_np(y, u_t, u0 - np.float32(0.06) * iod))
         total = cavity + gum + seam + pits
         color = (color * cavity + c["gum"][:, None] * ramp_gum * gum + c["deep"][:, None] * seam
@@ -275,14 +290,24 @@ class Mouth:
             / np.maximum(total, np.float32(1e-6))
         return color, np.minimum(total, np.float32(1.0))
 
-    def _teeth_phase(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Position across each tooth (-1 at one gap, 0 at its middle, 1 at the next gap) and how much of its
-        face turns to the viewer (1 in front, less towards the corners). Teeth are ~0.09 IOD wide along the
-        dental arch, a gap on the midline; the arch's curvature narrows them towards the corners."""
+    def _teeth_phase(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Position across each tooth (-1 at one gap, 0 at its middle, 1 at the next gap), how much of its face
+        turns to the viewer (1 in front, less towards the corners) and which tooth it is (0: a central incisor,
+        1: a lateral one, ...). Teeth are `WIDTHS` x 0.09 IOD wide along the dental arch, a gap on the midline;
+        the arch's curvature narrows them towards the corners."""
         half = np.float32(0.5) * (self.rest_np[54, 0] - self.rest_np[48, 0]) * np.float32(1.15)
         s = clamp_np((x - self.rest_np[62, 0]) / half, -0.98, 0.98)
-        arc = np.arcsin(s) * half / (np.float32(0.09) * np.float32(self.iod))
-        return (arc - np.floor(arc)) * 2 - 1, np.sqrt(1 - s ** 2)
+        arc = np.abs(np.arcsin(s)) * half / (np.float32(0.09) * np.float32(self.iod))
+        at = np.interp(arc, GAPS, np.arange(len(GAPS), dtype=np.float32)).astype(np.float32)
+        tooth = np.minimum(at.astype(np.int64), len(WIDTHS) - 1)
+        return (at - tooth) * 2 - 1, np.sqrt(1 - s ** 2), tooth
+
+
+# from the midline out: incisors (central, lateral), canine, premolars, molars; widths along the arch (x 0.09 IOD)
+# and lengths (x the synthesized row's height): teeth of one size read as a denture
+WIDTHS = np.array([1.15, 0.9, 0.95, 0.85, 0.85, 1.2, 1.2], np.float32)
+LENGTHS = np.array([1.0, 0.88, 0.95, 0.85, 0.8, 0.75, 0.75], np.float32)
+GAPS = np.concatenate([[0.0], np.cumsum(WIDTHS)]).astype(np.float32)
 
 
 def _band(y: np.ndarray, lo: np.ndarray, hi: np.ndarray, feather: float) -> np.ndarray:
@@ -292,7 +317,7 @@ def _band(y: np.ndarray, lo: np.ndarray, hi: np.ndarray, feather: float) -> np.n
 
 def mouth_colors(image: np.ndarray, landmarks: np.ndarray, shows_teeth: bool) -> dict[str, np.ndarray]:
     """The mouth's paint colours from the portrait: lips (the ring between outer and inner lip), teeth (the
-    photograph's own when it shows them, else ivory at the face's brightness) and what is derived from them."""
+    photograph's own when it shows them, else `synthetic_teeth`) and what is derived from them."""
     from skimage.draw import polygon
 
     lm = np.asarray(landmarks, np.float64)
@@ -304,13 +329,36 @@ def mouth_colors(image: np.ndarray, landmarks: np.ndarray, shows_teeth: bool) ->
     pixels = image.astype(np.float32)
     lips = pixels[outer & ~inner]
     lip = np.median(lips, 0) if len(lips) > 20 else np.array([170.0, 95.0, 95.0], np.float32)
-    cheeks = pixels[int(lm[33, 1]):int(lm[48, 1]), int(lm[48, 0]):int(lm[54, 0])].reshape(-1, 3)
-    brightness = float(np.clip(np.median(cheeks.mean(1)) / 170.0, 0.8, 1.05)) if len(cheeks) else 1.0
     bright = pixels[inner & (pixels[..., 2] > 150) & (pixels[..., 0] - pixels[..., 2] < 40)] if shows_teeth else []
-    # a portrait that shows none gets ivory at the face's brightness (white-balanced teeth read +0.022 IOD lower
-    # brows by dlib on Grace Hopper, surprised: the brow signature failed; see RESULTS.md)
-    ivory = np.array([236.0, 230.0, 212.0]) * 0.92 + 0.08 * lip
-    teeth = np.median(bright, 0) if len(bright) > 20 else ivory * brightness
-    return {"lip": lip, "inner": lip * np.array([0.6, 0.4, 0.42]), "deep": lip * np.array([0.2, 0.09, 0.1]),
+    teeth = np.median(bright, 0) if len(bright) > 20 else synthetic_teeth(image, lm)
+    inner, deep = lip * np.array([0.6, 0.4, 0.42]), lip * np.array([0.2, 0.09, 0.1])
+    # what teeth in the mouth's shade turn to: light bounced off its red walls
+    return {"lip": lip, "inner": inner, "deep": deep, "shadow": (inner + deep) / 2,
             "tongue": np.minimum(lip * np.array([1.0, 0.66, 0.68]), 255.0),
             "gum": lip * np.array([1.0, 0.82, 0.85]), "teeth": np.minimum(teeth, 255.0)}
+
+
+def face_highlights(image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, float]:
+    """Mean colour of the face's bright skin (the top 3 % between the nose's middle and the upper lip, as wide as
+    the mouth) and that 97th percentile of brightness (mean of R, G, B): the face's light and white balance (the
+    brightest skin is the least saturated, nearest the light's own colour)."""
+    lm = np.asarray(landmarks, np.float64)
+    skin = image[int(lm[29, 1]):int(lm[50, 1]), int(lm[48, 0]):int(lm[54, 0])].reshape(-1, 3).astype(np.float32)
+    if len(skin) < 20:
+        return np.array([235.0, 200.0, 180.0], np.float32), 205.0
+    level = float(np.percentile(skin.mean(1), 97))
+    return skin[skin.mean(1) >= level].mean(0), level
+
+
+# ivory teeth under white light; synthesized teeth take half their hue from the face's own highlights
+IVORY = np.array([236.0, 226.0, 200.0], np.float32)
+
+
+def synthetic_teeth(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """Teeth for a portrait that shows none, lit like its face: ivory half-way to the hue of the face's highlights
+    (the light and the photograph's white balance tint both), never bluer than those highlights (a neutral ivory
+    beside warm skin reads as a blue-white bar) and at their brightness, never above it."""
+    highlight, level = face_highlights(image, landmarks)
+    hue = 0.5 * IVORY / IVORY.mean() + 0.5 * highlight / max(float(highlight.mean()), 1.0)
+    hue[2] = min(hue[2], hue[0] * highlight[2] / max(float(highlight[0]), 1.0))
+    return np.minimum(hue / hue.mean() * level, 255.0)

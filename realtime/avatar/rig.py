@@ -272,6 +272,9 @@ def build_bases(landmarks: np.ndarray, iod: float) -> np.ndarray:
             bases[b][lo] -= 0.1 * d
     for side in ("left", "right"):
         move("eye_wide", UPPER_LID[side], dy=-0.075)  # AU5: sclera shows above the iris, even behind glasses
+        # and the lower lid drawn down a little, as in surprise (Ekman and Friesen): behind a spectacle frame's bar,
+        # which hides the upper lid's rise, it is most of what opens the eye (Grace Hopper)
+        move("eye_wide", LOWER_LID[side], dy=0.03)
         for up, lo in zip(UPPER_LID[side], LOWER_LID[side]):
             h = lm[lo, 1] - lm[up, 1]
             move("eye_squint", lo, dy=-0.35 * h)

@@ -52,7 +52,8 @@ AXES: tuple[Axis, ...] = (
     Axis("brow_down", 0.0, 1.0, "lowers and draws the brows together (AU4)", "17-26"),
     Axis("blink_left", 0.0, 1.0, "closes the image-left eye; 1 = fully closed (AU45/43)", "36-41"),
     Axis("blink_right", 0.0, 1.0, "closes the image-right eye; 1 = fully closed (AU45/43)", "42-47"),
-    Axis("eye_wide", 0.0, 1.0, "widens the eyes, upper lids up (AU5)", "37, 38, 43, 44"),
+    Axis("eye_wide", 0.0, 1.0, "widens the eyes, upper lids up (AU5), lower lids a little down",
+         "37, 38, 40, 41, 43, 44, 46, 47"),
     Axis("eye_squint", 0.0, 1.0, "narrows the eyes, lower lids up (AU7)", "40, 41, 46, 47"),
     # --- gaze ------------------------------------------------------------------------------------
     Axis("gaze_x", -1.0, 1.0, "moves both irises; +1 = towards image right by about a third of the eye width",
