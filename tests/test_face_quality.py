@@ -290,3 +290,35 @@ def test_a_downturned_open_mouth_closes_before_its_corners(renderer, portrait, m
 
     beside, middle = _dark_beside_dropped_corners(renderer, portrait, vector(**motion))
     assert beside <= 4 and middle > 20, (beside, middle)
+
+
+def _iris_shape(frame: np.ndarray, eye: np.ndarray) -> tuple[float, float]:
+    """The dark blob inside an eye's opening (lashes along the upper margin skipped): its height over its width,
+    and the share of bright pixels above it in its middle columns."""
+    from skimage.draw import polygon
+
+    eye = eye.copy()
+    eye[1:3, 1] += 2.0
+    rr, cc = polygon(eye[:, 1], eye[:, 0], frame.shape[:2])
+    luminance = frame[rr, cc].astype(np.float64).mean(1)
+    dark = luminance < 100
+    top, centre = rr[dark].min(), cc[dark].mean()
+    above = (np.abs(cc - centre) < 3) & (rr < top)
+    height, width = np.ptp(rr[dark]) + 1, np.ptp(cc[dark]) + 1
+    return height / width, float((luminance[above] > 150).mean()) if above.any() else 0.0
+
+
+def test_eyes_opened_wider_show_white_above_a_round_iris(renderer, portrait):
+    """A wide eye (AU5) once stretched its iris with the eyeball to fill the raised lid: a tall dark bar (height
+    over width 0.76 / 0.70 against 0.40 / 0.41 at rest), no white above it. The iris keeps its size now, whole
+    where the photograph's lid hid its top (0.50 / 0.48), under white (78 / 71 % bright pixels above it)."""
+    from realtime.avatar import Rig
+    from realtime.vocab import vector
+
+    motion = np.stack([vector(), vector(eye_wide=1)])
+    (rest, wide), landmarks = renderer(motion).numpy(), Rig(portrait).landmarks(motion)
+    for ids in (slice(36, 42), slice(42, 48)):
+        ratio_rest, _ = _iris_shape(rest, landmarks[0][ids])
+        ratio, white = _iris_shape(wide, landmarks[1][ids])
+        assert ratio < 1.35 * ratio_rest, (ratio, ratio_rest)
+        assert white > 0.5, white

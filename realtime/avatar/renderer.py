@@ -41,8 +41,9 @@ class RenderConfig:
     lip_margin: float = 2.0  # px of inner lip edge skipped where lips close or part, so no teeth show on it
     upper_teeth_share: float = 0.85  # share of the portrait's inner-lip gap that stays on the upper lip
     ring_radii: tuple[float, float, float] = (1.6, 1.25, 3.0)  # expression pinned to 0: x, above, below the eyes (IOD)
-    # an iris moved less than this (px) is left where the portrait has it: the generator's gaze is mostly a few
-    # hundredths, a tenth of a pixel, and painting it is a fifth of the eyes' cost
+    # an iris moved less than this (px), or under a lid opened less than this wider than in the portrait, is left
+    # as the portrait has it: the generator's gaze is mostly a few hundredths, a tenth of a pixel, and painting
+    # it is a fifth of the eyes' cost
     iris_min_shift: float = 0.25
 
     def __post_init__(self):
@@ -304,10 +305,11 @@ class Renderer:
         if region == "mouth":
             source, paint = self.mouth.remap(face, targets, coeffs, expression, curves_g, self.warp.sample)
         else:
-            local, ball, shift = self.eyes.remap(face, targets, region, gaze, curves_g)
+            local, ball, shift, reveal = self.eyes.remap(face, targets, region, gaze, curves_g)
             source = local + self.warp.sample(expression, local).permute(0, 2, 3, 1)
             moves = bool(gaze.abs().amax() > 0) and bool(shift.abs().amax() >= self.config.iris_min_shift)
-            paint = self.eyes.iris(region, source, ball, shift) if moves else None
+            widens = bool(reveal[:, 0].amax() >= self.config.iris_min_shift)
+            paint = self.eyes.iris(region, source, ball, shift, reveal) if moves or widens else None
         return source, paint
 
     def _warped_curves(self, expression: torch.Tensor) -> dict:
