@@ -179,10 +179,11 @@ class Eyes:
         # the eyeball the photograph hides (its lashes' shade included), blending into what it shows
         band = 2 * self.lashes
         hidden = np.where(above, clamp_np((u_g + band - y) / band), clamp_np((y - l_g + band / 2) / (band / 2)))
-        hidden = hidden * (wider > 0)
+        opens = clamp_np(wider / self.lashes)  # fades in with the opening (lid lines agree only to ~1e-5 px)
+        hidden = hidden * opens
         # the upper lid's margin: its lashes (as photographed under the rest lid) come along with it, over a
         # white that darkens under the lid and towards the corners, where the eyeball turns away
-        lashes = clamp_np(1 - (y - u_t) / self.lashes) * clamp_np((u_g - u_t) / self.lashes) * above
+        lashes = clamp_np(1 - (y - u_t) / self.lashes) * opens * above
         lid = 1 - clamp_np((y - u_t) / (2.5 * self.lashes))
         shade = (1 - 0.3 * lid * lid) * (1 - 0.18 * across * across)
         reveal = np.stack([wider, hidden, shade, lashes, np.maximum(u_g - u_t, 0)], 1)
