@@ -293,8 +293,8 @@ def test_a_downturned_open_mouth_closes_before_its_corners(renderer, portrait, m
 
 
 def _iris_shape(frame: np.ndarray, eye: np.ndarray) -> tuple[float, float]:
-    """The dark blob inside an eye's opening (lashes along the upper margin skipped): its height over its width,
-    and the share of bright pixels above it in its middle columns."""
+    """The dark blob inside an eye's opening (lashes along the upper margin skipped), measured through its centre:
+    its height over its width, and the share of bright pixels above it in its middle columns."""
     from skimage.draw import polygon
 
     eye = eye.copy()
@@ -302,23 +302,25 @@ def _iris_shape(frame: np.ndarray, eye: np.ndarray) -> tuple[float, float]:
     rr, cc = polygon(eye[:, 1], eye[:, 0], frame.shape[:2])
     luminance = frame[rr, cc].astype(np.float64).mean(1)
     dark = luminance < 100
-    top, centre = rr[dark].min(), cc[dark].mean()
-    above = (np.abs(cc - centre) < 3) & (rr < top)
-    height, width = np.ptp(rr[dark]) + 1, np.ptp(cc[dark]) + 1
+    cx, cy = cc[dark].mean(), rr[dark].mean()
+    middle = dark & (np.abs(cc - cx) < 2)
+    height = np.ptp(rr[middle]) + 1
+    width = np.ptp(cc[dark & (np.abs(rr - cy) < 1)]) + 1
+    above = (np.abs(cc - cx) < 3) & (rr < rr[middle].min())
     return height / width, float((luminance[above] > 150).mean()) if above.any() else 0.0
 
 
 def test_eyes_opened_wider_show_white_above_a_round_iris(renderer, portrait):
-    """A wide eye (AU5) once stretched its iris with the eyeball to fill the raised lid: a tall dark bar (height
-    over width 0.76 / 0.70 against 0.40 / 0.41 at rest), no white above it. The iris keeps its size now, whole
-    where the photograph's lid hid its top (0.50 / 0.48), under white (78 / 71 % bright pixels above it)."""
+    """A wide eye (AU5) once stretched its iris with the eyeball to fill the opened lids: a tall dark bar (height
+    over width through its centre 1.58 / 1.27), no white above it. The iris keeps its size now, whole where the
+    photograph's lids hid it (0.64 / 0.52; 0.41 / 0.37 at rest, cut by the lids), under white (78 / 71 % bright
+    pixels above it; 0 before)."""
     from realtime.avatar import Rig
     from realtime.vocab import vector
 
     motion = np.stack([vector(), vector(eye_wide=1)])
-    (rest, wide), landmarks = renderer(motion).numpy(), Rig(portrait).landmarks(motion)
+    wide, landmarks = renderer(motion).numpy()[1], Rig(portrait).landmarks(motion)[1]
     for ids in (slice(36, 42), slice(42, 48)):
-        ratio_rest, _ = _iris_shape(rest, landmarks[0][ids])
-        ratio, white = _iris_shape(wide, landmarks[1][ids])
-        assert ratio < 1.35 * ratio_rest, (ratio, ratio_rest)
+        ratio, white = _iris_shape(wide, landmarks[ids])
+        assert ratio < 1.0, ratio
         assert white > 0.5, white
