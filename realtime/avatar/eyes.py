@@ -210,7 +210,8 @@ class Eyes:
         iris = F.grid_sample(self.image.expand(n, -1, -1, -1), at * scale - 1, mode="bilinear",
                              padding_mode="border", align_corners=True)
         wider, hidden, shade, lashes, rise = reveal[:, :1], reveal[:, 1:2], reveal[:, 2:3], reveal[:, 3:4], reveal[:, 4]
-        if bool(wider.amax() > 0):
+        widened = bool(wider.amax() > 0.01)  # the rest and warped lid lines agree only to ~1e-5 px
+        if widened:
             whole = F.grid_sample(self.image_iris.expand(n, -1, -1, -1), at * scale - 1, mode="bilinear",
                                   padding_mode="border", align_corners=True)
             shown = whole[:, 3:] * (wider / self.lashes).clamp(0, 1)  # a hidden part of the iris uncovered
@@ -219,7 +220,7 @@ class Eyes:
             disc = disc + shown * ((radius + 0.5 - dist).clamp(0, 1) - disc)
             bare = bare + hidden * (self.sclera[side] - bare)
         color = (bare + disc * (iris - bare)) * (1 - hidden * (1 - shade))
-        if bool(lashes.amax() > 0):
+        if widened:
             lid = source + torch.stack([torch.zeros_like(rise), rise], -1)  # the rest margin's rows, iris-free
             margin = F.grid_sample(self.image_bare.expand(n, -1, -1, -1), lid * scale - 1, mode="bilinear",
                                    padding_mode="border", align_corners=True)
