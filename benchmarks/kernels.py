@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from kernels import CachedKV, attention, cross_attention, naive_attention, sdpa_attention
+from avatar_kernels import CachedKV, attention, cross_attention, naive_attention, sdpa_attention
 
 RESULTS = Path(__file__).parent / "results"
 HEADS = 4

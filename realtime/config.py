@@ -82,7 +82,7 @@ class AvatarConfig:
     def check_model(self, window: int, lookahead: int, d_model: int, n_heads: int) -> None:
         """Invariants against the loaded generator: its chunk of `window` frames waits `lookahead` more frames of
         audio, and its attention heads must fit the kernels."""
-        from kernels import MAX_HEAD_DIM
+        from avatar_kernels import MAX_HEAD_DIM
 
         wait = window + lookahead  # frames a chunk's first frame waits for its audio
         _require(self.server.max_buffered_frames >= wait, "server.max_buffered_frames",

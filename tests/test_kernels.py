@@ -21,8 +21,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import kernels
-from kernels import (
+import avatar_kernels
+from avatar_kernels import (
     AttentionInputError,
     CachedKV,
     UnsupportedHeadDimError,
@@ -41,10 +41,10 @@ def _import_triton_for_interpreter() -> bool:
     previous = os.environ.get("TRITON_INTERPRET")
     os.environ["TRITON_INTERPRET"] = "1"
     try:
-        if not kernels.triton_available():  # imports triton, now in interpreter mode
+        if not avatar_kernels.triton_available():  # imports triton, now in interpreter mode
             return False
         for name in ("flash_triton", "cross_triton"):  # the kernels are decorated for the interpreter too
-            importlib.import_module(f"kernels.{name}")
+            importlib.import_module(f"avatar_kernels.{name}")
         return True
     finally:
         if previous is None:
@@ -53,7 +53,7 @@ def _import_triton_for_interpreter() -> bool:
             os.environ["TRITON_INTERPRET"] = previous
 
 
-HAS_TRITON = kernels.triton_available() if ON_GPU else _import_triton_for_interpreter()
+HAS_TRITON = avatar_kernels.triton_available() if ON_GPU else _import_triton_for_interpreter()
 pytestmark = pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
 DTYPES = [torch.float32, torch.float16] + ([torch.bfloat16] if ON_GPU else [])  # bf16 tl.dot: wrong when interpreted
 
@@ -187,7 +187,7 @@ def test_cached_kv_is_packed_once_and_reused() -> None:
 
 
 def test_cached_kv_longer_than_one_block_uses_general_kernel() -> None:
-    q, k, v = make_inputs(2, 1, 9, kernels.MAX_CACHED_KEYS + 3, 32)
+    q, k, v = make_inputs(2, 1, 9, avatar_kernels.MAX_CACHED_KEYS + 3, 32)
     mask = padding_mask(2, k.shape[2])
     kv = CachedKV.build(k, v, mask)
     out = cross_attention(q, kv)
@@ -249,13 +249,13 @@ def test_forced_triton_refuses_what_it_cannot_run(monkeypatch: pytest.MonkeyPatc
 def test_package_imports_without_triton_and_imports_it_lazily() -> None:
     script = (
         "import sys, torch\n"
-        "import kernels\n"
-        "assert 'triton' not in sys.modules, 'importing kernels must not import triton'\n"
+        "import avatar_kernels\n"
+        "assert 'triton' not in sys.modules, 'importing avatar_kernels must not import triton'\n"
         "sys.modules['triton'] = None  # as if triton were not installed\n"
-        "kernels.triton_available.cache_clear()\n"
+        "avatar_kernels.triton_available.cache_clear()\n"
         "q = torch.randn(1, 2, 5, 32)\n"
-        "assert kernels.select_backend(q, q, q) == 'sdpa'\n"
-        "out = kernels.attention(q, q, q)\n"
+        "assert avatar_kernels.select_backend(q, q, q) == 'sdpa'\n"
+        "out = avatar_kernels.attention(q, q, q)\n"
         "assert torch.allclose(out, torch.nn.functional.scaled_dot_product_attention(q, q, q))\n"
     )
     env = {**os.environ, "TRITON_INTERPRET": "1"}
@@ -271,7 +271,7 @@ def test_kernels_compile_for_h100() -> None:
     """The compiled (GPU) build lowers to an sm_90 cubin: legal tl.dot shapes, no interpreter-only constructs."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     result = subprocess.run(
-        [sys.executable, "-m", "kernels.compile_check", "--arch", "90", "--dtype", "float16"],
+        [sys.executable, "-m", "avatar_kernels.compile_check", "--arch", "90", "--dtype", "float16"],
         capture_output=True, text=True, env=env, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]

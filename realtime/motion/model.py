@@ -60,7 +60,7 @@ class GeneratorConfig:
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask: torch.Tensor | None) -> torch.Tensor:
     """(B,H,Lq,D) attention through the project's kernels (Triton on CUDA, SDPA on CPU)."""
     try:
-        from kernels import attention
+        from avatar_kernels import attention
     except ImportError:  # only while the kernels package is incomplete; the semantics are SDPA's
         mask = None if key_padding_mask is None else key_padding_mask[:, None, None, :]
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)

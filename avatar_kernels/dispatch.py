@@ -24,7 +24,7 @@ from typing import Literal
 
 import torch
 
-from kernels.errors import AttentionInputError, TritonModeError
+from avatar_kernels.errors import AttentionInputError, TritonModeError
 
 Backend = Literal["auto", "triton", "sdpa"]
 TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -71,7 +71,7 @@ def select_backend(*tensors: torch.Tensor | None, backend: Backend = "auto") -> 
 
 
 def triton_module(name: str) -> ModuleType:
-    """``kernels.<name>`` (a module of Triton kernels), imported on first use, checked against the mode asked for."""
+    """``avatar_kernels.<name>`` (a module of Triton kernels), imported on first use, checked against the mode."""
     import triton.language as tl
 
     module = importlib.import_module(f"{__package__}.{name}")

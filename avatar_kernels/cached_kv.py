@@ -3,7 +3,7 @@
 An instruction's text tokens (8-32) give per-layer K/V that are reused for every DDIM step of every chunk
 while the instruction holds. `CachedKV` takes them once and prepares each path's form of them once: the
 SDPA mask for the CPU path, and on first Triton use the packed,
-padded layout of `kernels/cross_triton.py` with the padding mask folded into an additive bias.
+padded layout of `avatar_kernels/cross_triton.py` with the padding mask folded into an additive bias.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from kernels.attention import attention, check_inputs
-from kernels.dispatch import Backend, interpreter_requested, select_backend, triton_module
-from kernels.errors import AttentionInputError
-from kernels.layout import dot_precision
+from avatar_kernels.attention import attention, check_inputs
+from avatar_kernels.dispatch import Backend, interpreter_requested, select_backend, triton_module
+from avatar_kernels.errors import AttentionInputError
+from avatar_kernels.layout import dot_precision
 
 MAX_CACHED_KEYS = 128  # all keys in one block of the cached kernel; longer K/V use the general kernel
 

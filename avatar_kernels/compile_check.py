@@ -1,6 +1,6 @@
 """Compile the attention kernels for an NVIDIA architecture without a GPU (triton ships ptxas).
 
-    python -m kernels.compile_check [--arch 90 80] [--dtype float16 bfloat16 float32] [--all-configs]
+    python -m avatar_kernels.compile_check [--arch 90 80] [--dtype float16 bfloat16 float32] [--all-configs]
 
 Proves that the compiled build lowers all the way to a cubin (block shapes legal for tl.dot, no unsupported
 ops) and reports shared memory and the matrix instructions used, on a machine with no GPU. Must run with
@@ -57,7 +57,7 @@ def compile_all(arches: list[int], dtypes: list[str], all_configs: bool) -> list
 
     if triton.knobs.runtime.interpret:
         raise RuntimeError("unset TRITON_INTERPRET: the interpreter does not compile kernels")
-    from kernels import cross_triton, flash_triton
+    from avatar_kernels import cross_triton, flash_triton
 
     out = []
     for arch in arches:

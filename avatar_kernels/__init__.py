@@ -5,11 +5,11 @@ that stay fixed across many calls (an instruction's tokens across DDIM steps and
 only when a call takes the Triton path, so this package imports without it.
 """
 
-from kernels.attention import MAX_HEAD_DIM, SUPPORTED_HEAD_DIMS, attention
-from kernels.cached_kv import MAX_CACHED_KEYS, CachedKV, cross_attention
-from kernels.dispatch import select_backend, triton_available
-from kernels.errors import AttentionInputError, TritonModeError, UnsupportedHeadDimError
-from kernels.reference import naive_attention, sdpa_attention
+from avatar_kernels.attention import MAX_HEAD_DIM, SUPPORTED_HEAD_DIMS, attention
+from avatar_kernels.cached_kv import MAX_CACHED_KEYS, CachedKV, cross_attention
+from avatar_kernels.dispatch import select_backend, triton_available
+from avatar_kernels.errors import AttentionInputError, TritonModeError, UnsupportedHeadDimError
+from avatar_kernels.reference import naive_attention, sdpa_attention
 
 __all__ = [
     "MAX_CACHED_KEYS",

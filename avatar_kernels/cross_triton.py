@@ -1,6 +1,7 @@
 """Cross-attention kernel for cached keys/values (an instruction's 8-32 text tokens), in Triton.
 
-Imported lazily, through ``kernels.dispatch.triton_module("cross_triton")``. Inputs are packed once by ``CachedKV``:
+Imported lazily, through ``avatar_kernels.dispatch.triton_module("cross_triton")``. Inputs are packed once by
+``CachedKV``:
 K^T as (B*H, HEAD_DIM, LK_PAD) and V as (B*H, LK_PAD, HEAD_DIM), contiguous and zero-padded, plus a float32
 bias (B, LK_PAD) that is 0 where a key is attended and -inf for padding tokens and pad columns.
 
@@ -18,7 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.layout import key_block, padded_head_dim
+from avatar_kernels.layout import key_block, padded_head_dim
 
 INTERPRETED = bool(triton.knobs.runtime.interpret)  # decided now, at decoration time
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from kernels.dispatch import Backend, interpreter_requested, select_backend, triton_module
-from kernels.errors import AttentionInputError, UnsupportedHeadDimError
-from kernels.reference import sdpa_attention
+from avatar_kernels.dispatch import Backend, interpreter_requested, select_backend, triton_module
+from avatar_kernels.errors import AttentionInputError, UnsupportedHeadDimError
+from avatar_kernels.reference import sdpa_attention
 
 MAX_HEAD_DIM = 128
 SUPPORTED_HEAD_DIMS = (32, 64, 128)  # kernel block widths; smaller head dims are zero-padded up to the next

@@ -1,6 +1,6 @@
 """FlashAttention-2-style forward kernel in Triton (self- and cross-attention, key padding, causal).
 
-Imported lazily, through ``kernels.dispatch.triton_module("flash_triton")``: compiled for CUDA, or for the CPU
+Imported lazily, through ``avatar_kernels.dispatch.triton_module("flash_triton")``: compiled for CUDA, or for the CPU
 interpreter when ``TRITON_INTERPRET=1`` was set before triton was imported.
 
 One program computes a BLOCK_M slice of queries of one (batch, head): it streams BLOCK_N keys at a time,
@@ -16,7 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.layout import dot_precision, padded_head_dim
+from avatar_kernels.layout import dot_precision, padded_head_dim
 
 # Finite start for the running maximum: a block whose keys are all masked then gives exp2(-inf - m) = 0
 # and a rescale factor exp2(0) = 1 instead of the NaN of (-inf) - (-inf).
