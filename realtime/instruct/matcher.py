@@ -62,7 +62,7 @@ class MatcherConfig:
     intensity_margin: float = 0.1
     # Words the catalogue never uses are also tried as their nearest catalogue words by thesaurus neighbourhood
     # (`realtime.instruct.thesaurus`), when the text has at most `thesaurus_words` such words and each has a
-    # reading: `thesaurus_tries` candidates each, of overlap >= `thesaurus_overlap` ("beam" -> smile 0.28,
+    # reading: its best `thesaurus_tries` readings, of overlap >= `thesaurus_overlap` ("beam" -> smile 0.28,
     # "tip" -> tilt 0.17; unrelated words share 0.02-0.12, "joke" -> jolly 0.12). A reworded sentence scores its
     # MiniLM similarity less `thesaurus_floor` and less `thesaurus_cost` x (1 - overlap / the word's best
     # overlap): the word's closest neighbour wins ties ("ecstatic" -> overjoyed 0.54, not furious 0.32), and
@@ -71,10 +71,11 @@ class MatcherConfig:
     # training wordings unchanged at 0.99) and on 40 lines of small talk (accepted 1 -> 3).
     thesaurus: bool = True
     thesaurus_words: int = 3
-    thesaurus_tries: int = 2
+    thesaurus_tries: int = 2  # per word: a third reading misleads more than it finds ("livid" -> neutral)
     thesaurus_overlap: float = 0.15
     thesaurus_cost: float = 0.3
     thesaurus_floor: float = 0.05
+    thesaurus_margin: float = 0.05  # more, when the user's own words already match ("purse your lips": a pout)
 
 
 def cache_dir() -> Path:
@@ -137,9 +138,10 @@ class ProgramMatcher:
         scores = self._scores_matrix @ self.encoder(text).pooled.numpy()
         rewordings = self.rewordings(text)
         if rewordings:
+            margin = self.config.thesaurus_margin if scores.max() >= self.config.threshold else 0.0
             embedded = self.encoder.encode_batch([r for r, _ in rewordings])
             for (_, cost), e in zip(rewordings, embedded):
-                scores = np.maximum(scores, self._scores_matrix @ e.pooled.numpy() - cost)
+                scores = np.maximum(scores, self._scores_matrix @ e.pooled.numpy() - cost - margin)
         top = np.argsort(-scores)[:k]
         return [(self.catalogue[int(i)], float(scores[i])) for i in top]
 
