@@ -208,6 +208,19 @@ def test_words_the_catalogue_never_uses_are_read_through_the_thesaurus(matcher, 
         pass
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("give me a furious scowl", {"angry": 0.65, "frown": 1.0}),
+    ("nod sadly", {"sad": 0.65, "nod": 1.0}),
+    ("blink a little nervously", {"fearful": 0.35, "blink": 0.35}),
+    ("frown", {"frown": 1.0}),
+    ("smile calmly", {"smile": 1.0}),  # neutral is never added: it would undo the smile
+])
+def test_an_emotion_named_beside_a_motion_is_added(matcher, text, expected):
+    """The nearest catalogue wording holds one program ("a furious scowl" is nearest to "scowl"); the emotion's
+    own word, or its adverb, adds the emotion."""
+    assert dict(matcher(text).programs) == expected
+
+
 @pytest.mark.parametrize("text", ["hello everyone", "paint the fence", "download the file", "my cat is sick",
                                   "set an alarm for seven", "turn off the lights", "keep talking"])
 def test_the_thesaurus_does_not_make_small_talk_an_instruction(matcher, text):

@@ -22,6 +22,9 @@ import numpy as np
 import torch
 
 from realtime.instruct.catalogue import (
+    EMOTION_ADJECTIVES,
+    EMOTION_NOUNS,
+    HELD_OUT_WORDS,
     MODERATE_CUES,
     SLIGHT_CUES,
     STRONG_CUES,
@@ -31,8 +34,8 @@ from realtime.instruct.catalogue import (
     reference_texts,
 )
 from realtime.instruct.encoder import InstructionEncoder, InstructionError, validate
-from realtime.instruct.thesaurus import catalogue_words, nearest_catalogue_words, unknown_words
-from realtime.vocab import MODERATE, SLIGHT, STRONG
+from realtime.instruct.thesaurus import base_forms, catalogue_words, nearest_catalogue_words, unknown_words
+from realtime.vocab import EMOTIONS, MODERATE, SLIGHT, STRONG
 
 
 class InstructionNotUnderstood(InstructionError):
@@ -216,7 +219,8 @@ class ProgramMatcher:
         candidates = self.nearest(text, k=4 * self.config.suggestions)
         best, score = candidates[0]
         if score >= self.config.threshold:
-            return Match(_adjusted(text, best.programs, self.intensity(text)), score, best.text)
+            level = self.intensity(text)
+            return Match(_with_emotion(text, _adjusted(text, best.programs, level), level), score, best.text)
         suggestions = list(dict.fromkeys(i.text for i, _ in candidates))[:self.config.suggestions]
         raise InstructionNotUnderstood(
             f"instruction not understood: {text!r} is not close to any known emotion or motion "
@@ -248,7 +252,7 @@ class ProgramMatcher:
             level = self.intensity(clause)
             if level is None and intensity_only:
                 level = self.intensity(intensity_only[0])
-            programs.update(_adjusted(clause, best.programs, level))
+            programs.update(_with_emotion(clause, _adjusted(clause, best.programs, level), level))
         return Match(tuple(programs.items()), min(s for _, _, s in matched), " + ".join(b.text for _, b, _ in matched))
 
 
@@ -320,6 +324,22 @@ _CUE_WORDS = {w for cues in (SLIGHT_CUES, MODERATE_CUES, STRONG_CUES) for cue in
 
 def _words(text: str) -> list[str]:
     return re.findall(r"[a-z']+", text.lower())
+
+
+# An emotion's own words ("furious", "sadly" by its base form) beside a motion: "a furious scowl", "nod sadly".
+_EMOTION_WORDS = {w: emotion for emotion, words in (*EMOTION_ADJECTIVES.items(), *EMOTION_NOUNS.items())
+                  for w in words if emotion != "neutral" and " " not in w and w not in HELD_OUT_WORDS}
+
+
+def _with_emotion(text: str, programs: Programs, level: float | None) -> Programs:
+    """A motion matched in a text that also names an emotion gets that emotion too; the nearest catalogue wording
+    holds one of the two ("give me a furious scowl" is nearest to "scowl")."""
+    if any(name in EMOTIONS for name, _ in programs):
+        return programs
+    named = [_EMOTION_WORDS[f] for w in _words(text) for f in base_forms(w) if f in _EMOTION_WORDS]
+    if not named or named[0] in negated_programs(text):
+        return programs
+    return ((named[0], level or MODERATE), *programs)
 
 
 def _adjusted(text: str, programs: Programs, level: float | None) -> Programs:

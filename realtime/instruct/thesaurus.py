@@ -65,7 +65,7 @@ def unknown_words(text: str, known: set[str]) -> list[str]:
     """Words of `text` that the catalogue does not use and that may carry meaning."""
     words = re.findall(r"[a-z']+", text.lower())
     return list(dict.fromkeys(w for w in words if w not in FUNCTION_WORDS and w not in _CUE_WORDS and len(w) > 2
-                              and not any(form in known for form in _forms(w))))
+                              and not any(form in known for form in base_forms(w))))
 
 
 # --- the table, built once from the thesaurus's text -----------------------------------------------------------
@@ -111,7 +111,7 @@ def _table() -> dict:
         return json.load(f)
 
 
-def _forms(word: str) -> list[str]:
+def base_forms(word: str) -> list[str]:
     """The word and its likely base forms ("glowering" → glower, "sulked" → sulk, "smirks" → smirk)."""
     forms = [word]
     for suffix, repl in (("ing", ""), ("ing", "e"), ("ed", ""), ("ed", "e"), ("d", ""), ("es", ""), ("s", ""),
@@ -127,7 +127,7 @@ def nearest_catalogue_words(word: str, known: set[str] | None = None) -> list[tu
     """The catalogue words nearest to `word` by thesaurus neighbourhood, best first (empty when it has none);
     `known` keeps only words the current catalogue still uses."""
     words = _table()["words"]
-    for form in _forms(word):
+    for form in base_forms(word):
         near = words.get(form)
         if near:
             return [(c, s) for c, s in near if known is None or c in known]
