@@ -31,7 +31,7 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Rule:
-    measure: str  # a benchmarks.pixels measure, or "blinks" / "wink" / "<measure>_energy"
+    measure: str  # a benchmarks.pixels measure, or "blinks" / "wink" / "smile_eyes" / "<measure>_energy"
     sign: float  # +1: must rise, -1: must fall (energy rules: ratio over the uninstructed render)
     threshold: float
 
@@ -39,7 +39,7 @@ class Rule:
 # class -> (group, rules that must all hold, wordings); the first two wordings of a class make --quick
 CLASSES: dict[str, tuple[str, tuple[Rule, ...], tuple[str, ...]]] = {
     # emotions
-    "happy": ("emotion", (Rule("lift", 1, 0.012),),
+    "happy": ("emotion", (Rule("smile_eyes", -1, 0.04),),
               ("show joyfulness", "beam with happiness", "look thrilled to bits", "be full of joy and glee")),
     "sad": ("emotion", (Rule("lift", -1, 0.05),),
             ("show sorrowfulness", "look like you are about to cry", "be mournful", "look crestfallen")),
@@ -73,7 +73,7 @@ CLASSES: dict[str, tuple[str, tuple[Rule, ...], tuple[str, ...]]] = {
                    ("shut both eyes tight", "keep the eyelids closed", "eyes shut please", "squeeze your eyes shut")),
     "blink": ("action_unit", (Rule("blinks", 1, 0.025),),
               ("bat your eyelids", "blink rapidly", "nictitate", "blink lots")),
-    "wink": ("action_unit", (Rule("wink", 1, 0.05),),
+    "wink": ("action_unit", (Rule("wink", 1, 0.034),),
              ("wink your eye at me", "a sly wink", "wink cheekily", "close one eye")),
     # gaze (the iris in the pixels)
     "gaze_left": ("gaze", (Rule("gaze_x", -1, 0.08),),
@@ -81,9 +81,9 @@ CLASSES: dict[str, tuple[str, tuple[Rule, ...], tuple[str, ...]]] = {
     "gaze_right": ("gaze", (Rule("gaze_x", 1, 0.08),),
                    ("peek rightward", "cast your eyes to the right side", "eyes toward the right",
                     "steal a look right")),
-    "gaze_up": ("gaze", (Rule("gaze_y", -1, 0.008),),
+    "gaze_up": ("gaze", (Rule("iris_y", -1, 0.009), Rule("iris_lid", -1, 0.013)),
                 ("peek upward", "gaze at the sky", "eyes toward the ceiling", "glance skyward")),
-    "gaze_down": ("gaze", (Rule("gaze_y", 1, 0.004),),
+    "gaze_down": ("gaze", (Rule("iris_y", 1, 0.012), Rule("iris_lid", 1, 0.013)),
                   ("peek downward", "gaze at the ground", "eyes toward your feet", "glance at the ground")),
     # head gestures, both directions
     "nod": ("head", (Rule("nose_y_range", 1, 1.3),),
@@ -104,7 +104,7 @@ CLASSES: dict[str, tuple[str, tuple[Rule, ...], tuple[str, ...]]] = {
                    ("tip your head to the right", "lean the head rightward", "cock the head to the right",
                     "incline your head to the right")),
     # combinations: every part must show
-    "happy+nod": ("combination", (Rule("lift", 1, 0.012), Rule("nose_y_range", 1, 1.3)),
+    "happy+nod": ("combination", (Rule("smile_eyes", -1, 0.04), Rule("nose_y_range", 1, 1.3)),
                   ("beam and bob your head", "look joyous while you nod along")),
     "angry+turn_left": ("combination", (Rule("lift", -1, 0.05), Rule("yaw", -1, 0.05)),
                         ("look infuriated and swivel your head leftward", "glower while swinging your face left")),
