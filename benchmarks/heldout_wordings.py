@@ -16,7 +16,11 @@ pixels for the class's program at intensity 1 (calibrated once, on the uninstruc
 measurable on these pixels rather than as failed (`teacher_followed` in the results). Some signatures are not
 the obvious ones because the obvious ones do not show in dlib's points on this renderer: anger lowers the lip
 corners (its brow lowering moves dlib's brow points by < 0.01 IOD, for the teacher too), a frown narrows the
-eyes, a nod moves the nose tip up and down.
+eyes, a nod moves the nose tip up and down. Where dlib's shape prior hides the change, the eye pixels are read
+(`benchmarks.pixels` open_l / open_r, iris_y, iris_lid; round 5 of benchmarks/RESULTS.md): a wink is one eye's pixel
+openness falling while the other stays (dlib moves both eyes' points together); vertical gaze must move the iris
+against both the eye corners and the lids; happy on a portrait that already smiles (the default, whose corners
+cannot rise further) is its narrowed, still open eyes (`smile_eyes`: raised cheeks, AU6).
 
 A class is judged on the pixels (`benchmarks.pixels` measures), against the uninstructed render of the same
 speech: `Rule(measure, sign, threshold)` holds when the change of the measure's median over the clip
