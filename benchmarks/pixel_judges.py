@@ -81,6 +81,33 @@ def lipsync(opening: np.ndarray, db_clean: np.ndarray, db_heard: np.ndarray, voi
             "syllables": len(syllable_peaks(envelope_db(db_clean)))}
 
 
+WINK_SHUT, WINK_OPEN, WINK_RUN = 0.75, 0.9, 2
+SHUT_EYES = 0.8  # smile_eyes: eyes whose pixel openness falls under this share of the uninstructed are shut
+
+
+def _openness(table: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """Median pixel openness of each eye (open_l, open_r) over the uninstructed clip's."""
+    return np.array([np.median(column(table, k)) / max(np.median(column(base, k)), 1e-9) for k in ("open_l", "open_r")])
+
+
+def wink_frames(table: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """Frames where one eye's pixel openness is under WINK_SHUT of its uninstructed median while the other's stays
+    over WINK_OPEN of its own, in runs of WINK_RUN frames or more (a one-frame slip of dlib's corners is no wink)."""
+    left = column(table, "open_l") / max(np.median(column(base, "open_l")), 1e-9)
+    right = column(table, "open_r") / max(np.median(column(base, "open_r")), 1e-9)
+    one = ((left < WINK_SHUT) & (right > WINK_OPEN)) | ((right < WINK_SHUT) & (left > WINK_OPEN))
+    out = np.zeros_like(one)
+    start = None
+    for i, v in enumerate(np.r_[one, False]):
+        if v and start is None:
+            start = i
+        elif not v and start is not None:
+            if i - start >= WINK_RUN:
+                out[start:i] = True
+            start = None
+    return out
+
+
 def _energy(x: np.ndarray) -> float:
     return float(np.abs(np.diff(x)).mean()) if len(x) > 1 else 0.0
 
@@ -99,10 +126,11 @@ def rule_value(rule: Rule, table: np.ndarray, base: np.ndarray) -> float:
             eyes = np.minimum(column(t, "eye_l"), column(t, "eye_r"))
             return float((eyes < 0.5 * np.median(column(base, "eye_open"))).mean())
         return shut(table) - shut(base)
-    if rule.measure == "wink":  # one eye shut while the other is open: the largest |left - right|
-        def gap(t):
-            return float(np.abs(column(t, "eye_l") - column(t, "eye_r")).max())
-        return gap(table) - gap(base)
+    if rule.measure == "wink":  # share of frames in a wink (`wink_frames`), over the uninstructed clip's
+        return float(wink_frames(table, base).mean() - wink_frames(base, base).mean())
+    if rule.measure == "smile_eyes":  # eyes narrowed (dlib's eye_open falls) with the irises still showing
+        narrowed = float(np.median(column(table, "eye_open")) - np.median(column(base, "eye_open")))
+        return narrowed if _openness(table, base).min() >= SHUT_EYES else 0.0
     assert rule.measure in MEASURES, rule.measure
     return float(np.median(column(table, rule.measure)) - np.median(column(base, rule.measure)))
 

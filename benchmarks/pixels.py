@@ -11,6 +11,19 @@ plus the few a gesture or gaze needs:
 - yaw: nose tip (30) off the jaw midline (0, 16) in jaw widths (+ = image-right);
 - pitch: nose tip below the eye line, in IOD (+ = head down);
 - roll: the eye line's angle in degrees (+ = image-right eye lower, i.e. the head tilts to image-right).
+
+Read from the pixels themselves where dlib's shape prior moves both eyes' points together (a wink) or does not
+follow the iris (vertical gaze). Each eye's box is laid along dlib's eye corners (36-39, 42-45: width w; the
+corners stay put when the lids move); "dark" is below the midpoint of the 5th and 95th luminance percentiles of
+that box on the portrait itself (one threshold per eye and portrait, so a shut eye does not re-scale it):
+- open_l / open_r: each eye's dark area (iris, pupil, lash line) within 0.45 w either side of the eye's centre and
+  0.5 w above and below the corner line, / w^2; a closing lid covers the iris, so it falls (winks, closed eyes);
+- iris_y: the centroid of the box's darkness ((threshold - luminance)^2, dark pixels only) below the corner line,
+  in eye widths, mean of both eyes (+ = down; the lash line weighs in too, so lids that move read on it);
+- iris_lid: the iris against the lids: the same centroid over the columns within 0.15 w of the box's darkness
+  centroid (the iris) minus the one over the columns 0.3 w or more from it (lash line and corners), in eye widths,
+  mean of both eyes (+ = down; lids that move read less on it, an iris moved sideways more);
+- without a portrait (`measures(frame, lm)` alone) the threshold is the frame's own.
 """
 from __future__ import annotations
 
@@ -20,7 +33,9 @@ from benchmarks.face_metrics import EYE_CORNERS, iod, signature
 
 MEASURES = ("mouth_open", "lift", "brow_height", "brow_gap", "eye_open", "upper_lip", "nose", "width", "mouth_asym",
             "eye_l", "nose_x", "nose_y",
-            "eye_r", "gaze_x", "gaze_y", "yaw", "pitch", "roll")
+            "eye_r", "gaze_x", "gaze_y", "yaw", "pitch", "roll", "open_l", "open_r", "iris_y",
+            "iris_lid")
+EYE_BOX = (0.45, 0.5)  # half-width, half-height of an eye's box, in eye widths
 
 
 def _ear(p: np.ndarray) -> float:
@@ -39,8 +54,61 @@ def _gaze(frame: np.ndarray, lm: np.ndarray, d: float) -> tuple[float, float]:
     return float(np.mean(xs)), float(np.mean(ys))
 
 
-def measures(frame: np.ndarray, lm: np.ndarray) -> dict[str, float]:
-    """Every measure above for one frame and its (68, 2) landmarks."""
+def _eye_grid(lum: np.ndarray, inner: np.ndarray, outer: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Luminance sampled along the eye line (rows: 1 px steps across it, + = down; columns: along it), the rows'
+    offsets and the eye's width w."""
+    from scipy.ndimage import map_coordinates
+
+    w = float(np.linalg.norm(outer - inner))
+    ux, uy = (outer - inner) / max(w, 1e-6)
+    c = (inner + outer) / 2
+    u = np.arange(-EYE_BOX[0] * w, EYE_BOX[0] * w + 0.5)
+    v = np.arange(-EYE_BOX[1] * w, EYE_BOX[1] * w + 0.5)
+    uu, vv = np.meshgrid(u, v)
+    xs, ys = c[0] + uu * ux - vv * uy, c[1] + uu * uy + vv * ux
+    return map_coordinates(lum, [ys, xs], order=1, mode="nearest"), v, w
+
+
+def _luminance(frame: np.ndarray) -> np.ndarray:
+    return np.asarray(frame, np.float64).mean(2)
+
+
+class EyeReference:
+    """One portrait's dark threshold per eye (see the docstring)."""
+
+    def __init__(self, image: np.ndarray, landmarks: np.ndarray):
+        lm = np.asarray(landmarks, np.float64)
+        lum = _luminance(image)
+        self.dark = []
+        for first in (36, 42):
+            box, _, _ = _eye_grid(lum, lm[first], lm[first + 3])
+            self.dark.append(float(np.mean(np.percentile(box, [5, 95]))))
+
+
+def _centroid(weight: np.ndarray, v: np.ndarray) -> float:
+    return float((weight.sum(1) @ v) / max(weight.sum(), 1e-9))
+
+
+def eye_pixels(frame: np.ndarray, lm: np.ndarray, ref: EyeReference | None = None) -> dict[str, float]:
+    """open_l, open_r, iris_y and iris_lid (see the docstring) for one frame."""
+    lum = _luminance(frame)
+    corners = [(lm[36], lm[39]), (lm[42], lm[45])]
+    out, ys, lids = {}, [], []
+    for k, (name, (inner, outer)) in enumerate(zip(("open_l", "open_r"), corners)):
+        box, v, w = _eye_grid(lum, inner, outer)
+        dark = ref.dark[k] if ref is not None else float(np.mean(np.percentile(box, [5, 95])))
+        out[name] = float((box < dark).sum() / w ** 2)
+        weight = np.clip(dark - box, 0, None) ** 2
+        ys.append(_centroid(weight, v) / w)
+        u = np.linspace(-EYE_BOX[0] * w, EYE_BOX[0] * w, box.shape[1])
+        across = np.abs(u - (weight.sum(0) @ u) / max(weight.sum(), 1e-9))
+        lids.append((_centroid(weight * (across <= 0.15 * w), v) - _centroid(weight * (across >= 0.3 * w), v)) / w)
+    out["iris_y"], out["iris_lid"] = float(np.mean(ys)), float(np.mean(lids))
+    return out
+
+
+def measures(frame: np.ndarray, lm: np.ndarray, ref: EyeReference | None = None) -> dict[str, float]:
+    """Every measure above for one frame and its (68, 2) landmarks (`ref`: the portrait's rest eyes)."""
     lm = np.asarray(lm, np.float64)
     d = iod(lm)
     out = signature(lm)
@@ -55,6 +123,7 @@ def measures(frame: np.ndarray, lm: np.ndarray) -> dict[str, float]:
     out["pitch"] = float((lm[30, 1] - lm[EYE_CORNERS, 1].mean()) / d)
     left, right = lm[36:42].mean(0), lm[42:48].mean(0)
     out["roll"] = float(np.degrees(np.arctan2(right[1] - left[1], right[0] - left[0])))
+    out.update(eye_pixels(frame, lm, ref))
     return out
 
 
@@ -67,12 +136,13 @@ class PixelMeter:
 
         meter = MouthMeter(portrait)
         self.detector, self.box = meter.detector, meter.box
+        self.eyes = EyeReference(portrait.image, portrait.landmarks)
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         rows = []
         for frame in np.asarray(frames):
             lm = self.detector.landmarks_in_box(frame, self.box)
-            m = measures(frame, lm)
+            m = measures(frame, lm, self.eyes)
             rows.append([m[k] for k in MEASURES])
         return np.asarray(rows, np.float64).reshape(-1, len(MEASURES))
 
