@@ -131,6 +131,8 @@ class ProgramMatcher:
                 pass  # a read-only cache only costs the next start the encoding again
         self._matrix = matrix
         self._scores_matrix = matrix.numpy()
+        if self.config.thesaurus:
+            nearest_catalogue_words("")  # loads the table now, not at a call's first unknown word
         return self
 
     def nearest(self, text: str, k: int = 1) -> list[tuple[Instruction, float]]:
