@@ -114,9 +114,10 @@ CLASSES: dict[str, tuple[str, tuple[Rule, ...], tuple[str, ...]]] = {
                         ("look infuriated and swivel your head leftward", "glower while swinging your face left")),
 }
 # Intensity: (slight wording, strong wording, measure, sign): followed when the strong wording moves the
-# measure the right way by at least 1.3x what the slight one does, and the slight one by at least 0.25x.
+# measure the right way by at least 1.3x what the slight one does, and the slight one by at least 0.25x. A smile
+# is read on its width, as the smile class is: the default portrait already smiles, so its corners cannot lift.
 INTENSITY_PAIRS: tuple[tuple[str, str, str, float], ...] = (
-    ("a faint smile", "an enormous beaming smile", "lift", 1),
+    ("a faint smile", "an enormous beaming smile", "width", 1),
     ("look a tad infuriated", "look enormously infuriated", "brow_height", -1),
     ("hoist your eyebrows a tad", "hoist your eyebrows enormously", "brow_height", 1),
     ("look a tad thunderstruck", "look enormously thunderstruck", "brow_height", 1),

@@ -160,6 +160,8 @@ class ProgramMatcher:
             return []
         readings = []
         for word in unknown:
+            if self._intensity_by_likeness(f"a {word}" if f"a {word}" in text.lower() else word):
+                continue  # "a tad", "enormously": an intensity, read as one, stays as written
             near = [(c, s) for c, s in nearest_catalogue_words(word, self._meanings) if s >= cfg.thesaurus_overlap]
             if not near:
                 return []
@@ -171,7 +173,7 @@ class ProgramMatcher:
             for word, meaning, _ in chosen:
                 reworded = re.sub(rf"\b{re.escape(word)}\b", meaning, reworded)
             out.append((reworded, sum(cost for _, _, cost in chosen)))
-        return out
+        return out if readings else []
 
     def intensity(self, text: str) -> float | None:
         """The intensity the user's words name: a cue ("slightly", "very"), else a word like one side's cues."""

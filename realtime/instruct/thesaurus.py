@@ -58,7 +58,8 @@ _CUE_WORDS = frozenset(w for cues in (SLIGHT_CUES, MODERATE_CUES, STRONG_CUES) f
 def catalogue_words() -> list[str]:
     """The catalogue's content words: what an unknown word may be read as."""
     words = {w for i in reference_texts() for w in re.findall(r"[a-z']+", i.text.lower())}
-    return sorted(w for w in words - FUNCTION_WORDS - _CUE_WORDS - NOT_MEANINGS if len(w) > 2)
+    # "look" frames every emotion ("look sad"), but it is also what "gaze" and "peer" mean
+    return sorted(w for w in words - (FUNCTION_WORDS - {"look"}) - _CUE_WORDS - NOT_MEANINGS if len(w) > 2)
 
 
 def unknown_words(text: str, known: set[str]) -> list[str]:
