@@ -243,11 +243,14 @@ def test_the_thesaurus_table_covers_the_catalogue():
 
 @pytest.mark.parametrize("text, level", [("hardly smile", 0.35), ("look immensely sad", 1.0),
                                          ("raise your eyebrows dramatically", 1.0), ("look serious", None),
-                                         ("smile softly", None), ("touch your nose and smile", None)])
+                                         ("smile softly", None), ("touch your nose and smile", None),
+                                         ("smile feebly", 0.35), ("nod firmly", 1.0), ("nod sadly", None),
+                                         ("smile happily", None)])
 def test_intensity_words_no_cue_names_are_read_by_their_likeness_to_the_cues(matcher, text, level):
     """No cue list names "hardly", "immensely" or "dramatically": they read as slight / strong because their
-    embeddings sit near that side's cues. A word the catalogue uses for a program ("serious", "softly") or a cue's
-    own word out of its phrase ("touch") never does."""
+    embeddings sit near that side's cues; "feebly" and "firmly" because the thesaurus lists them beside "faintly" and
+    "seriously". A word the catalogue uses for a program, in any form ("serious", "softly", "sadly"), or a cue's own
+    word out of its phrase ("touch") never does."""
     assert matcher.intensity(text) == level
 
 

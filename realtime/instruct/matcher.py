@@ -34,7 +34,13 @@ from realtime.instruct.catalogue import (
     reference_texts,
 )
 from realtime.instruct.encoder import InstructionEncoder, InstructionError, validate
-from realtime.instruct.thesaurus import base_forms, catalogue_words, nearest_catalogue_words, unknown_words
+from realtime.instruct.thesaurus import (
+    base_forms,
+    catalogue_words,
+    intensity_reading,
+    nearest_catalogue_words,
+    unknown_words,
+)
 from realtime.vocab import EMOTIONS, MODERATE, SLIGHT, STRONG
 
 
@@ -63,6 +69,10 @@ class MatcherConfig:
     # candidates; the nearest among the rest, "broadly", reads 0.59).
     intensity_likeness: float = 0.6
     intensity_margin: float = 0.1
+    # ... or, read first, when its thesaurus neighbourhood (or its adverb's) overlaps a cue's by `intensity_overlap`
+    # and the other side's best by `intensity_margin` less (`thesaurus.intensity_reading`; "firmly" -> seriously
+    # 0.39, "gravely" 0.29; unrelated adverbs 0.00-0.15: "quickly" 0.15, "kindly" 0.17)
+    intensity_overlap: float = 0.25
     # Words the catalogue never uses are also tried as their nearest catalogue words by thesaurus neighbourhood
     # (`realtime.instruct.thesaurus`), when the text has at most `thesaurus_words` such words and each has a
     # reading: its best `thesaurus_tries` readings, of overlap >= `thesaurus_overlap` ("beam" -> smile 0.28,
@@ -160,9 +170,11 @@ class ProgramMatcher:
             return []
         readings = []
         for word in unknown:
-            if self._intensity_by_likeness(f"a {word}" if f"a {word}" in text.lower() else word):
-                continue  # "a tad", "enormously": an intensity, read as one, stays as written
             near = [(c, s) for c, s in nearest_catalogue_words(word, self._meanings) if s >= cfg.thesaurus_overlap]
+            as_cue = intensity_reading(word)
+            if (as_cue is not None and as_cue[1] > (near[0][1] if near else 0.0)) or (
+                    not near and self._intensity_by_likeness(f"a {word}" if f"a {word}" in text.lower() else word)):
+                continue  # "enormously" (nearer "hugely" than "sad"), "a tad": an intensity, stays as written
             if not near:
                 return []
             readings.append([(word, meaning, cfg.thesaurus_floor + cfg.thesaurus_cost * (1 - overlap / near[0][1]))
@@ -182,15 +194,22 @@ class ProgramMatcher:
 
     def _intensity_by_likeness(self, text: str) -> float | None:
         said = _words(text)
-        words = [w for w in said if w not in self._named and len(w) > 2]
+        # not "sadly" (nod sadly) nor "happily": a program's own word, in any form, names no intensity
+        words = [w for w in said if len(w) > 2 and not any(f in self._named for f in base_forms(w))]
         pairs = {f"a {w}" for a, w in zip(said, said[1:]) if a == "a"}  # "a tad": the article carries it
         candidates = words + [f"a {w}" for w in words if f"a {w}" in pairs]
         if not candidates:
             return None
+        cfg, found = self.config, set()
+        for word in words if cfg.thesaurus else []:  # first: "feebly" lists "faintly"; "enormous" -> "enormously"
+            reading = intensity_reading(word)
+            if reading and reading[1] >= cfg.intensity_overlap and reading[1] - reading[2] >= cfg.intensity_margin:
+                found.add(SLIGHT if reading[0] == "slight" else STRONG)
+        if found:
+            return min(found)
         if self._cues is None:
             self._cues = {level: np.stack([e.pooled.numpy() for e in self.encoder.encode_batch(list(cues))])
                           for level, cues in ((SLIGHT, SLIGHT_CUES), (STRONG, STRONG_CUES))}
-        found = set()
         for candidate in candidates:
             vector = self.encoder(candidate).pooled.numpy()
             slight, strong = (float((self._cues[level] @ vector).max()) for level in (SLIGHT, STRONG))

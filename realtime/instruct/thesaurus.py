@@ -103,7 +103,24 @@ def build(moby: Path, candidates: list[str]) -> dict:
             table[word] = near
     digest = hashlib.sha256(moby.read_bytes()).hexdigest()
     return {"source": f"Moby Thesaurus II (public domain), npm moby@1.1.2 words.txt, sha256 {digest}",
-            "candidates": candidates, "stored_overlap": STORED_OVERLAP, "words": table}
+            "candidates": candidates, "stored_overlap": STORED_OVERLAP, "words": table,
+            "intensity": _intensities(neighbours)}
+
+
+def _intensities(neighbours: dict[str, set[str]]) -> dict[str, list]:
+    """word -> [side, overlap with that side's nearest single-word cue, the other side's best]: "feebly" reads as
+    "faintly" (slight, 0.92), "enormously" as "hugely" (strong, 0.43)."""
+    sides = {"slight": [c for c in SLIGHT_CUES if " " not in c], "strong": [c for c in STRONG_CUES if " " not in c]}
+    out = {}
+    for word, found in neighbours.items():
+        if " " in word:
+            continue
+        best = {side: max((len(found & neighbours[c]) / math.sqrt(len(found) * len(neighbours[c]))
+                           for c in cues if neighbours.get(c)), default=0.0) for side, cues in sides.items()}
+        side, other = sorted(best, key=best.get, reverse=True)
+        if best[side] >= STORED_OVERLAP:
+            out[word] = [side, round(best[side], 3), round(best[other], 3)]
+    return out
 
 
 @lru_cache(maxsize=1)
@@ -135,6 +152,19 @@ def nearest_catalogue_words(word: str, known: set[str] | None = None) -> list[tu
     return []
 
 
+def intensity_reading(word: str) -> tuple[str, float, float] | None:
+    """(side, overlap, the other side's overlap) of the intensity cue nearest to `word` or its adverb
+    ("enormous" -> "enormously" -> hugely), None when the thesaurus relates it to none."""
+    table = _table()["intensity"]
+    adverbs = [word + "ly", word[:-1] + "ily" if word.endswith("y") else "",  # "huge" -> hugely, "busy" -> busily
+               word[:-1] + "y" if word.endswith("le") else ""]  # "gentle" -> gently
+    for form in [word, *filter(None, adverbs), *base_forms(word)[1:]]:
+        if form in table:
+            side, overlap, other = table[form]
+            return side, overlap, other
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Build the thesaurus table from Moby's words.txt.")
     parser.add_argument("moby", type=Path, help="words.txt of npm's moby@1.1.2 (Moby Thesaurus II)")
@@ -144,7 +174,8 @@ def main(argv: list[str] | None = None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with gzip.GzipFile(args.out, "wb", mtime=0) as raw:  # mtime 0: the same input gives the same bytes
         raw.write(json.dumps(table, sort_keys=True, separators=(",", ":")).encode())
-    print(f"{args.out}: {len(table['words'])} words, {len(table['candidates'])} catalogue words")
+    print(f"{args.out}: {len(table['words'])} words, {len(table['candidates'])} catalogue words, "
+          f"{len(table['intensity'])} intensity readings")
 
 
 if __name__ == "__main__":
