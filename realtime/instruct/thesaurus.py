@@ -158,11 +158,11 @@ def intensity_reading(word: str) -> tuple[str, float, float] | None:
     table = _table()["intensity"]
     adverbs = [word + "ly", word[:-1] + "ily" if word.endswith("y") else "",  # "huge" -> hugely, "busy" -> busily
                word[:-1] + "y" if word.endswith("le") else ""]  # "gentle" -> gently
-    for form in [word, *filter(None, adverbs), *base_forms(word)[1:]]:
-        if form in table:
-            side, overlap, other = table[form]
-            return side, overlap, other
-    return None
+    found = [table[f] for f in [word, *filter(None, adverbs), *base_forms(word)[1:]] if f in table]
+    if not found:
+        return None
+    side, overlap, other = max(found, key=lambda r: r[1])  # "awful": as "awfully" (terribly 0.88), not itself (0.14)
+    return side, overlap, other
 
 
 def main(argv: list[str] | None = None) -> None:
