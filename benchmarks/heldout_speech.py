@@ -103,8 +103,8 @@ def cold_start_clip(clip: Clip) -> tuple[Clip, int]:
 
 
 def human_clips(aligner, quick: bool) -> list[Clip]:
-    """One clip per source: CMU ARCTIC's read sentence, the ALSA phrases and each KLettres voice's words,
-    concatenated with pauses."""
+    """One clip per source: CMU ARCTIC's read sentence, the ALSA phrases and each KLettres voice's words (and, in
+    the full set, its letters B, M and P), concatenated with pauses."""
     from realtime.media import load_audio
     from realtime.training.corpus.human_speech import recordings
 
@@ -117,7 +117,10 @@ def human_clips(aligner, quick: bool) -> list[Clip]:
         if source.startswith("klettres"):  # words, then letters: words give syllables to compare
             # words with /p b m/ first (closures to judge), then other words, then letters
             recs = sorted(recs, key=lambda r: (len(r.text) < 3, not set(r.text.lower()) & set("pbm"), r.path.name))
-            recs = [r for r in recs if len(r.text) > 1][:words_per_clip] or recs[:words_per_clip]
+            words = [r for r in recs if len(r.text) > 1][:words_per_clip] or recs[:words_per_clip]
+            if not quick:  # and the letters B, M, P: the few offline recordings hold few real /p b m/ to judge
+                words += [r for r in recs if len(r.text) == 1 and r.text.lower() in "bmp"]
+            recs = words
         else:
             recs = recs[:words_per_clip]
         pieces = [trim(load_audio(r.path)) for r in recs]
