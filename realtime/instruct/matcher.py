@@ -162,7 +162,7 @@ class ProgramMatcher:
 
     def rewordings(self, text: str) -> list[tuple[str, float]]:
         """`text` with every word the catalogue never uses read as one of its nearest catalogue words by thesaurus,
-        with the cost of that reading ("look aghast" -> "look flabbergasted", 0.02). None when a word has no such
+        with the cost of that reading ("look aghast" -> "look flabbergasted", 0.05). None when a word has no such
         reading: the text is about something else ("hello everyone" would read "hello" as a smile)."""
         cfg = self.config
         unknown = unknown_words(text, self._named) if cfg.thesaurus else []
@@ -178,9 +178,14 @@ class ProgramMatcher:
             if not near:
                 return []
             readings.append([(word, meaning, cfg.thesaurus_floor + cfg.thesaurus_cost * (1 - overlap / near[0][1]))
-                             for meaning, overlap in near[:cfg.thesaurus_tries]])
+                             for meaning, overlap in near[:cfg.thesaurus_tries]]
+                            # of two, one may stay as written ("gaze at the sky" -> "look at the sky"); with three
+                            # that would be 27 sentences to encode
+                            + ([(word, word, 0.0)] if len(unknown) == 2 else []))
         out = []
         for chosen in itertools.product(*readings):
+            if all(word == meaning for word, meaning, _ in chosen):
+                continue  # the text itself
             reworded = text.lower()
             for word, meaning, _ in chosen:
                 reworded = re.sub(rf"\b{re.escape(word)}\b", meaning, reworded)
