@@ -190,7 +190,7 @@ class ProgramMatcher:
             for word, meaning, _ in chosen:
                 reworded = re.sub(rf"\b{re.escape(word)}\b", meaning, reworded)
             out.append((reworded, sum(cost for _, _, cost in chosen)))
-        return out if readings else []
+        return out
 
     def intensity(self, text: str) -> float | None:
         """The intensity the user's words name: a cue ("slightly", "very"), else a word like one side's cues."""
