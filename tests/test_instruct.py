@@ -180,6 +180,17 @@ def test_a_direction_pair_for_the_eyes_is_not_a_head_gesture(matcher):
     assert "nod" not in dict(matcher("glance up and down").programs)
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("brows down", {"frown": 1.0}),  # nearest wording "brows raised": embeddings barely tell up from down
+    ("eyebrows down a little", {"frown": 0.35}),
+    ("brows up", {"raise_eyebrows": 1.0}),
+    ("drop your eyebrows", {"frown": 1.0}),
+    ("frown and look down", {"frown": 1.0, "look_down": 1.0}),  # "down" is the eyes' here, not the brows'
+])
+def test_the_brows_go_where_the_words_say(matcher, text, expected):
+    assert dict(matcher(text).programs) == expected
+
+
 @pytest.mark.parametrize("text", ["asdf qwerty", "what is the capital of France", "compile the kernel",
                                   "make me a sandwich"])
 def test_matcher_refuses_what_it_does_not_know(matcher, text):

@@ -381,8 +381,12 @@ def _adjusted(text: str, programs: Programs, level: float | None) -> Programs:
 # Sentence embeddings barely tell "left" from "right" (or "up" from "down"): the words decide.
 _MIRRORED = {"look_left": "look_right", "look_right": "look_left", "look_up": "look_down",
              "look_down": "look_up", "turn_head_left": "turn_head_right", "turn_head_right": "turn_head_left",
-             "tilt_head_left": "tilt_head_right", "tilt_head_right": "tilt_head_left"}
+             "tilt_head_left": "tilt_head_right", "tilt_head_right": "tilt_head_left",
+             "raise_eyebrows": "frown", "frown": "raise_eyebrows"}
+_BROWS = {"raise_eyebrows": "up", "frown": "down"}  # the brows' direction
+_DIRECTION = {name: _BROWS.get(name) or name.rsplit("_", 1)[1] for name in _MIRRORED}
 _OPPOSITE_WORD = {"left": "right", "right": "left", "up": "down", "down": "up"}
+_BROW_WORDS = {"brow", "brows", "eyebrow", "eyebrows"}
 
 
 def _directed(text: str, program: str) -> str:
@@ -390,7 +394,12 @@ def _directed(text: str, program: str) -> str:
         return program
     # "leftward(s)", "upward": the direction is the stem
     words = {re.sub(r"wards?$", "", w) for w in re.findall(r"[a-z]+", text.lower())}
-    direction = program.rsplit("_", 1)[1]
+    if program in _BROWS:
+        if not words & _BROW_WORDS:  # "frown and calm down": the brows' direction only where the brows are named
+            return program
+        words |= {"up"} if words & {"raise", "raised", "lift", "lifted"} else set()
+        words |= {"down"} if words & {"lower", "lowered", "drop", "dropped"} else set()
+    direction = _DIRECTION[program]
     said = {w for w in _OPPOSITE_WORD if w in words} | ({"up"} if words & {"ceiling", "sky"} else set()) \
         | ({"down"} if words & {"floor", "ground"} else set())
     return _MIRRORED[program] if _OPPOSITE_WORD[direction] in said and direction not in said else program
