@@ -156,25 +156,27 @@ def run_instructions(bench: Bench, quick: bool, sheets: Path | None) -> dict:
 
 
 def write_sheets(rows: list[dict], frames: dict, out: Path) -> None:
-    """A contact sheet per source: the uninstructed render, then every class that failed, 6 frames each."""
+    """Contact sheets per source, a row of 6 frames per class after the uninstructed render's row: `classes_*`
+    every class (its first wording), `failing_*` the classes that failed."""
     from PIL import Image
 
     from realtime.avatar.sheet import contact_sheet
 
     out.mkdir(parents=True, exist_ok=True)
-    for source in {r["source"] for r in rows}:
-        failing = list(dict.fromkeys(r["class"] for r in rows if r["source"] == source and not r["followed"]
-                                     and (source, r["class"]) in frames))
-        tiles, labels = [], []
-        for name in [""] + failing:
-            clip = frames[(source, name)]
-            for k in np.linspace(0, len(clip) - 1, 6).astype(int):
-                tiles.append(clip[k][FACE[0], FACE[1]])
-                labels.append(f"{name or 'uninstructed'} {k}")
-        sheet = contact_sheet(np.asarray(tiles), labels, cols=6, scale=0.5)
-        path = out / f"failing_{source.replace(':', '_')}.png"
-        sheet.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
-        print(f"wrote {path}")
+    for source in sorted({r["source"] for r in rows}):
+        mine = [r for r in rows if r["source"] == source and (source, r["class"]) in frames]
+        for kind, names, scale in (("classes", [r["class"] for r in mine], 0.4),
+                                   ("failing", [r["class"] for r in mine if not r["followed"]], 0.5)):
+            tiles, labels = [], []
+            for name in [""] + list(dict.fromkeys(names)):
+                clip = frames[(source, name)]
+                for k in np.linspace(0, len(clip) - 1, 6).astype(int):
+                    tiles.append(clip[k][FACE[0], FACE[1]])
+                    labels.append(f"{name or 'uninstructed'} {k}")
+            sheet = contact_sheet(np.asarray(tiles), labels, cols=6, scale=scale)
+            path = out / f"{kind}_{source.replace(':', '_')}.png"
+            sheet.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+            print(f"wrote {path}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sampler", nargs="*", default=[], metavar="KEY=VALUE",
                         help="SamplerConfig overrides, e.g. prime_chunks=0 (the settings before issue 11)")
     parser.add_argument("--no-reword", action="store_true", help="give the generator the wordings as written")
-    parser.add_argument("--sheets", default=None, help="folder for contact sheets of the failing classes")
+    parser.add_argument("--sheets", default=None, help="folder for contact sheets: every class, and the failing ones")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/generalisation[_quick])")
     args = parser.parse_args(argv)
     from benchmarks.generalisation_report import markdown, summary
