@@ -68,6 +68,7 @@ class AvatarConfig:
         _require(s.border_ease_frames >= 0, "sampler.border_ease_frames", "must be >= 0", s.border_ease_frames)
         _require(s.prime_chunks >= 0, "sampler.prime_chunks", "must be >= 0", s.prime_chunks)
         _require(s.silence_gate_db >= 0, "sampler.silence_gate_db", "must be >= 0", s.silence_gate_db)
+        _require(0 <= s.silence_gate_p <= 1, "sampler.silence_gate_p", "must be 0..1", s.silence_gate_p)
         _require(self.encoder.max_tokens >= 1, "encoder.max_tokens", "must be >= 1", self.encoder.max_tokens)
         _require(self.encoder.cache_size >= 0, "encoder.cache_size", "must be >= 0", self.encoder.cache_size)
         _require(self.renderer.device in ("auto", "cpu", "cuda"), "renderer.device", "must be auto, cpu or cuda",

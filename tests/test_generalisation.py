@@ -1,6 +1,8 @@
 """Issue 11: the held-out evaluation's parts, and the fixes it measured (cold start)."""
 from __future__ import annotations
 
+import subprocess
+
 import numpy as np
 import pytest
 
@@ -77,7 +79,7 @@ def test_first_words_of_a_stream_open_the_mouth_like_later_ones(shipped, espeak)
     audio = resample(speech.audio, speech.sample_rate, MODEL_RATE)[: MODEL_RATE * 4 // 5]  # the first 0.8 s
     audio = audio[: len(audio) // SAMPLES_PER_FRAME * SAMPLES_PER_FRAME]
     assert _first_and_again(shipped, audio) >= 0.6
-    assert _first_and_again(shipped, audio, prime_chunks=0, silence_gate_db=0) < 0.6  # the cold start removed
+    assert _first_and_again(shipped, audio, prime_chunks=0, silence_gate_db=0, silence_gate_p=0) < 0.6  # no priming
 
 
 def test_priming_keeps_the_streaming_contract(shipped):
@@ -135,10 +137,37 @@ def test_silence_gate_closes_pauses_in_line_noise_and_leaves_speech_open(shipped
     w = len(words) // SAMPLES_PER_FRAME
     assert silent[w + 3: w + 10].all() and not silent[2: w // 3].any()  # the pause, not the words
     jaw = generate(shipped, None, noisy, None, seed=0, config=SamplerConfig()).values[:len(silent), INDEX["jaw_open"]]
-    off = generate(shipped, None, noisy, None, seed=0, config=SamplerConfig(silence_gate_db=0)).values
+    off = generate(shipped, None, noisy, None, seed=0, config=SamplerConfig(silence_gate_db=0, silence_gate_p=0)).values
     pause = slice(w + 3, w + 10)
     assert jaw[pause].max() == 0.0 and off[pause, INDEX["jaw_open"]].max() > 0.0
     assert jaw[2: w // 3].mean() > 0.1  # speech still opens the mouth
+
+
+def test_silence_gate_hears_a_reverberant_pause_through_the_viseme_head(shipped, espeak, tmp_path):
+    """sox's room (not the training corpus's simulated one) fills the pause with a tail no level rule can tell from
+    faint speech; the model's viseme head hears it as silence, and the gate closes the mouth there."""
+    import soundfile as sf
+
+    from realtime.media import resample
+    from realtime.motion.sampler import SamplerConfig, generate
+
+    speech = espeak("Bring me the map, please.", voice="en-us")
+    words = resample(speech.audio, speech.sample_rate, MODEL_RATE)
+    pause = np.zeros(MODEL_RATE // 2, np.float32)
+    sf.write(tmp_path / "dry.wav", np.concatenate([words, pause, words, pause]), MODEL_RATE, subtype="FLOAT")
+    subprocess.run(["sox", str(tmp_path / "dry.wav"), str(tmp_path / "wet.wav"), "reverb", "60", "50", "90"],
+                   check=True)
+    wet, _ = sf.read(tmp_path / "wet.wav", dtype="float32")
+    w = len(words) // SAMPLES_PER_FRAME
+    gap = slice(w + 3, w + 11)
+
+    def jaw(**gate) -> np.ndarray:
+        return generate(shipped, None, wet, None, seed=0, config=SamplerConfig(**gate)).values[:, INDEX["jaw_open"]]
+
+    level_only, both = jaw(silence_gate_p=0), jaw()
+    assert level_only[gap].max() > 0.0  # the tail is no quieter than faint speech: the level rule leaves it
+    assert both[gap].max() == 0.0  # the viseme head hears the pause
+    assert both[2: w // 3].mean() > 0.1 and both[w + 13: 2 * w - 2].mean() > 0.1  # both phrases still open the mouth
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,7 @@ from realtime.vocab import (
     SCALE,
     SPEECH_AXES,
     MotionSequence,
+    Viseme,
     relax_scale,
 )
 
@@ -67,6 +68,9 @@ class SamplerConfig:
     # Close the mouth on frames whose audio sits within this many dB of the line's noise floor (gate.py): the
     # model read line noise in pauses as faint speech. 0 = off.
     silence_gate_db: float = 6.0
+    # ... and on frames the model's own viseme head hears as silence with at least this probability, the frame
+    # and the two before it (gate.py): a room's reverberant tail is no quieter than faint speech. 0 = off.
+    silence_gate_p: float = 0.5
     # Perform the gestures an instruction asks for (nod, shake_head, blink, wink) with the teacher's gesture
     # programs on top of the sampled motion. A gesture is a repeated movement whose phase nothing in the
     # conditioning fixes; 3-step DDIM over 2-frame windows averages such phases away, so the generator's own
@@ -138,7 +142,9 @@ class StreamingSampler:
         self.frames_emitted = 0  # frames generated (returned by push/flush)
         self._finished = False
         self._primed = self.config.prime_chunks <= 0
-        self._gate = SilenceGate(self.config.silence_gate_db) if self.config.silence_gate_db > 0 else None
+        gated = self.config.silence_gate_db > 0 or self.config.silence_gate_p > 0
+        self._gate = SilenceGate(self.config.silence_gate_db, heard_p=self.config.silence_gate_p) \
+            if gated else None
 
     # --- public -----------------------------------------------------------------------------------------
     @property
@@ -361,6 +367,8 @@ class StreamingSampler:
         x0 = self.denoiser(request, self.config.steps, lo, hi)[0]
         x0 = self._ease_border(x0)
         if self._gate is not None:
+            heard = self.model.audio.viseme_head(audio_states[0, -self.W:]).softmax(-1)[:, Viseme.SIL]
+            self._gate.hear(n, heard.numpy())
             silent = torch.from_numpy(self._gate.silent(n, self.W))
             if bool(silent.any()):
                 x0 = x0.clone()
