@@ -191,6 +191,15 @@ def test_the_brows_go_where_the_words_say(matcher, text, expected):
     assert dict(matcher(text).programs) == expected
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("peek left", {"look_left": 1.0}),  # the thesaurus reads "peek" as blink first (a glimpse): the direction wins
+    ("glimpse rightwards", {"look_right": 1.0}),  # "-wards": MiniLM knows "to the right", barely "rightwards"
+    ("wink your left eye", {"wink": 1.0}),  # a side of the face is no direction to move in
+])
+def test_a_named_direction_keeps_a_directed_program(matcher, text, expected):
+    assert dict(matcher(text).programs) == expected
+
+
 @pytest.mark.parametrize("text", ["asdf qwerty", "what is the capital of France", "compile the kernel",
                                   "make me a sandwich"])
 def test_matcher_refuses_what_it_does_not_know(matcher, text):

@@ -225,6 +225,7 @@ class ProgramMatcher:
 
     def __call__(self, text: str) -> Match:
         validate(text)
+        text = _SIDEWARD.sub(r"to the \1", text)  # "leftward": a word MiniLM barely knows, "to the left" it does
         match = self._match(text)
         refused = negated_programs(text)
         if not refused:
@@ -244,8 +245,8 @@ class ProgramMatcher:
         gesture = head_oscillation(text)
         if gesture is not None:
             return Match(((gesture, self.intensity(text) or STRONG),), 1.0, "(head oscillation)")
-        candidates = self.nearest(text, k=4 * self.config.suggestions)
-        best, score = candidates[0]
+        candidates = self.nearest(text, k=64)  # deep enough for a directed candidate
+        best, score = _directed_first(text, candidates, self.config.threshold)
         if score >= self.config.threshold:
             level = self.intensity(text)
             return Match(_with_emotion(text, _adjusted(text, best.programs, level), level), score, best.text)
@@ -266,7 +267,7 @@ class ProgramMatcher:
             if gesture is not None:
                 matched.append((clause, Instruction(clause, ((gesture, STRONG),), "rule"), 1.0))
                 continue
-            best, score = self.nearest(clause)[0]
+            best, score = _directed_first(clause, self.nearest(clause, k=64), self.config.threshold)
             if score >= self.config.threshold:
                 matched.append((clause, best, score))
             elif _names_only_intensity(clause):
@@ -283,6 +284,8 @@ class ProgramMatcher:
             programs.update(_with_emotion(clause, _adjusted(clause, best.programs, level), level))
         return Match(tuple(programs.items()), min(s for _, _, s in matched), " + ".join(b.text for _, b, _ in matched))
 
+
+_SIDEWARD = re.compile(r"\b(left|right)wards?\b", re.IGNORECASE)
 
 # Two directions joined ("up and down", "side to side"): one movement back and forth, never two clauses.
 _OSCILLATION = re.compile(r"\b(?:up and down|down and up|side to side|left and right|right and left|back and forth"
@@ -387,6 +390,24 @@ _BROWS = {"raise_eyebrows": "up", "frown": "down"}  # the brows' direction
 _DIRECTION = {name: _BROWS.get(name) or name.rsplit("_", 1)[1] for name in _MIRRORED}
 _OPPOSITE_WORD = {"left": "right", "right": "left", "up": "down", "down": "up"}
 _BROW_WORDS = {"brow", "brows", "eyebrow", "eyebrows"}
+
+
+def _named_direction(text: str) -> bool:
+    """The text names a way to move ("left", "upwards", "to the right"), not a side of the face ("left eye")."""
+    words = re.findall(r"[a-z]+", text.lower())
+    return any(re.sub(r"wards?$", "", w) in _OPPOSITE_WORD and not (nxt.startswith(("eye", "brow", "cheek", "side")))
+               for w, nxt in zip(words, words[1:] + [""]))
+
+
+def _directed_first(text: str, candidates: list[tuple[Instruction, float]],
+                    threshold: float) -> tuple[Instruction, float]:
+    """The best candidate, or, when the text names a direction and the best has none, the best one that has
+    ("peek leftward": a thesaurus reading of "peek" as "blink" must not drop the direction the user asked for)."""
+    best = candidates[0]
+    if not _named_direction(text) or any(name in _MIRRORED for name, _ in best[0].programs):
+        return best
+    directed = [c for c in candidates if c[1] >= threshold and any(n in _MIRRORED for n, _ in c[0].programs)]
+    return directed[0] if directed else best
 
 
 def _directed(text: str, program: str) -> str:
