@@ -256,3 +256,44 @@ def test_happy_judge_reads_narrowed_eyes_not_shut_ones(eye_frames):
     assert followed(rules, _clip(*[eye_frames["happy"]] * 4), base)[0]
     assert not followed(rules, _clip(*[eye_frames["shut"]] * 4), base)[0]  # shut eyes are not smiling eyes
     assert not followed(rules, base, base)[0]
+
+
+def test_mouth_corners_are_read_where_the_renderer_drew_them(renderer, portrait):
+    """dlib slides its corners 48 / 54 down towards the chin on a closed smiling mouth; the pixel judges must find
+    the corners the renderer drew (its rig's landmarks for the pose) on closed, open and puckered mouths alike."""
+    from benchmarks.face_metrics import iod
+    from benchmarks.mouth_corners import random_poses
+    from benchmarks.pixels import PixelMeter, mouth_corners
+    from realtime.vocab import vector
+
+    poses = np.concatenate([np.stack([vector(smile=0.9, lips_close=1.0), vector(smile=0.6, jaw_open=0.4),
+                                      vector(lip_pucker=0.9, lips_close=0.8), vector(smile=-0.8)]),
+                            random_poses(8, seed=11)])
+    meter = PixelMeter(portrait)
+    frames = renderer(poses).numpy()
+    errors = []
+    for frame, pose in zip(frames, poses):
+        lm = meter.detector.landmarks_in_box(frame, meter.box).astype(np.float64)
+        drawn = renderer.rig.landmarks(pose[None])[0][[48, 54]]
+        errors.append(np.linalg.norm(mouth_corners(frame, lm) - drawn, axis=1).max() / iod(lm))
+    assert max(errors) < 0.15, np.round(errors, 3)
+    widths = [np.linalg.norm(np.subtract(*mouth_corners(f, meter.detector.landmarks_in_box(f, meter.box)))) for f in
+              frames[[0, 2]]]
+    assert widths[0] > 1.3 * widths[1]  # the smile is wider than the pucker
+
+
+def test_silence_gate_shuts_the_mouth_but_keeps_an_instructed_pout(shipped, worded, espeak):
+    """In a pause the gate shuts the jaw; the shapes instructions hold with closed lips (a pout's pucker, fear's
+    and a grin's stretch) stay: zeroing them undid a pout in every pause of real speech."""
+    from realtime.media import resample
+    from realtime.motion.sampler import SamplerConfig, generate
+
+    speech = espeak("Bring me the map, please.", voice="en-us")
+    words = resample(speech.audio, speech.sample_rate, MODEL_RATE)
+    audio = np.concatenate([words, np.zeros(MODEL_RATE, np.float32), words])
+    w = len(words) // SAMPLES_PER_FRAME
+    pause = slice(w + 4, w + 22)
+    pout = generate(shipped, worded, audio, "pout", seed=0, config=SamplerConfig()).values
+    plain = generate(shipped, worded, audio, None, seed=0, config=SamplerConfig()).values
+    assert pout[pause, INDEX["jaw_open"]].max() == 0.0  # the pause is gated
+    assert pout[pause, INDEX["lip_pucker"]].mean() > 0.3 + plain[pause, INDEX["lip_pucker"]].mean()

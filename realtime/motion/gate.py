@@ -16,7 +16,8 @@ held-out corpus; but at onsets it is unsure (the first syllables after a silence
 also silent when the head's P(silence) is >= `heard_p` on it and the two frames before it (`hear()`; the head
 reads one frame ahead already, so no `AFTER` is needed) and none of the three is within `headroom_db` of the
 speech level. Silent frames get the
-opening axes at 0 and the lips at least `lips_closed` closed, as the teacher rests them.
+opening axes at 0 (but the pucker and stretch that a pout, fear or a grin hold with closed lips) and the lips at
+least `lips_closed` closed, as the teacher rests them.
 """
 from __future__ import annotations
 

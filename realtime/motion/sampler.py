@@ -372,7 +372,7 @@ class StreamingSampler:
             silent = torch.from_numpy(self._gate.silent(n, self.W))
             if bool(silent.any()):
                 x0 = x0.clone()
-                x0[silent[:, None] & _OPENING_MASK[None]] = 0.0
+                x0[silent[:, None] & _SHUT_IN_SILENCE[None]] = 0.0
                 lips = x0[:, _LIPS]
                 x0[:, _LIPS] = torch.where(silent, lips.clamp(min=_LIPS_CLOSED / float(SCALE[_LIPS])), lips)
         self._prefix = torch.cat([self._prefix, x0])[-self.P:]
@@ -397,8 +397,11 @@ class StreamingSampler:
 
 RELAX_STEP = 1.0 / (0.35 * FPS)  # the added relaxation eases in and out over ~350 ms, like a teacher's onset
 _OPENING = [INDEX[name] for name in OPENING_AXES]
-_OPENING_MASK = torch.zeros(len(SCALE), dtype=torch.bool)
-_OPENING_MASK[_OPENING] = True
+# What the silence gate shuts: the opening axes but those instructions hold with closed lips (a pout's pucker, fear's
+# and a grin's stretch, as the teacher keeps them in a pause); shutting those undid a pout in every pause of real
+# speech ("purse your lips" over the ALSA recording: width -0.123 IOD on the pixels, the teacher's -0.320).
+_SHUT_IN_SILENCE = torch.zeros(len(SCALE), dtype=torch.bool)
+_SHUT_IN_SILENCE[[INDEX[name] for name in OPENING_AXES if name not in ("lip_pucker", "mouth_stretch")]] = True
 _LIPS = INDEX["lips_close"]
 _EYELIDS = [INDEX[name] for name in EYELID_AXES]
 _LIPS_CLOSED = 0.8  # the lips at rest in silence, as the teacher closes them (>= 0.5 reads as closed)
