@@ -145,6 +145,18 @@ def test_rig_lips_close_meets_and_fit_round_trips(portrait):
     assert np.abs(rig.landmarks(fitted) - rig.landmarks(motion)).max() < 1.0  # pixels
 
 
+def test_a_smile_bends_the_lip_line_into_a_u_not_a_v(portrait):
+    """Lifting the lips between the corners in proportion to their distance from the centre drew a smile as two
+    straight lines meeting mid-mouth (a V); along a parabola the line curves, flat in the middle."""
+    rig = Rig(portrait)
+    rest, smile = rig.landmarks(vector())[0], rig.landmarks(vector(smile=1.0))[0]
+    lift = rest[:, 1] - smile[:, 1]  # pixels up
+    for corner, between in ((60, 61), (64, 63), (48, 49), (54, 53)):
+        assert lift[corner] > 0
+        share = (rest[between, 0] - rest[62, 0]) / (rest[corner, 0] - rest[62, 0])  # 0 mid-mouth .. 1 the corner
+        assert lift[between] < 0.75 * share * lift[corner], (between, lift[between], share, lift[corner])
+
+
 def test_closures_of_a_mouth_at_rest_close_the_lips_once_and_the_jaw_still_opens_them(portrait):
     """A relaxed smile, a frown and pressed lips each close the portrait's lip gap; added on their own they closed
     it 1.4 times over on a sad face, and a talking sad face barely opened its mouth. Together they meet, no more."""

@@ -192,30 +192,33 @@ def build_bases(landmarks: np.ndarray, iod: float) -> np.ndarray:
     mirror(b, [49, 59, 61, 67], [53, 55, 63, 65], 0.07, 0.0)
     mirror(b, [50, 58], [52, 56], 0.03, 0.0)
     move(b, OUTER_LOWER + INNER_LOWER, dy=0.02)
-    # --- smile: corners up and out, cheeks and nose wings follow
+    # each lip point's place across the mouth: -1 at the image-left corner, 0 mid-mouth, +1 at the right corner
+    # (outer lip points against the outer corners 48/54, inner ones against 60/64)
+    across = {}
+    for ids, (lc, rc) in ((range(48, 60), (48, 54)), (range(60, 68), (60, 64))):
+        for p in ids:
+            across[p] = float(np.clip((lm[p, 0] - (lm[lc, 0] + lm[rc, 0]) / 2)
+                                      / max((lm[rc, 0] - lm[lc, 0]) / 2, 1e-3), -1, 1))
+    # --- smile: corners up and out, the lips between lifted along a parabola (u^2) so the lip line bends into a
+    # U (lifted in proportion to u, it drew a V: straight lines from the corners to the centre); cheeks and nose
+    # wings follow
     b = "smile"
-    mirror(b, [48, 60], [54, 64], 0.1, -0.13)
-    mirror(b, [49, 59], [53, 55], 0.055, -0.07)
-    mirror(b, [61, 67], [63, 65], 0.04, -0.05)
-    mirror(b, [50, 58], [52, 56], 0.025, -0.03)
+    for p, u in across.items():
+        move(b, p, dx=0.1 * u, dy=-0.13 * u * u)
     mirror(b, [31], [35], 0.025, -0.02)
     mirror(b, [3, 4], [13, 12], 0.015, -0.015)
     # --- smile_relax: the photograph's own smile undone: corners down to the lip midline and in a
     # little, the lips and the cheeks beside the nose follow
     b = "smile_relax"
-    for ids, (lc, rc) in ((range(48, 60), (48, 54)), (range(60, 68), (60, 64))):
-        for p in ids:
-            u = float(np.clip((lm[p, 0] - (lm[lc, 0] + lm[rc, 0]) / 2) / max((lm[rc, 0] - lm[lc, 0]) / 2, 1e-3), -1, 1))
-            move(b, p, dx=-0.35 * smile0 * u, dy=RELAX_GAIN * smile0 * abs(u) ** 2)
+    for p, u in across.items():
+        move(b, p, dx=-0.35 * smile0 * u, dy=RELAX_GAIN * smile0 * abs(u) ** 2)
     mirror(b, [31], [35], -0.1 * smile0, 0.1 * smile0)
     mirror(b, [3, 4], [13, 12], -0.06 * smile0, 0.06 * smile0)
     # a relaxed mouth rests (nearly) closed: that closure is lips_rest's (motion_to_rig, RELAX_CLOSES)
     # --- frown (AU15): corners pulled down from wherever they are; the lips bend into an arch together
     b = "frown"
-    for ids, (lc, rc) in ((range(48, 60), (48, 54)), (range(60, 68), (60, 64))):
-        for p in ids:
-            u = float(np.clip((lm[p, 0] - (lm[lc, 0] + lm[rc, 0]) / 2) / max((lm[rc, 0] - lm[lc, 0]) / 2, 1e-3), -1, 1))
-            move(b, p, dx=-0.02 * u, dy=0.15 * abs(u) ** 1.5)
+    for p, u in across.items():
+        move(b, p, dx=-0.02 * u, dy=0.15 * abs(u) ** 1.5)
     move(b, [5, 6, 10, 11], dy=0.02)
     # a sad mouth closes over the teeth: through lips_rest (FROWN_CLOSES)
     # --- upper_lip_raise: bares the upper teeth
