@@ -393,10 +393,11 @@ _BROW_WORDS = {"brow", "brows", "eyebrow", "eyebrows"}
 
 
 def _named_direction(text: str) -> bool:
-    """The text names a way to move ("left", "upwards", "to the right"), not a side of the face ("left eye")."""
+    """The text names a way to move: "left", "rightwards", "upward" (a bare "up" or "down" is as often a particle:
+    "cheer up", "calm down"), not a side of the face ("left eye")."""
     words = re.findall(r"[a-z]+", text.lower())
-    return any(re.sub(r"wards?$", "", w) in _OPPOSITE_WORD and not (nxt.startswith(("eye", "brow", "cheek", "side")))
-               for w, nxt in zip(words, words[1:] + [""]))
+    return any((w in ("left", "right") or re.fullmatch(r"(left|right|up|down)wards?", w))
+               and not nxt.startswith(("eye", "brow", "cheek", "side")) for w, nxt in zip(words, words[1:] + [""]))
 
 
 def _directed_first(text: str, candidates: list[tuple[Instruction, float]],
