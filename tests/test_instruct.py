@@ -195,8 +195,13 @@ def test_the_brows_go_where_the_words_say(matcher, text, expected):
     ("peek left", {"look_left": 1.0}),  # the thesaurus reads "peek" as blink first (a glimpse): the direction wins
     ("glimpse rightwards", {"look_right": 1.0}),  # "-wards": MiniLM knows "to the right", barely "rightwards"
     ("wink your left eye", {"wink": 1.0}),  # a side of the face is no direction to move in
+    ("glance at the floor", {"look_down": 1.0}),
+    ("eyes toward the sky", {"look_up": 1.0}),  # nearest "eyes to the left": the one way named decides
+    ("eyes toward the floor", {"look_down": 1.0}),
+    ("shut one eye", {"wink": 1.0}),  # nearest "shut your eyes": one eye closed is a wink
+    ("close both eyes", {"close_eyes": 1.0}),
 ])
-def test_a_named_direction_keeps_a_directed_program(matcher, text, expected):
+def test_the_users_words_decide_the_direction_and_the_count(matcher, text, expected):
     assert dict(matcher(text).programs) == expected
 
 

@@ -33,6 +33,7 @@ from realtime.instruct.catalogue import (
     intensity_from_words,
     reference_texts,
 )
+from realtime.instruct.directions import counted, directed, directed_first, sideward_plain
 from realtime.instruct.encoder import InstructionEncoder, InstructionError, validate
 from realtime.instruct.thesaurus import (
     base_forms,
@@ -225,7 +226,7 @@ class ProgramMatcher:
 
     def __call__(self, text: str) -> Match:
         validate(text)
-        text = _SIDEWARD.sub(r"to the \1", text)  # "leftward": a word MiniLM barely knows, "to the left" it does
+        text = sideward_plain(text)
         match = self._match(text)
         refused = negated_programs(text)
         if not refused:
@@ -246,7 +247,7 @@ class ProgramMatcher:
         if gesture is not None:
             return Match(((gesture, self.intensity(text) or STRONG),), 1.0, "(head oscillation)")
         candidates = self.nearest(text, k=64)  # deep enough for a directed candidate
-        best, score = _directed_first(text, candidates, self.config.threshold)
+        best, score = directed_first(text, candidates, self.config.threshold)
         if score >= self.config.threshold:
             level = self.intensity(text)
             return Match(_with_emotion(text, _adjusted(text, best.programs, level), level), score, best.text)
@@ -267,7 +268,7 @@ class ProgramMatcher:
             if gesture is not None:
                 matched.append((clause, Instruction(clause, ((gesture, STRONG),), "rule"), 1.0))
                 continue
-            best, score = _directed_first(clause, self.nearest(clause, k=64), self.config.threshold)
+            best, score = directed_first(clause, self.nearest(clause, k=64), self.config.threshold)
             if score >= self.config.threshold:
                 matched.append((clause, best, score))
             elif _names_only_intensity(clause):
@@ -284,8 +285,6 @@ class ProgramMatcher:
             programs.update(_with_emotion(clause, _adjusted(clause, best.programs, level), level))
         return Match(tuple(programs.items()), min(s for _, _, s in matched), " + ".join(b.text for _, b, _ in matched))
 
-
-_SIDEWARD = re.compile(r"\b(left|right)wards?\b", re.IGNORECASE)
 
 # Two directions joined ("up and down", "side to side"): one movement back and forth, never two clauses.
 _OSCILLATION = re.compile(r"\b(?:up and down|down and up|side to side|left and right|right and left|back and forth"
@@ -378,53 +377,8 @@ def _adjusted(text: str, programs: Programs, level: float | None) -> Programs:
     wording's."""
     if level is not None:
         programs = tuple((name, level) for name, _ in programs)
-    return tuple((_directed(text, name), level) for name, level in programs)
+    return tuple((counted(text, directed(text, name)), level) for name, level in programs)
 
-
-# Sentence embeddings barely tell "left" from "right" (or "up" from "down"): the words decide.
-_MIRRORED = {"look_left": "look_right", "look_right": "look_left", "look_up": "look_down",
-             "look_down": "look_up", "turn_head_left": "turn_head_right", "turn_head_right": "turn_head_left",
-             "tilt_head_left": "tilt_head_right", "tilt_head_right": "tilt_head_left",
-             "raise_eyebrows": "frown", "frown": "raise_eyebrows"}
-_BROWS = {"raise_eyebrows": "up", "frown": "down"}  # the brows' direction
-_DIRECTION = {name: _BROWS.get(name) or name.rsplit("_", 1)[1] for name in _MIRRORED}
-_OPPOSITE_WORD = {"left": "right", "right": "left", "up": "down", "down": "up"}
-_BROW_WORDS = {"brow", "brows", "eyebrow", "eyebrows"}
-
-
-def _named_direction(text: str) -> bool:
-    """The text names a way to move: "left", "rightwards", "upward" (a bare "up" or "down" is as often a particle:
-    "cheer up", "calm down"), not a side of the face ("left eye")."""
-    words = re.findall(r"[a-z]+", text.lower())
-    return any((w in ("left", "right") or re.fullmatch(r"(left|right|up|down)wards?", w))
-               and not nxt.startswith(("eye", "brow", "cheek", "side")) for w, nxt in zip(words, words[1:] + [""]))
-
-
-def _directed_first(text: str, candidates: list[tuple[Instruction, float]],
-                    threshold: float) -> tuple[Instruction, float]:
-    """The best candidate, or, when the text names a direction and the best has none, the best one that has
-    ("peek leftward": a thesaurus reading of "peek" as "blink" must not drop the direction the user asked for)."""
-    best = candidates[0]
-    if not _named_direction(text) or any(name in _MIRRORED for name, _ in best[0].programs):
-        return best
-    directed = [c for c in candidates if c[1] >= threshold and any(n in _MIRRORED for n, _ in c[0].programs)]
-    return directed[0] if directed else best
-
-
-def _directed(text: str, program: str) -> str:
-    if program not in _MIRRORED:
-        return program
-    # "leftward(s)", "upward": the direction is the stem
-    words = {re.sub(r"wards?$", "", w) for w in re.findall(r"[a-z]+", text.lower())}
-    if program in _BROWS:
-        if not words & _BROW_WORDS:  # "frown and calm down": the brows' direction only where the brows are named
-            return program
-        words |= {"up"} if words & {"raise", "raised", "lift", "lifted"} else set()
-        words |= {"down"} if words & {"lower", "lowered", "drop", "dropped"} else set()
-    direction = _DIRECTION[program]
-    said = {w for w in _OPPOSITE_WORD if w in words} | ({"up"} if words & {"ceiling", "sky"} else set()) \
-        | ({"down"} if words & {"floor", "ground"} else set())
-    return _MIRRORED[program] if _OPPOSITE_WORD[direction] in said and direction not in said else program
 
 
 def evaluate(matcher: ProgramMatcher, instructions: list[Instruction]) -> dict[str, float]:
