@@ -46,8 +46,8 @@ def corner_errors(renderer, meter, poses: np.ndarray) -> dict[str, np.ndarray]:
     rows = []
     for k in range(0, len(poses), 8):
         frames = renderer(poses[k:k + 8]).numpy()
-        for frame, pose in zip(frames, poses[k:k + 8]):
-            drawn = renderer.rig.landmarks(pose[None])[0][[48, 54]]
+        for frame, landmarks in zip(frames, renderer.rig.landmarks(poses[k:k + 8])):
+            drawn = landmarks[[48, 54]]
             lm = meter.detector.landmarks_in_box(frame, meter.box).astype(np.float64)
             d = iod(lm)
             pixels, dlib = mouth_corners(frame, lm), lm[[48, 54]]

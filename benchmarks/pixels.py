@@ -4,8 +4,8 @@ plus the few a gesture or gaze needs:
 
 - width: the lip-corner distance / IOD (a pout narrows it, a smile widens it), the corners read from the pixels
   (`mouth_corners`): dlib's 48 and 54 slide down to the chin on a closed, smiling mouth (on 160 random rendered
-  mouth poses, corner error against the corners the renderer drew: median 0.067, p90 0.357 IOD; the pixel
-  corners 0.039 / 0.057; `python -m benchmarks.mouth_corners`); width_dlib keeps dlib's;
+  mouth poses, corner error against the corners the renderer drew: median 0.070, p90 0.333 IOD; the pixel
+  corners 0.038 / 0.059; `python -m benchmarks.mouth_corners`); width_dlib keeps dlib's;
 - mouth_asym: |height difference of the lip corners 48, 54| against the eye line's slope, / IOD (contempt);
 - eye_l / eye_r: each eye's aspect ratio (image-left eye = points 36-41), for winks and blinks;
 - gaze_x / gaze_y: the iris centre (the darkest pixels inside the eye's outline, as enrolment finds it)

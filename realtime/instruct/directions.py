@@ -50,10 +50,13 @@ Scored = tuple[Instruction, float]
 def directed_first(text: str, candidates: list[Scored], threshold: float) -> Scored:
     """The best candidate, or, when the text names a direction and the best has none, the best one that has
     ("peek leftward": a thesaurus reading of "peek" as "blink" must not drop the direction the user asked for)."""
+    def has_direction(instruction: Instruction) -> bool:
+        return any(name in _MIRRORED for name, _ in instruction.programs)
+
     best = candidates[0]
-    if not named_direction(text) or any(name in _MIRRORED for name, _ in best[0].programs):
+    if not named_direction(text) or has_direction(best[0]):
         return best
-    with_one = [c for c in candidates if c[1] >= threshold and any(n in _MIRRORED for n, _ in c[0].programs)]
+    with_one = [c for c in candidates if c[1] >= threshold and has_direction(c[0])]
     return with_one[0] if with_one else best
 
 

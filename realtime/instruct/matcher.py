@@ -380,7 +380,6 @@ def _adjusted(text: str, programs: Programs, level: float | None) -> Programs:
     return tuple((counted(text, directed(text, name)), level) for name, level in programs)
 
 
-
 def evaluate(matcher: ProgramMatcher, instructions: list[Instruction]) -> dict[str, float]:
     """Share of instructions matched to exactly their programs and intensities, to the right program names,
     and refused (as not understood)."""
