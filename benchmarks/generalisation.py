@@ -129,7 +129,7 @@ def run_instructions(bench: Bench, quick: bool, sheets: Path | None) -> dict:
         base_frames, base = render(None)
         sheet_frames[(source, "")] = base_frames
         for name, wording in hw.wordings(quick):
-            group, rules, _ = hw.CLASSES[name]
+            group, rules = hw.CLASSES[name][0], hw.rules_for(name, wording)
             frames, table = render(wording)
             ok, values = followed(rules, table, base)
             teacher_ok, teacher_values = (followed(rules, teacher[name], teacher[""]) if source == "text"

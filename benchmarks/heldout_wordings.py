@@ -124,6 +124,18 @@ INTENSITY_PAIRS: tuple[tuple[str, str, str, float], ...] = (
     ("hoist your eyebrows a tad", "hoist your eyebrows enormously", "brow_height", 1),
     ("look a tad thunderstruck", "look enormously thunderstruck", "brow_height", 1),
 )
+# A wording that asks for less than the class's full expression is judged at this share of the class's thresholds:
+# the thresholds are half the teacher's change at intensity 1, and "a little" asks for about a third of it (the
+# intensity pairs above check that slight stays below strong).
+ASKED_SHARE: dict[str, float] = {"give me a little smile": 0.5}
+
+
+def rules_for(name: str, wording: str) -> tuple[Rule, ...]:
+    """The class's rules, scaled to what the wording asks for (`ASKED_SHARE`)."""
+    share = ASKED_SHARE.get(wording, 1.0)
+    return tuple(Rule(r.measure, r.sign, r.threshold * share) for r in CLASSES[name][1])
+
+
 # The teacher program(s) each class stands for, to measure the teacher's own magnitude on the same pixels.
 TEACHER: dict[str, tuple[tuple[str, float], ...]] = {
     "happy": (("happy", 1.0),), "sad": (("sad", 1.0),), "angry": (("angry", 1.0),),
@@ -160,6 +172,7 @@ def check() -> int:
     ours += [w for slight, strong, _, _ in INTENSITY_PAIRS for w in (slight, strong)]
     clash = sorted(w for w in ours if _norm(w) in known)
     assert not clash, f"evaluation wordings that the training catalogue holds: {clash}"
+    assert set(ASKED_SHARE) <= set(ours), "ASKED_SHARE names a wording the classes do not hold"
     return len(known)
 
 

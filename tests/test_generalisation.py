@@ -19,6 +19,9 @@ def test_evaluation_wordings_and_sentences_are_in_no_training_template():
         sides = {"left", "right"} if gesture != "gaze" else {"left", "right", "up", "down"}
         assert {f"{gesture}_{side}" for side in sides} <= classes
     assert all(len(ws) >= 2 for _, _, ws in heldout_wordings.CLASSES.values())
+    # a wording that asks for a little of a class is judged at a share of its thresholds, the others at full
+    little = heldout_wordings.rules_for("smile", "give me a little smile")[0].threshold
+    assert 0 < little < heldout_wordings.rules_for("smile", "crack a smile")[0].threshold
 
 
 def test_pixel_measures_read_head_direction_from_landmarks():

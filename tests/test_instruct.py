@@ -255,6 +255,26 @@ def test_the_thesaurus_does_not_make_small_talk_an_instruction(matcher, text):
         matcher(text)
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("act like you found a slug in your salad", {"disgusted": 0.65}),
+    ("as if you were just promoted", {"happy": 0.65}),
+    ("like the fire alarm just went off next to you", {"surprised": 0.65}),
+])
+def test_a_situation_to_react_to_is_read_as_its_emotion(matcher, text, expected):
+    """No catalogue wording is near these (the matcher alone refuses them); the emotions' appraisals are."""
+    assert dict(matcher(text).programs) == expected
+    with pytest.raises(InstructionNotUnderstood):
+        ProgramMatcher(matcher.encoder, config=MatcherConfig(situations=False)).setup()(text)
+
+
+def test_situations_are_read_only_where_the_catalogue_refuses(matcher):
+    """A wording the catalogue matches keeps its match, however situation-like its words ("nod like you agree")."""
+    assert matcher("nod like you agree").nearest_text != "(situation)"
+    for text in ("the weather is nice", "can you hear me", "see you tomorrow"):
+        with pytest.raises(InstructionNotUnderstood):
+            matcher(text)
+
+
 def test_the_thesaurus_table_covers_the_catalogue():
     """The shipped table maps to the catalogue's words as they are: rebuild it when the catalogue changes."""
     from realtime.instruct import thesaurus

@@ -35,6 +35,7 @@ from realtime.instruct.catalogue import (
 )
 from realtime.instruct.directions import counted, directed, directed_first, sideward_plain
 from realtime.instruct.encoder import InstructionEncoder, InstructionError, validate
+from realtime.instruct.situations import SituationReader
 from realtime.instruct.thesaurus import (
     base_forms,
     catalogue_words,
@@ -90,6 +91,9 @@ class MatcherConfig:
     thesaurus_cost: float = 0.3
     thesaurus_floor: float = 0.05
     thesaurus_margin: float = 0.05  # more, when the user's own words already match ("purse your lips": a pout)
+    # A text no wording is near may describe a situation to react to ("as if your team just lost"): read through
+    # the emotions' appraisals (`realtime.instruct.situations`) before refusing it.
+    situations: bool = True
 
 
 def cache_dir() -> Path:
@@ -113,6 +117,7 @@ class ProgramMatcher:
         # Words that name programs, and the cues' own words: never read as an intensity by likeness.
         self._named = {w for i in self.catalogue for w in _words(i.text)} | _CUE_WORDS
         self._meanings = set(catalogue_words()) & self._named  # what an unknown word may be read as
+        self.situations = SituationReader(encoder)
 
     def _cache_path(self) -> Path:
         content = {"texts": [i.text for i in self.catalogue], "model": "all-MiniLM-L6-v2",
@@ -144,6 +149,8 @@ class ProgramMatcher:
         self._scores_matrix = matrix.numpy()
         if self.config.thesaurus:
             nearest_catalogue_words("")  # loads the table now, not at a call's first unknown word
+        if self.config.situations:
+            self.situations.setup()
         return self
 
     def nearest(self, text: str, k: int = 1) -> list[tuple[Instruction, float]]:
@@ -251,6 +258,9 @@ class ProgramMatcher:
         if score >= self.config.threshold:
             level = self.intensity(text)
             return Match(_with_emotion(text, _adjusted(text, best.programs, level), level), score, best.text)
+        situation = self.situations(text) if self.config.situations else None
+        if situation is not None:
+            return Match(((situation[0], self.intensity(text) or MODERATE),), situation[1], "(situation)")
         suggestions = list(dict.fromkeys(i.text for i, _ in candidates))[:self.config.suggestions]
         raise InstructionNotUnderstood(
             f"instruction not understood: {text!r} is not close to any known emotion or motion "
