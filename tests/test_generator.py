@@ -119,6 +119,20 @@ def test_shapes_and_receptive_field(model):
     assert 1e3 < MotionGenerator(GeneratorConfig()).num_params() < 3.5e6
 
 
+def test_the_model_makes_no_tensor_off_its_own_device():
+    """On the meta device every tensor made on the CPU inside the model clashes, as it would on a GPU (the
+    diffusion time's frequencies once did: the generator could not run on CUDA)."""
+    model = MotionGenerator(GeneratorConfig()).eval().to("meta")
+    cfg, meta = model.cfg, torch.device("meta")
+    with torch.inference_mode():
+        states, _ = model.encode_audio(torch.zeros(2, 4 * (cfg.prefix + cfg.window), cfg.n_mels, device=meta))
+        for cache in (model.instruction_cache(None), model.instruction_cache(None, neutral=True)):
+            x0 = model(torch.zeros(1, cfg.window, DIM, device=meta), torch.zeros(1, device=meta),
+                       torch.zeros(1, cfg.prefix, DIM, device=meta), torch.ones(1, cfg.prefix, dtype=torch.bool,
+                                                                             device=meta), states[:1], cache)
+            assert x0.device == meta and x0.shape == (1, cfg.window, DIM)
+
+
 def test_audio_encoder_on_bounded_history_equals_full_sequence(model):
     past, future = model.audio.receptive_field()
     feats = torch.randn(1, 4 * 120, model.cfg.n_mels)

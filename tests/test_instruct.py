@@ -200,6 +200,11 @@ def test_the_brows_go_where_the_words_say(matcher, text, expected):
     ("eyes toward the floor", {"look_down": 1.0}),
     ("shut one eye", {"wink": 1.0}),  # nearest "shut your eyes": one eye closed is a wink
     ("close both eyes", {"close_eyes": 1.0}),
+    ("eyes on your lap", {"look_down": 1.0}),  # nearest "eyes up": a place below the eyes decides
+    ("eyes toward the clouds", {"look_up": 1.0}),
+    ("answer yes with your head", {"nod": 1.0}),  # nearest "shake your head no": the answer decides
+    ("answer no with your head", {"shake_head": 1.0}),
+    ("nod with no smile", {"nod": 1.0}),  # a "no" that negates what follows is no answer
 ])
 def test_the_users_words_decide_the_direction_and_the_count(matcher, text, expected):
     assert dict(matcher(text).programs) == expected

@@ -1,7 +1,7 @@
-"""Words that decide what sentence embeddings cannot: which way ("left" or "right", "up" or "down") and how many
-("one eye" or both). MiniLM puts "look left" next to "look right" and "close one eye" next to "close both eyes",
-so the matcher takes the nearest catalogue wording and these rules set its direction and count from the user's
-own words."""
+"""Words that decide what sentence embeddings cannot: which way ("left" or "right", "up" or "down"), how many
+("one eye" or both) and which answer ("yes" or "no"). MiniLM puts "look left" next to "look right", "close one eye"
+next to "close both eyes" and "a yes with your head" next to "shake your head no", so the matcher takes the
+nearest catalogue wording and these rules set its direction, count and answer from the user's own words."""
 from __future__ import annotations
 
 import re
@@ -25,6 +25,23 @@ def counted(text: str, program: str) -> str:
     return "wink" if program == "close_eyes" and _ONE_EYE.search(text) else program
 
 
+# A head gesture's answer: "yes" is a nod, "no" a shake. A "no" that negates what follows it ("nod with no smile")
+# is no answer: only a "no" at the end or before "with"/"to"/"by" is ("signal no with your head", "a no").
+_YES = re.compile(r"\b(?:yes|yeah|yep|agree|agreeing|agreement|approve|approving|approval|assent|affirm\w*)\b")
+_NO = re.compile(r"\b(?:no(?=\s*(?:$|[,.!;]|\b(?:with|to|by|using)\b))|nope|disagree\w*|disapprov\w*|deny\w*|"
+                 r"refus\w*|declin\w*)\b")
+
+
+def answered(text: str, program: str) -> str:
+    """A nod or a shake turned to the answer the user's words give ("give me a yes with your head" matched "shake
+    your head no")."""
+    if program not in ("nod", "shake_head"):
+        return program
+    lowered = text.lower()
+    yes, no = bool(_YES.search(lowered)), bool(_NO.search(lowered))
+    return program if yes == no else "nod" if yes else "shake_head"
+
+
 # Sentence embeddings barely tell "left" from "right" (or "up" from "down"): the words decide.
 _MIRRORED = {"look_left": "look_right", "look_right": "look_left", "look_up": "look_down",
              "look_down": "look_up", "turn_head_left": "turn_head_right", "turn_head_right": "turn_head_left",
@@ -34,12 +51,18 @@ _BROWS = {"raise_eyebrows": "up", "frown": "down"}  # the brows' direction
 _DIRECTION = {name: _BROWS.get(name) or name.rsplit("_", 1)[1] for name in _MIRRORED}
 _OPPOSITE_WORD = {"left": "right", "right": "left", "up": "down", "down": "up"}
 _BROW_WORDS = {"brow", "brows", "eyebrow", "eyebrows"}
+# Places the eyes can be sent to that are above or below them, whatever the wording around them
+_ABOVE = {"ceiling", "sky", "skies", "heaven", "heavens", "roof", "clouds", "sun", "moon", "stars", "overhead"}
+EYE_WORDS = {"eye", "eyes", "look", "looking", "glance", "gaze", "stare", "peek", "peer", "eyeball", "eyeballs"}
+_BELOW = {"floor", "ground", "feet", "foot", "toes", "shoes", "lap", "knees", "carpet", "desk", "table", "underfoot"}
 
 
 def named_direction(text: str) -> bool:
     """The text names a way to move: "left", "rightwards", "upward" (a bare "up" or "down" is as often a particle:
-    "cheer up", "calm down"), not a side of the face ("left eye")."""
+    "cheer up", "calm down"), not a side of the face ("left eye"); or sends the eyes above or below ("your shoes")."""
     words = re.findall(r"[a-z]+", text.lower())
+    if set(words) & (_ABOVE | _BELOW) and set(words) & EYE_WORDS:  # "look at your shoes"
+        return True
     return any((w in ("left", "right") or re.fullmatch(r"(left|right|up|down)wards?", w))
                and not nxt.startswith(("eye", "brow", "cheek", "side")) for w, nxt in zip(words, words[1:] + [""]))
 
@@ -72,8 +95,8 @@ def directed(text: str, program: str) -> str:
         words |= {"up"} if words & {"raise", "raised", "lift", "lifted"} else set()
         words |= {"down"} if words & {"lower", "lowered", "drop", "dropped"} else set()
     direction = _DIRECTION[program]
-    said = {w for w in _OPPOSITE_WORD if w in words} | ({"up"} if words & {"ceiling", "sky"} else set()) \
-        | ({"down"} if words & {"floor", "ground"} else set())
+    said = {w for w in _OPPOSITE_WORD if w in words} | ({"up"} if words & _ABOVE else set()) \
+        | ({"down"} if words & _BELOW else set())
     if program.startswith("look_") and len(said) == 1 and direction not in said:
         return f"look_{next(iter(said))}"  # the eyes go the one way named ("eyes toward the ceiling": not left)
     return _MIRRORED[program] if _OPPOSITE_WORD[direction] in said and direction not in said else program

@@ -33,7 +33,14 @@ from realtime.instruct.catalogue import (
     intensity_from_words,
     reference_texts,
 )
-from realtime.instruct.directions import counted, directed, directed_first, sideward_plain
+from realtime.instruct.directions import (
+    EYE_WORDS,
+    answered,
+    counted,
+    directed,
+    directed_first,
+    sideward_plain,
+)
 from realtime.instruct.encoder import InstructionEncoder, InstructionError, validate
 from realtime.instruct.situations import SituationReader
 from realtime.instruct.thesaurus import (
@@ -299,7 +306,6 @@ class ProgramMatcher:
 # Two directions joined ("up and down", "side to side"): one movement back and forth, never two clauses.
 _OSCILLATION = re.compile(r"\b(?:up and down|down and up|side to side|left and right|right and left|back and forth"
                           r"|to and fro)\b", re.IGNORECASE)
-_EYE_WORDS = {"eye", "eyes", "look", "looking", "glance", "gaze", "stare", "peek", "peer", "eyeball", "eyeballs"}
 
 
 def _clauses(text: str) -> list[str]:
@@ -318,7 +324,7 @@ def head_oscillation(text: str) -> str | None:
 
 def _oscillation(text: str) -> str | None:
     pair = _OSCILLATION.search(text)
-    if pair is None or set(re.findall(r"[a-z]+", text.lower())) & _EYE_WORDS:
+    if pair is None or set(re.findall(r"[a-z]+", text.lower())) & EYE_WORDS:
         return None
     return "nod" if "up" in pair.group(0).lower() else "shake_head"
 
@@ -383,11 +389,11 @@ def _with_emotion(text: str, programs: Programs, level: float | None) -> Program
 
 
 def _adjusted(text: str, programs: Programs, level: float | None) -> Programs:
-    """The user's own intensity (`level`, read from their words) and direction words win over the matched
-    wording's."""
+    """The user's own intensity (`level`, read from their words), direction, count and answer words win over the
+    matched wording's."""
     if level is not None:
         programs = tuple((name, level) for name, _ in programs)
-    return tuple((counted(text, directed(text, name)), level) for name, level in programs)
+    return tuple((answered(text, counted(text, directed(text, name))), level) for name, level in programs)
 
 
 def evaluate(matcher: ProgramMatcher, instructions: list[Instruction]) -> dict[str, float]:

@@ -247,7 +247,7 @@ class ConformerBlock(nn.Module):
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     """Sinusoidal embedding of the diffusion time t in [0, 1]."""
     half = dim // 2
-    freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, dtype=torch.float32) / half)
+    freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
     angles = 1000.0 * t[:, None].float() * freqs[None]
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
@@ -283,11 +283,13 @@ class MotionGenerator(nn.Module):
 
     def null_tokens(self, batch: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """The unconditional instruction as (tokens (B,1,text_dim), mask (B,1))."""
-        return self.null_text[None].expand(batch, -1, -1), torch.ones(batch, 1, dtype=torch.bool)
+        mask = torch.ones(batch, 1, dtype=torch.bool, device=self.null_text.device)
+        return self.null_text[None].expand(batch, -1, -1), mask
 
     def neutral_tokens(self, batch: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """The "no instruction, just talk" condition as (tokens (B,1,text_dim), mask (B,1))."""
-        return self.neutral_text[None].expand(batch, -1, -1), torch.ones(batch, 1, dtype=torch.bool)
+        mask = torch.ones(batch, 1, dtype=torch.bool, device=self.neutral_text.device)
+        return self.neutral_text[None].expand(batch, -1, -1), mask
 
     def text_cache(self, tokens: torch.Tensor, mask: torch.Tensor) -> InstructionCache:
         """tokens (B, L, text_dim), mask (B, L) -> per-layer, per-branch K/V."""
