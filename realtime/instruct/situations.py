@@ -17,8 +17,8 @@ from realtime.instruct.appraisals import APPRAISALS
 from realtime.instruct.encoder import InstructionEncoder
 
 # The framing a user puts around a situation; it carries no emotion, only dilutes the cosine.
-_FRAMING = re.compile(r"^(?:please\s+)?(?:(?:re)?act|behave|look|pretend|imagine|be|respond)?\s*"
-                      r"(?:(?:as|like)(?:\s+(?:if|though))?|that)?\s+", re.IGNORECASE)
+_FRAMING = re.compile(r"^(?:please\s+)?(?:(?:(?:re)?act|behave|look|pretend|imagine|be|respond)\b)?\s*"
+                      r"(?:(?:as|like)(?:\s+(?:if|though))?\b|that\b)?\s+", re.IGNORECASE)
 
 
 @dataclass
