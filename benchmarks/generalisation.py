@@ -138,6 +138,8 @@ def run_instructions(bench: Bench, quick: bool, sheets: Path | None) -> dict:
                          "values": values, "teacher_values": teacher_values, "teacher_followed": teacher_ok,
                          "rules": [[r.measure, r.sign, r.threshold] for r in rules]})
             sheet_frames.setdefault((source, name), frames)
+            if not ok:
+                sheet_frames[(source, wording)] = frames
             print(f"  {source:18} {name:16} {wording!r:45} {'ok  ' if ok else 'MISS'} "
                   + " ".join(f"{v:+.3f}" for v in values)
                   + (" teacher " + " ".join(f"{v:+.3f}" for v in teacher_values) if teacher_values else ""), flush=True)
@@ -157,7 +159,7 @@ def run_instructions(bench: Bench, quick: bool, sheets: Path | None) -> dict:
 
 def write_sheets(rows: list[dict], frames: dict, out: Path) -> None:
     """Contact sheets per source, a row of 6 frames per class after the uninstructed render's row: `classes_*`
-    every class (its first wording), `failing_*` the classes that failed."""
+    every class (its first wording), `failing_*` every wording that failed."""
     from PIL import Image
 
     from realtime.avatar.sheet import contact_sheet
@@ -165,14 +167,14 @@ def write_sheets(rows: list[dict], frames: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for source in sorted({r["source"] for r in rows}):
         mine = [r for r in rows if r["source"] == source and (source, r["class"]) in frames]
-        for kind, names, scale in (("classes", [r["class"] for r in mine], 0.4),
-                                   ("failing", [r["class"] for r in mine if not r["followed"]], 0.5)):
+        missed = [r["wording"] for r in mine if not r["followed"] and (source, r["wording"]) in frames]
+        for kind, names, scale in (("classes", [r["class"] for r in mine], 0.4), ("failing", missed, 0.5)):
             tiles, labels = [], []
             for name in [""] + list(dict.fromkeys(names)):
                 clip = frames[(source, name)]
                 for k in np.linspace(0, len(clip) - 1, 6).astype(int):
                     tiles.append(clip[k][FACE[0], FACE[1]])
-                    labels.append(f"{name or 'uninstructed'} {k}")
+                    labels.append(f"{(name or 'uninstructed')[:24]} {k}")
             sheet = contact_sheet(np.asarray(tiles), labels, cols=6, scale=scale)
             path = out / f"{kind}_{source.replace(':', '_')}.png"
             sheet.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
