@@ -39,6 +39,7 @@ class RenderResult:
     programs: list[tuple[str, float]] = field(default_factory=list)
     similarity: float | None = None
     nearest: str | None = None
+    wording: str | None = None  # what the generator was given for the instruction (its encoder's rewording)
     motion: MotionSequence | None = None
 
     def summary(self) -> str:
@@ -49,8 +50,12 @@ class RenderResult:
                 chosen = ", ".join(f"{name} ({intensity:.2f})" for name, intensity in self.programs)
                 lines.append(f'instruction "{self.instruction}" → {chosen}'
                              f' (nearest "{self.nearest}", similarity {self.similarity:.2f})')
+            elif self.wording == "":  # the generator learned none of it: the sampler performs it on top
+                lines.append(f'instruction "{self.instruction}" performed on top of the generator\'s talking motion')
+            elif self.wording is None or self.wording == self.instruction:
+                lines.append(f'instruction "{self.instruction}" given to the generator as written')
             else:
-                lines.append(f'instruction "{self.instruction}" given to the generator')
+                lines.append(f'instruction "{self.instruction}" given to the generator as "{self.wording}"')
         return "\n".join(lines)
 
 
@@ -126,6 +131,8 @@ def render(job: RenderJob) -> RenderResult:
     else:
         result.motion_source = "learned generator"
         motion = generator_motion(parts, audio16k, job.instruction, job.intensity, job.seed, job.progress)
+        wording = getattr(parts.encoder, "wording", None)
+        result.wording = wording(job.instruction) if job.instruction and wording else None
     values = motion.values[:n_frames]
     result.motion = MotionSequence(values)
 

@@ -62,6 +62,15 @@ def test_teacher_render_is_deterministic_per_seed(teacher_clip, tmp_path):
     assert not np.array_equal(first.motion.values, other.motion.values)
 
 
+def test_generator_render_says_what_the_instruction_was_read_as(tmp_path):
+    """A situation to react to reaches the generator as its emotion's plain wording, and the summary says so."""
+    result = render(RenderJob(out=tmp_path / "gen.mp4", text="Well, look at that.", progress=False,
+                              instruction="react as if a stranger cut in front of you in the queue"))
+    assert result.motion_source == "learned generator"
+    assert result.wording and result.wording != result.instruction and "ang" in result.wording
+    assert f'as "{result.wording}"' in result.summary()
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "realtime", *args], capture_output=True, text=True, timeout=300)
 
