@@ -51,9 +51,9 @@ _BROWS = {"raise_eyebrows": "up", "frown": "down"}  # the brows' direction
 _DIRECTION = {name: _BROWS.get(name) or name.rsplit("_", 1)[1] for name in _MIRRORED}
 _OPPOSITE_WORD = {"left": "right", "right": "left", "up": "down", "down": "up"}
 _BROW_WORDS = {"brow", "brows", "eyebrow", "eyebrows"}
+EYE_WORDS = {"eye", "eyes", "look", "looking", "glance", "gaze", "stare", "peek", "peer", "eyeball", "eyeballs"}
 # Places the eyes can be sent to that are above or below them, whatever the wording around them
 _ABOVE = {"ceiling", "sky", "skies", "heaven", "heavens", "roof", "clouds", "sun", "moon", "stars", "overhead"}
-EYE_WORDS = {"eye", "eyes", "look", "looking", "glance", "gaze", "stare", "peek", "peer", "eyeball", "eyeballs"}
 _BELOW = {"floor", "ground", "feet", "foot", "toes", "shoes", "lap", "knees", "carpet", "desk", "table", "underfoot"}
 
 
