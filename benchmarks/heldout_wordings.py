@@ -167,7 +167,7 @@ def check() -> int:
     from realtime.instruct.catalogue import reference_texts
     from realtime.training.catalogue import build_catalogue
 
-    known = {_norm(i.text) for i in build_catalogue()} | {_norm(i.text) for i in reference_texts()}
+    known = {_norm(i.text) for i in build_catalogue()} | {_norm(i.text) for i in reference_texts(idioms=True)}
     ours = [w for _, (_, _, ws) in CLASSES.items() for w in ws]
     ours += [w for slight, strong, _, _ in INTENSITY_PAIRS for w in (slight, strong)]
     clash = sorted(w for w in ours if _norm(w) in known)

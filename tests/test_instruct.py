@@ -108,7 +108,7 @@ def test_held_out_texts_use_wordings_never_seen_in_training():
     assert not any(t.startswith("seem ") or t.startswith("your face shows") or " whilst " in t for t in train_texts)
     assert all(any(_has_wording(t, w) for w in HELD_OUT_WORDS) or t.startswith(("seem ", "your face shows"))
                or " whilst " in t for t in held_texts)
-    assert not any(_has_wording(r.text, w) for r in reference_texts() for w in HELD_OUT_WORDS)
+    assert not any(_has_wording(r.text, w) for r in reference_texts(idioms=True) for w in HELD_OUT_WORDS)
 
 
 @pytest.mark.parametrize("text, level", [
@@ -229,9 +229,9 @@ def test_matcher_refuses_what_it_does_not_know(matcher, text):
     ("look ecstatic", {"happy": 0.65}),  # the thesaurus also lists "furious": the nearest neighbourhood wins
 ])
 def test_words_the_catalogue_never_uses_are_read_through_the_thesaurus(matcher, text, expected):
-    """None of these words is in the catalogue, and MiniLM alone refused or misread each of them."""
+    """None of these words is in the catalogue, and MiniLM alone (on the plain wordings) refused or misread each."""
     assert dict(matcher(text).programs) == expected
-    plain = ProgramMatcher(matcher.encoder, config=MatcherConfig(thesaurus=False)).setup()
+    plain = ProgramMatcher(matcher.encoder, reference_texts(), MatcherConfig(thesaurus=False)).setup()
     try:
         assert dict(plain(text).programs) != expected
     except InstructionNotUnderstood:
@@ -289,6 +289,27 @@ def test_the_thesaurus_table_covers_the_catalogue():
         "the catalogue changed: rebuild with `python -m realtime.instruct.thesaurus words.txt` (see its docstring)"
     assert "public domain" in table["source"] and len(table["words"]) > 5000
     assert thesaurus.nearest_catalogue_words("glowered")[0][0] == "scowl"  # read as its base form, "glower"
+
+
+@pytest.mark.parametrize("text, expected, plain_reading", [
+    ("you are seeing red", "angry", "sad"),  # "see red"
+    ("bat those lashes at me", "blink", None),  # "bat your lashes at me"
+    ("be shaking like a leaf", "fearful", "shake_head"),  # "be shaking in your boots"
+])
+def test_idioms_are_read_as_what_they_mean(matcher, text, expected, plain_reading):
+    """Figurative wordings the plain catalogue misreads (or refuses) are read through the idioms."""
+    assert {n for n, _ in matcher(text).programs} == {expected}
+    plain = ProgramMatcher(matcher.encoder, reference_texts()).setup()
+    try:
+        assert {n for n, _ in plain(text).programs} == {plain_reading}
+    except InstructionNotUnderstood:
+        assert plain_reading is None
+
+
+def test_an_idiom_of_a_side_is_no_reading_of_a_text_that_names_none(matcher):
+    """"flutter your eyes" sits nearest "dart your eyes left" (MiniLM): a side the user never named is not read."""
+    assert {n for n, _ in matcher("flutter your eyes").programs} == {"blink"}
+    assert {n for n, _ in matcher("flutter your eyes to the right").programs} == {"look_right"}
 
 
 @pytest.mark.parametrize("text, level", [("hardly smile", 0.35), ("look immensely sad", 1.0),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from realtime.instruct.idioms import IDIOMS
 from realtime.vocab import EMOTIONS, MODERATE, MOTIONS, SLIGHT, STRONG
 
 Programs = tuple[tuple[str, float], ...]
@@ -115,9 +116,10 @@ def canonical_phrase(program: str) -> str:
     return MOTION_PHRASES[program][0]
 
 
-def reference_texts() -> list[Instruction]:
+def reference_texts(idioms: bool = False) -> list[Instruction]:
     """The compact set free text is matched against: every training synonym and phrase once, in plain wording
-    (intensity words are read from the user's text instead, see intensity_from_words)."""
+    (intensity words are read from the user's text instead, see intensity_from_words), and with `idioms` the
+    figurative wordings of `realtime.instruct.idioms` ("see red", "bat your lashes"), split "idiom"."""
     out = []
     for emotion, adjectives in EMOTION_ADJECTIVES.items():
         for adj in adjectives:
@@ -129,6 +131,9 @@ def reference_texts() -> list[Instruction]:
     out += [Instruction(text, (("neutral", MODERATE),), "train") for text in NEUTRAL_PHRASES]
     for program, phrases in MOTION_PHRASES.items():
         out += [Instruction(p, ((program, STRONG),), "train") for p in phrases if p not in HELD_OUT_WORDS]
+    if idioms:
+        out += [Instruction(text, ((program, MODERATE if program in EMOTION_ADJECTIVES else STRONG),), "idiom")
+                for program, texts in IDIOMS.items() for text in texts]
     return out
 
 

@@ -16,6 +16,11 @@ def sideward_plain(text: str) -> str:
     return _SIDEWARD.sub(r"to the \1", text)
 
 
+def names_side(text: str) -> bool:
+    """The text says "left" or "right" (or "-ward(s)")."""
+    return bool(re.search(r"\b(?:left|right)(?:wards?)?\b", text, re.IGNORECASE))
+
+
 _ONE_EYE = re.compile(r"\b(?:one|an|a single|single)\s+eye\b", re.IGNORECASE)
 
 
