@@ -94,9 +94,9 @@ def directed(text: str, program: str) -> str:
         return program
     # "leftward(s)", "upward": the direction is the stem
     words = {re.sub(r"wards?$", "", w) for w in re.findall(r"[a-z]+", text.lower())}
-    if program in _BROWS:
-        if not words & _BROW_WORDS:  # "frown and calm down": the brows' direction only where the brows are named
-            return program
+    if program in _BROWS and not words & _BROW_WORDS:  # "frown and calm down": only where the brows are named
+        return program
+    if program in _BROWS or program in ("look_up", "look_down"):  # "lower your gaze", "lift your brows"
         words |= {"up"} if words & {"raise", "raised", "lift", "lifted"} else set()
         words |= {"down"} if words & {"lower", "lowered", "drop", "dropped"} else set()
     direction = _DIRECTION[program]
