@@ -203,6 +203,7 @@ def test_the_brows_go_where_the_words_say(matcher, text, expected):
     ("eyes on your lap", {"look_down": 1.0}),  # nearest "eyes up": a place below the eyes decides
     ("eyes toward the clouds", {"look_up": 1.0}),
     ("lower your gaze", {"look_down": 1.0}),  # nearest "lift your gaze": the verb decides, as for the brows
+    ("lower your eyes and smile", {"look_down": 1.0, "smile": 1.0}),  # nearest "lower your eyebrows": eyes named
     ("answer yes with your head", {"nod": 1.0}),  # nearest "shake your head no": the answer decides
     ("answer no with your head", {"shake_head": 1.0}),
     ("nod with no smile", {"nod": 1.0}),  # a "no" that negates what follows is no answer

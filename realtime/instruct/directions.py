@@ -56,6 +56,8 @@ _BROWS = {"raise_eyebrows": "up", "frown": "down"}  # the brows' direction
 _DIRECTION = {name: _BROWS.get(name) or name.rsplit("_", 1)[1] for name in _MIRRORED}
 _OPPOSITE_WORD = {"left": "right", "right": "left", "up": "down", "down": "up"}
 _BROW_WORDS = {"brow", "brows", "eyebrow", "eyebrows"}
+_GAZE_WORDS = {"eye", "eyes", "gaze", "glance", "stare"}
+_RAISING, _LOWERING = {"raise", "raised", "lift", "lifted"}, {"lower", "lowered", "drop", "dropped"}
 EYE_WORDS = {"eye", "eyes", "look", "looking", "glance", "gaze", "stare", "peek", "peer", "eyeball", "eyeballs"}
 # Places the eyes can be sent to that are above or below them, whatever the wording around them
 _ABOVE = {"ceiling", "sky", "skies", "heaven", "heavens", "roof", "clouds", "sun", "moon", "stars", "overhead"}
@@ -94,11 +96,13 @@ def directed(text: str, program: str) -> str:
         return program
     # "leftward(s)", "upward": the direction is the stem
     words = {re.sub(r"wards?$", "", w) for w in re.findall(r"[a-z]+", text.lower())}
+    raised, lowered = bool(words & _RAISING), bool(words & _LOWERING)
     if program in _BROWS and not words & _BROW_WORDS:  # "frown and calm down": only where the brows are named
+        if words & _GAZE_WORDS and raised != lowered:  # "lower your eyes" (nearest "lower your eyebrows")
+            return "look_up" if raised else "look_down"
         return program
     if program in _BROWS or program in ("look_up", "look_down"):  # "lower your gaze", "lift your brows"
-        words |= {"up"} if words & {"raise", "raised", "lift", "lifted"} else set()
-        words |= {"down"} if words & {"lower", "lowered", "drop", "dropped"} else set()
+        words |= ({"up"} if raised else set()) | ({"down"} if lowered else set())
     direction = _DIRECTION[program]
     said = {w for w in _OPPOSITE_WORD if w in words} | ({"up"} if words & _ABOVE else set()) \
         | ({"down"} if words & _BELOW else set())
