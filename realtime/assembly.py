@@ -85,7 +85,8 @@ class AvatarParts:
         if self._denoiser is None:
             from realtime.motion.batcher import SharedDenoiser
 
-            self._denoiser = SharedDenoiser(self.model).start()  # a daemon thread, idle while nobody calls
+            # a daemon thread, idle while nobody calls
+            self._denoiser = SharedDenoiser(self.model, device=self.config.worker.denoiser).start()
         return self._denoiser
 
     def sampler(self, seed: int = 0, shared: bool = True):

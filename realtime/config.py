@@ -16,6 +16,7 @@ from typing import Any, get_type_hints
 import dacite
 
 from realtime.avatar import RenderConfig
+from realtime.devices import DEVICES
 from realtime.instruct import EncoderConfig
 from realtime.motion.sampler import SamplerConfig
 from realtime.server.config import ServerConfig
@@ -35,11 +36,14 @@ class ConfigError(ValueError):
 
 @dataclass
 class WorkerConfig:
-    """How a process that renders (the server, `render`, the benchmarks) uses the CPU."""
+    """How a process that renders (the server, `render`, the benchmarks) uses the machine."""
 
     # torch and OpenCV intra-op threads, process-wide. Sessions run in parallel worker threads, and many small
     # ops make a second intra-op thread cost more than it gives. None = leave the libraries' default.
     threads: int | None = 1
+    # Where the server's shared denoiser runs: "auto" (a GPU when torch sees one, its forward replayed from CUDA
+    # graphs, realtime/motion/graphed.py), "cpu" (a TorchScript trace on the cores) or "cuda".
+    denoiser: str = "auto"
 
 
 @dataclass
@@ -71,11 +75,12 @@ class AvatarConfig:
         _require(0 <= s.silence_gate_p <= 1, "sampler.silence_gate_p", "must be 0..1", s.silence_gate_p)
         _require(self.encoder.max_tokens >= 1, "encoder.max_tokens", "must be >= 1", self.encoder.max_tokens)
         _require(self.encoder.cache_size >= 0, "encoder.cache_size", "must be >= 0", self.encoder.cache_size)
-        _require(self.renderer.device in ("auto", "cpu", "cuda"), "renderer.device", "must be auto, cpu or cuda",
+        _require(self.renderer.device in DEVICES, "renderer.device", "must be auto, cpu or cuda",
                  self.renderer.device)
         _require(self.renderer.threads is None, "renderer.threads",
                  "is not set here: CPU threads are [worker] threads, one setting for the whole process",
                  self.renderer.threads)
+        _require(self.worker.denoiser in DEVICES, "worker.denoiser", "must be auto, cpu or cuda", self.worker.denoiser)
         threads = self.worker.threads
         _require(threads is None or threads >= 1, "worker.threads", "must be >= 1 (or unset)", threads)
         return self

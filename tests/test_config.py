@@ -64,7 +64,8 @@ def test_every_field_of_every_section_is_settable_from_toml(section):
         if value is not None:
             table[f.name] = value
     # values that the sections' own checks would refuse are not the point here
-    table.pop("cert", None), table.pop("key", None), table.pop("device", None), table.pop("replay_frames", None)
+    for key in ("cert", "key", "device", "denoiser", "replay_frames"):
+        table.pop(key, None)
     if section == "renderer":
         table.pop("threads")  # refused: threads are [worker] threads
         table["field_step"] = 8  # must divide 32
@@ -90,6 +91,7 @@ def test_every_field_of_every_section_is_settable_from_toml(section):
     ("[server]\nsession_cost_prior = 0.0", "[server]: session_cost_prior must be > 0"),
     ("[worker]\nthreads = 0", "worker.threads must be >= 1"),
     ('[renderer]\ndevice = "tpu"', "renderer.device must be auto, cpu or cuda"),
+    ('[worker]\ndenoiser = "gpu"', "worker.denoiser must be auto, cpu or cuda"),
     ("server = 1", "server must be a table"),
     ("[renderer]\nthreads = 2", "renderer.threads is not set here: CPU threads are [worker] threads"),
     ("[server\nport = 1", "is not valid TOML"),

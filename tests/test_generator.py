@@ -289,6 +289,29 @@ def test_traced_denoiser_equals_the_model_for_any_batch_and_instruction_length(m
         torch.testing.assert_close(traced(*args), model(*args), atol=1e-5, rtol=1e-5)
 
 
+def test_a_call_loaded_into_a_captured_graphs_buffers_gets_what_it_would_alone(model):
+    """A CUDA graph replays fixed shapes, so the GPU denoiser copies each call's rows and tokens into the buffers of
+    the next larger graph (realtime/motion/graphed.py::load), over what an earlier call left there. The loading runs
+    here, on the CPU: the real rows equal the forward of the call alone, and a call that fits no graph is refused."""
+    from realtime.motion.graphed import _forward, example, flatten, load
+
+    P, W = model.cfg.prefix, model.cfg.window
+    g = torch.Generator().manual_seed(3)
+    static = example(model, 8, 32, torch.device("cpu"))
+    for batch, tokens in ((6, 32), (1, 1), (3, 7)):  # larger first: the later calls land on its leftovers
+        cache = model.text_cache(torch.randn(batch, tokens, TEXT_DIM, generator=g),
+                                 torch.arange(tokens)[None] < torch.randint(1, tokens + 1, (batch, 1), generator=g))
+        args = (torch.randn(batch, W, DIM, generator=g), torch.rand(batch, generator=g),
+                torch.randn(batch, P, DIM, generator=g), torch.rand(batch, P, generator=g) > 0.3,
+                torch.randn(batch, P + W, model.cfg.audio_dim, generator=g), cache)
+        load(static, flatten(*args))
+        out = _forward(model, static)
+        assert out.shape[0] == 8 and torch.isfinite(out).all()
+        torch.testing.assert_close(out[:batch], model(*args), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="do not fit 8 x 32"):
+        load(static, flatten(*(torch.cat([a] * 3) for a in args[:5]), InstructionCache.stack([cache] * 3)))
+
+
 def test_ddim_is_deterministic_given_noise_and_rejects_too_many_steps(model):
     P, W = model.cfg.prefix, model.cfg.window
     args = (torch.zeros(1, P, DIM), torch.zeros(1, P, dtype=torch.bool), torch.randn(1, P + W, model.cfg.audio_dim),

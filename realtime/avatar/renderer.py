@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from realtime.devices import pick_device
 from realtime.vocab import DIM, INDEX
 
 from .brows import Brows
@@ -58,14 +59,6 @@ def set_cpu_threads(n: int) -> None:
     cv2.setNumThreads(n)
 
 
-def _pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("RenderConfig(device='cuda') but torch sees no CUDA device")
-    return torch.device(name)
-
-
 class Renderer:
     """`Renderer(portrait, config).setup()`, then `renderer(motion (N, DIM)) -> uint8 (N, 512, 512, 3)` on CPU.
 
@@ -83,7 +76,7 @@ class Renderer:
         cfg = self.config
         if cfg.threads is not None:
             set_cpu_threads(cfg.threads)
-        self.device = _pick_device(cfg.device)
+        self.device = pick_device(cfg.device)
         self.rig = Rig(self.portrait)
         self.size = int(self.portrait.image.shape[0])
         dev, dt = self.device, cfg.dtype

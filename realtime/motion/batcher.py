@@ -10,6 +10,7 @@ holding the GIL while they run, which the sessions' render threads and the event
 from __future__ import annotations
 
 import concurrent.futures
+import copy
 import logging
 import queue
 import threading
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
+from realtime.devices import pick_device
 from realtime.motion.diffusion import DenoiseRequest, ddim_sample_many
 from realtime.motion.model import InstructionCache, MotionGenerator
 
@@ -38,8 +40,11 @@ class SharedDenoiser:
     """`SharedDenoiser(model).start()`; then `denoiser(request, steps, lo, hi)` from any thread blocks until that
     window is denoised; `stop()` ends the thread (waiting callers get an error)."""
 
-    def __init__(self, model: MotionGenerator | Callable, max_batch: int = 16, trace: bool = True):
+    def __init__(self, model: MotionGenerator | Callable, max_batch: int = 16, trace: bool = True,
+                 device: str = "cpu"):
         self.model, self.max_batch = model, max_batch
+        # on a GPU the forward is replayed from CUDA graphs (graphed.py); the callers' tensors stay on the CPU
+        self.device = pick_device(device) if isinstance(model, MotionGenerator) else torch.device("cpu")
         self.trace = trace and isinstance(model, MotionGenerator) and next(model.parameters()).device.type == "cpu"
         self._inbox: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="avatar-denoiser", daemon=True)
@@ -71,7 +76,9 @@ class SharedDenoiser:
 
     def _run(self) -> None:
         with torch.inference_mode():
-            if self.trace:
+            if self.device.type == "cuda":
+                self.model = self._graphed()
+            elif self.trace:
                 self.model = traced_denoiser(self.model)
             while True:
                 self.busy_since = None
@@ -92,6 +99,16 @@ class SharedDenoiser:
                     self._denoise(group)
                 if stop:
                     return
+
+    def _graphed(self) -> Callable:
+        """The model's forward replayed from CUDA graphs; the CPU trace when capturing fails (logged)."""
+        from realtime.motion.graphed import GraphedDenoiser
+
+        try:
+            return GraphedDenoiser(copy.deepcopy(self.model).to(self.device)).setup()
+        except Exception:  # a driver or kernel that cannot be captured must not take the server down
+            log.exception("capturing the denoiser's CUDA graphs failed; denoising on the CPU")
+            return traced_denoiser(self.model) if self.trace else self.model
 
     def _denoise(self, jobs: list[_Job]) -> None:
         bounds = jobs[0].bounds or (None, None)
