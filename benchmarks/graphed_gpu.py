@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         for rows in (2, 8, 32, 64):
             a = call_args(rows, 12)
             on_device = [x.cuda() for x in flatten(*a)]
-            cache = InstructionCache([tuple(on_device[i:i + 4]) for i in range(6, len(on_device), 4)], on_device[5])
+            cache = InstructionCache.of_flat(on_device[6:], on_device[5])
             row = {"rows": rows, "graphed": median_ms(lambda a=a: graphed(*a), 50),
                    "traced_cpu_1_thread": median_ms(lambda a=a: traced(*a), 10),
                    "eager_on_device": median_ms(lambda d=on_device, c=cache: graphed.model(*d[:5], c).cpu(), 50)}

@@ -133,8 +133,7 @@ class _FlatDenoiser(torch.nn.Module):
         self.model = model
 
     def forward(self, x_t, t, prefix, prefix_valid, audio, mask, kv: list[torch.Tensor]) -> torch.Tensor:
-        layers = [tuple(kv[i:i + 4]) for i in range(0, len(kv), 4)]
-        return self.model(x_t, t, prefix, prefix_valid, audio, InstructionCache(layers, mask))
+        return self.model(x_t, t, prefix, prefix_valid, audio, InstructionCache.of_flat(kv, mask))
 
 
 # torch.jit.trace is not thread-safe: two traces at once in one process failed (`IndexError: unordered_map::at`,
@@ -153,7 +152,7 @@ def traced_denoiser(model: MotionGenerator) -> Callable:
     example = (torch.zeros(batch, cfg.window, cfg.motion_dim), torch.zeros(batch),
                torch.zeros(batch, cfg.prefix, cfg.motion_dim), torch.ones(batch, cfg.prefix, dtype=torch.bool),
                torch.zeros(batch, cfg.prefix + cfg.window, cfg.audio_dim), cache.mask,
-               [t for layer in cache.kv for t in layer])
+               cache.flat())
     with TRACE_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the shape checks it bakes in hold for any batch
         flat = torch.jit.trace(_FlatDenoiser(model).eval(), example, check_trace=False)
@@ -162,7 +161,7 @@ def traced_denoiser(model: MotionGenerator) -> Callable:
     flat = torch.jit.optimize_for_inference(torch.jit.freeze(flat))
 
     def forward(x_t, t, prefix, prefix_valid, audio, cache: InstructionCache) -> torch.Tensor:
-        return flat(x_t, t, prefix, prefix_valid, audio, cache.mask, [x for layer in cache.kv for x in layer])
+        return flat(x_t, t, prefix, prefix_valid, audio, cache.mask, cache.flat())
 
     return forward
 

@@ -138,6 +138,14 @@ class InstructionCache:
     def batch(self) -> int:
         return self.mask.shape[0]
 
+    def flat(self) -> list[torch.Tensor]:
+        """Every layer's K/V in one list: what a TorchScript trace or a CUDA graph's buffers take."""
+        return [x for layer in self.kv for x in layer]
+
+    @staticmethod
+    def of_flat(flat: list[torch.Tensor], mask: torch.Tensor) -> InstructionCache:
+        return InstructionCache([tuple(flat[i:i + 4]) for i in range(0, len(flat), 4)], mask)  # type: ignore[misc]
+
     @staticmethod
     def stack(caches: list[InstructionCache]) -> InstructionCache:
         """Concatenate along the batch, padding the token axis (padding is masked out)."""
